@@ -1,0 +1,64 @@
+"""Concepts inside transformer language models as scikit-learn estimators.
+
+Public names are resolved lazily (PEP 562) so that ``import skconcepts`` stays
+fast: torch, transformers, skorch and overcomplete load only when a name that
+needs them is first used.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "SplitPointActivations": "skconcepts.activations",
+    "ActivationStore": "skconcepts.store",
+    "ActivationScaler": "skconcepts.preprocessing",
+    "NonNegative": "skconcepts.preprocessing",
+    "NMFConcepts": "skconcepts.concepts",
+    "SemiNMFConcepts": "skconcepts.concepts",
+    "ConvexNMFConcepts": "skconcepts.concepts",
+    "PCAConcepts": "skconcepts.concepts",
+    "SVDConcepts": "skconcepts.concepts",
+    "ICAConcepts": "skconcepts.concepts",
+    "KMeansConcepts": "skconcepts.concepts",
+    "SparsePCAConcepts": "skconcepts.concepts",
+    "DictionaryLearningConcepts": "skconcepts.concepts",
+    "SAEConcepts": "skconcepts.concepts",
+    "TopKSAEConcepts": "skconcepts.concepts",
+    "BatchTopKSAEConcepts": "skconcepts.concepts",
+    "JumpReLUSAEConcepts": "skconcepts.concepts",
+    "MPSAEConcepts": "skconcepts.concepts",
+    "TopKInputs": "skconcepts.interpret",
+    "concept_output_gradient": "skconcepts.attribution",
+}
+
+_SUBMODULES = {
+    "activations",
+    "attribution",
+    "concepts",
+    "datasets",
+    "exceptions",
+    "interpret",
+    "metrics",
+    "preprocessing",
+    "store",
+    "utils",
+    "viz",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"skconcepts.{name}")
+    raise AttributeError(f"module 'skconcepts' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

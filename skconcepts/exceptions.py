@@ -1,0 +1,36 @@
+"""Exceptions and warnings raised by skconcepts."""
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+__all__ = [
+    "SkconceptsError",
+    "NotFittedError",
+    "SplitPointError",
+    "StoreMismatchError",
+    "StoreCorruptedError",
+    "TruncationWarning",
+]
+
+
+class SkconceptsError(Exception):
+    """Base class of every error raised by skconcepts."""
+
+
+class NotFittedError(SkconceptsError, _SklearnNotFittedError):
+    """An estimator is used before ``fit``; also a sklearn ``NotFittedError``."""
+
+
+class SplitPointError(SkconceptsError, ValueError):
+    """A split point does not name a module of the model."""
+
+
+class StoreMismatchError(SkconceptsError, ValueError):
+    """An activation store was written by another model, split point or corpus."""
+
+
+class StoreCorruptedError(SkconceptsError, OSError):
+    """A shard of an activation store is missing, truncated or fails its checksum."""
+
+
+class TruncationWarning(UserWarning):
+    """Some texts were longer than ``max_length`` tokens and were truncated."""

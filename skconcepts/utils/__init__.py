@@ -1,0 +1,1 @@
+"""Private helpers shared by the skconcepts modules (torch, validation, testing)."""
