@@ -34,8 +34,9 @@ from skconcepts.utils._validation import check_n_concepts
 __all__ = ["ConceptMixin", "AffineDecoder", "DEVICE_CONSTRAINT"]
 
 
-#: constraint for ``device`` parameters (checked in ``resolve_device`` at fit)
-DEVICE_CONSTRAINT = ["no_validation"]
+#: constraint for ``device`` parameters (checked in ``resolve_device`` at fit);
+#: sklearn wants the bare string "no_validation", not a list
+DEVICE_CONSTRAINT = "no_validation"
 
 
 class ConceptMixin(TransformerMixin):
@@ -183,7 +184,7 @@ class ConceptMixin(TransformerMixin):
         check_n_concepts(
             self.n_concepts,
             self._max_concepts(n_samples, n_features),
-            why=f"with {n_samples} rows and {n_features} features",
+            why=f"n_samples = {n_samples}, n_features = {n_features}",
         )
         codes = self._fit(X)
         self.components_ = np.ascontiguousarray(

@@ -1,0 +1,889 @@
+"""SplitPointActivations: texts to the activations of a transformer at a layer.
+
+The estimator cuts a Hugging Face model at a *split point* (a block, or any
+module named by its dotted path), runs the forward pass only up to that
+module (early exit, ``torch.inference_mode``), and returns one activation row
+per *unit*: token, word, sentence, whole text (sample) or leading special
+token (cls). :meth:`SplitPointActivations.units` says which text and which
+span of characters every row covers.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import warnings
+from numbers import Integral
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
+from skconcepts._split import resolve_split_module, stop_after
+from skconcepts.exceptions import TruncationWarning
+from skconcepts.utils._torch import resolve_device, resolve_dtype
+from skconcepts.utils._validation import check_texts
+
+__all__ = ["SplitPointActivations"]
+
+_STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+#: texts per chunk of :meth:`SplitPointActivations._iter_batches`: texts are
+#: sorted by length within a chunk, and a chunk's results are yielded at once
+_CHUNK_TEXTS = 4096
+#: granularities whose rows are single tokens (no aggregation)
+_TOKEN_LEVEL = ("all_tokens", "token", "cls")
+
+
+class _TextResult(NamedTuple):
+    """Activations of one text: rows, their character spans, truncation flag."""
+
+    rows: torch.Tensor  # (n_units, d), storage dtype, CPU
+    spans: np.ndarray  # (n_units, 2) int64
+    truncated: bool
+
+
+class _SharedState:
+    """What an estimator shares with its clones: loaded models, the cache.
+
+    ``objects`` maps a source (a path, or the id of a model object, with the
+    device and dtype) to ``(source object, loaded object)``; ``cache`` maps
+    ``(configuration key, text)`` to a :class:`_TextResult`; ``dims`` maps
+    ``(model id, split module name)`` to the width of the split output.
+    """
+
+    def __init__(self):
+        self.objects: dict = {}
+        self.cache: dict = {}
+        self.dims: dict = {}
+
+
+class SplitPointActivations(TransformerMixin, BaseEstimator):
+    """Activations of a transformer language model at a split point.
+
+    Cuts a Hugging Face ``transformers`` model after one module (by default a
+    block of its block list), runs the forward pass of every text only up to
+    that module, and returns one row per unit (token, word, sentence, text).
+    The model is pretrained: ``fit`` loads and checks it, it learns nothing.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel, str, os.PathLike or None, default=None
+        A loaded model (any head: base model, classification, causal LM), or
+        the name or local folder of one, loaded at ``fit`` with
+        ``AutoModel.from_pretrained(model, local_files_only=True)`` (never
+        downloaded). ``None`` is the MiniLM-L6 encoder embedded in the package
+        (:func:`skconcepts.datasets.embedded_model_path`). A loaded model is
+        never modified: when ``device`` or ``model_dtype`` differ from its own,
+        ``fit`` works on a converted copy (made once and shared by clones).
+    tokenizer : transformers.PreTrainedTokenizerFast, str, os.PathLike or None, \
+default=None
+        A fast tokenizer (offsets and word ids are needed), or a name/folder to
+        load one from. Required when ``model`` is a loaded model; with a path,
+        ``None`` loads the tokenizer from the same path.
+    split_point : int or str, default=-1
+        The module whose output is read. An int indexes the model's blocks
+        (``encoder.layer``, ``transformer.h``, ``model.layers``,
+        ``gpt_neox.layers``...); negative ints count from the end. A str is a
+        dotted module path, e.g. ``"encoder.layer.3.attention"``. Activations
+        at block ``k`` equal ``hidden_states[k + 1]`` of
+        ``output_hidden_states=True``. A wrong value raises
+        :class:`~skconcepts.exceptions.SplitPointError` (a ``ValueError``)
+        listing the valid choices.
+    granularity : {"token", "all_tokens", "word", "sentence", "sample", "cls"}, \
+default="token"
+        What one row stands for. ``"token"``: every token; ``"all_tokens"``:
+        every real token, special tokens included; ``"word"``: the fast
+        tokenizer's words (punctuation is a word); ``"sentence"``: sentences
+        of a simple splitter (a sentence ends after ``.``, ``!`` or ``?``
+        followed by white space, and at line breaks); ``"sample"``: one row per
+        text; ``"cls"``: the first token, which must be a special token
+        ([CLS], BOS), else ``fit`` raises a ``ValueError``. Padding never
+        yields rows.
+    aggregation : {"mean", "sum", "max", "min", "signed_max", "first", \
+"last"}, default="mean"
+        How the token rows of a word, sentence or sample are combined.
+        ``"signed_max"`` keeps, per dimension, the value of largest magnitude.
+        Ignored at token level.
+    exclude_special_tokens : bool, default=True
+        Leave special tokens ([CLS], [SEP], BOS, EOS) out at ``token``,
+        ``word``, ``sentence`` and ``sample`` level. [UNK] is a real token and
+        is kept.
+    max_length : int or None, default=None
+        Truncate texts to this many tokens (special tokens included); ``None``
+        uses the tokenizer's ``model_max_length``. ``transform`` emits one
+        :class:`~skconcepts.exceptions.TruncationWarning` that counts the
+        truncated texts.
+    batch_size : int, default=32
+        Most texts per forward pass.
+    max_tokens_per_batch : int or None, default=None
+        Also cap a batch at this many tokens, padding included (a token
+        budget: many short texts or few long ones per batch). A single text
+        longer than the budget is a batch of its own.
+    sort_by_length : bool, default=True
+        Batch texts of similar length together (less padding); results come
+        back in the input order.
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the forward pass runs. ``"auto"`` takes CUDA when available.
+        Results are returned on the CPU.
+    dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        Storage dtype of the returned activations. ``"float32"`` and
+        ``"float16"`` give numpy arrays; numpy has no bfloat16, so
+        ``"bfloat16"`` gives a CPU ``torch.Tensor`` (which the concept
+        estimators accept, but ``set_output(transform="pandas")`` does not).
+    model_dtype : {"float32", "float16", "bfloat16"} or None, default=None
+        Precision of the forward pass; ``None`` keeps the model's own.
+        ``"bfloat16"`` is several times faster on CPUs with AMX and on GPUs.
+        Token rows are aggregated in float32 whatever this is.
+    cache : bool, default=True
+        Keep the activations of every text seen, in memory, in an object
+        that :func:`~sklearn.base.clone` shares, so that
+        ``GridSearchCV`` over later steps of a ``Pipeline`` runs the model
+        once per distinct text, not once per candidate and fold. Entries are
+        keyed on the text and on everything that changes its rows (model,
+        split point, granularity, aggregation, special tokens, max_length,
+        dtypes, device). The cache assumes the model's weights do not change;
+        see :meth:`clear_cache`. It is not pickled, and worker processes
+        (``n_jobs > 1``) do not share it.
+    progress : bool, default=False
+        Show a tqdm progress bar over the texts.
+
+    Attributes
+    ----------
+    model_ : transformers.PreTrainedModel
+        The model the forward passes use (on ``device_``, in ``model_dtype``).
+    tokenizer_ : transformers.PreTrainedTokenizerFast
+        Its tokenizer.
+    split_module_name_ : str
+        Dotted name of the split module, e.g. ``"encoder.layer.3"``.
+    device_ : torch.device
+        The resolved device.
+    max_length_ : int or None
+        The truncation length in use.
+
+    See Also
+    --------
+    skconcepts.concepts.NMFConcepts : Concepts learned from these activations.
+
+    Notes
+    -----
+    **Early exit.** A forward hook on the split module stores its output
+    (element 0 of a tuple) and ends the pass, so no later module runs; no
+    ``output_hidden_states`` is requested.
+
+    **Batching.** Batches are padded on the right whatever the tokenizer's
+    ``padding_side``: each real token then sees exactly the positions and
+    context it has alone, so rows do not depend on the batch (no position
+    shift of rotary or learned positions under left padding).
+
+    **Empty texts.** An empty string yields no row at ``token``, ``word`` and
+    ``sentence`` level. At ``sample`` level it yields one row, the aggregate
+    of its special tokens (e.g. [CLS] and [SEP]), or zeros if the tokenizer
+    adds none; at ``cls`` level the row of its leading special token.
+
+    **Clone and pickle.** ``clone`` shares the ``model`` and ``tokenizer``
+    objects (no copy of weights per ``GridSearchCV`` candidate), the loaded
+    model and the cache. Pickling drops the cache and the loaded model: a
+    model given as a name or path is reloaded from it when the estimator is
+    unpickled; a model object is pickled with the estimator (it is the
+    ``model`` parameter) and prepared again on unpickling. A fitted estimator
+    unpickled on a machine without CUDA falls back to the CPU with a warning.
+
+    Examples
+    --------
+    >>> from skconcepts import SplitPointActivations
+    >>> acts = SplitPointActivations(split_point=3, granularity="word")
+    >>> X = acts.fit_transform(["I loved it.", "Awful!"])
+    >>> X.shape
+    (5, 384)
+    >>> acts.units(["I loved it.", "Awful!"])["text"].tolist()
+    ['I', 'loved', 'it', '.', 'Awful', '!']
+    """
+
+    _parameter_constraints: dict = {
+        "model": [None, str, os.PathLike, torch.nn.Module],
+        "tokenizer": [None, str, os.PathLike, HasMethods(["__call__"])],
+        "split_point": [Integral, str],
+        "granularity": [StrOptions(set(GRANULARITIES))],
+        "aggregation": [StrOptions(set(AGGREGATIONS))],
+        "exclude_special_tokens": ["boolean"],
+        "max_length": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_tokens_per_batch": [Interval(Integral, 1, None, closed="left"), None],
+        "sort_by_length": ["boolean"],
+        "device": [str, torch.device],  # resolved in fit
+        "dtype": [StrOptions(set(_STORAGE_DTYPES))],
+        "model_dtype": [StrOptions(set(_STORAGE_DTYPES)), None],
+        "cache": ["boolean"],
+        "progress": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        model=None,
+        *,
+        tokenizer=None,
+        split_point=-1,
+        granularity="token",
+        aggregation="mean",
+        exclude_special_tokens=True,
+        max_length=None,
+        batch_size=32,
+        max_tokens_per_batch=None,
+        sort_by_length=True,
+        device="cpu",
+        dtype="float32",
+        model_dtype=None,
+        cache=True,
+        progress=False,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.split_point = split_point
+        self.granularity = granularity
+        self.aggregation = aggregation
+        self.exclude_special_tokens = exclude_special_tokens
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.sort_by_length = sort_by_length
+        self.device = device
+        self.dtype = dtype
+        self.model_dtype = model_dtype
+        self.cache = cache
+        self.progress = progress
+
+    # ------------------------------------------------------------ public API
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """Load the model and tokenizer and resolve the split point.
+
+        Nothing is learned: the model is pretrained.
+
+        Parameters
+        ----------
+        X : list of str or None, default=None
+            Texts; only validated.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        if X is not None:
+            check_texts(X, name="X")
+        self._prepare()
+        return self
+
+    def transform(self, X):
+        """Activations of the texts at the split point, one row per unit.
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+
+        Returns
+        -------
+        X_out : ndarray of shape (n_rows, n_features) or torch.Tensor
+            float32 (or float16) numpy array; a bfloat16 CPU tensor when
+            ``dtype="bfloat16"``. Rows follow the texts, then the units within
+            a text, as in :meth:`units`.
+        """
+        check_is_fitted(self)
+        texts = check_texts(X, name="X")
+        rows = []
+        for _, text_rows, _ in self._iter_batches(texts):
+            rows.extend(text_rows)
+        out = torch.cat(rows) if rows else torch.zeros(0, self._feature_dim())
+        if self.dtype == "bfloat16":
+            return out.to(torch.bfloat16)
+        return out.numpy().astype(self.dtype, copy=False)
+
+    def units(self, X):
+        """The table of units: which text and characters every row covers.
+
+        Needs only the tokenizer (or the cache): the model does not run.
+
+        Parameters
+        ----------
+        X : list of str
+            The texts, as given to :meth:`transform`.
+
+        Returns
+        -------
+        units : pandas.DataFrame
+            One row per row of ``transform(X)``, in the same order, with
+            columns ``sample`` (index of the text in ``X``), ``unit`` (index of
+            the unit within its text), ``start`` and ``end`` (character offsets,
+            white space trimmed; ``(0, 0)`` for special tokens) and ``text``
+            (``X[sample][start:end]``).
+
+        Examples
+        --------
+        >>> from skconcepts import SplitPointActivations
+        >>> acts = SplitPointActivations(split_point=0).fit()
+        >>> acts.units(["Hi there"])
+           sample  unit  start  end   text
+        0       0     0      0    2     hi
+        1       0     1      3    8  there
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        texts = check_texts(X, name="X")
+        cache = self._shared_state().cache if self.cache else None
+        key = self._config_key()
+        spans = {}
+        todo = []
+        for text in dict.fromkeys(texts):
+            hit = cache.get((key, text)) if cache is not None else None
+            if hit is not None:
+                spans[text] = hit.spans
+            else:
+                todo.append(text)
+        for start in range(0, len(todo), _CHUNK_TEXTS):
+            chunk = todo[start : start + _CHUNK_TEXTS]
+            for text, enc in zip(chunk, self._encode(chunk)):
+                spans[text] = self._unit_index(text, enc)[1]
+        per_text = [spans[t] for t in texts]
+        counts = np.array([len(s) for s in per_text], dtype=np.int64)
+        flat = np.concatenate(per_text) if per_text else np.zeros((0, 2), np.int64)
+        sample = np.repeat(np.arange(len(texts)), counts)
+        return pd.DataFrame(
+            {
+                "sample": sample,
+                "unit": np.concatenate([np.arange(c) for c in counts]),
+                "start": flat[:, 0],
+                "end": flat[:, 1],
+                "text": [texts[i][s:e] for i, (s, e) in zip(sample, flat)],
+            }
+        )
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns: ``hidden0 … hidden{d-1}``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            One name per dimension of the split module's output.
+        """
+        check_is_fitted(self)
+        d = self._feature_dim()
+        return np.asarray([f"hidden{i}" for i in range(d)], dtype=object)
+
+    def transform_to_store(self, X, path, **kwargs):
+        """Write the activations of ``X`` to an on-disk activation store.
+
+        Delegates to :func:`skconcepts.store.extract_to_store`, which streams
+        the batches (see ``_iter_batches``) so that the activations never
+        need to fit in memory.
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+        path : str or os.PathLike
+            Folder of the store.
+        **kwargs : dict
+            Passed on to :func:`skconcepts.store.extract_to_store`.
+
+        Returns
+        -------
+        store : ActivationStore
+            The store, as returned by ``extract_to_store``.
+        """
+        from skconcepts.store import extract_to_store
+
+        check_is_fitted(self)
+        return extract_to_store(self, X, path, **kwargs)
+
+    def clear_cache(self):
+        """Empty the activation cache shared with clones.
+
+        Call it after changing the model's weights in place, or to free
+        memory.
+
+        Returns
+        -------
+        self : object
+            The estimator.
+        """
+        shared = self._shared_state()
+        shared.cache.clear()
+        return self
+
+    # ----------------------------------------------------- clone and pickle
+    def __sklearn_clone__(self):
+        params = self.get_params(deep=False)
+        shared = {name: params.pop(name) for name in ("model", "tokenizer")}
+        new = type(self)(
+            **shared, **{k: clone(v, safe=False) for k, v in params.items()}
+        )
+        new._shared = self._shared_state()
+        return new
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_shared", None)
+        if isinstance(state.get("model"), torch.nn.Module):
+            state["model"] = _ModelPickle(state["model"])
+        if "model_" in state:
+            for name in ("model_", "tokenizer_", "_split_module"):
+                state.pop(name, None)
+            state["_reload"] = True
+        return state
+
+    def __setstate__(self, state):
+        reload = state.pop("_reload", False)
+        super().__setstate__(state)
+        if reload:
+            self._prepare(cpu_fallback=True)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []
+        tags.requires_fit = True
+        return tags
+
+    # ------------------------------------------------------------- loading
+    def _shared_state(self) -> _SharedState:
+        shared = getattr(self, "_shared", None)
+        if shared is None:
+            shared = self._shared = _SharedState()
+        return shared
+
+    def _prepare(self, cpu_fallback=False):
+        """Load model and tokenizer, resolve device and split point (fit)."""
+        device = self.device
+        if cpu_fallback and str(device).startswith("cuda"):
+            if not torch.cuda.is_available():
+                warnings.warn(
+                    f"SplitPointActivations was fitted with device={device!r} "
+                    "but CUDA is not available here; using the CPU.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                device = "cpu"
+        self.device_ = resolve_device(device)
+        model_dtype = (
+            None if self.model_dtype is None
+            else resolve_dtype(self.model_dtype, "model_dtype")
+        )
+        self.model_ = self._load_model(self.device_, model_dtype)
+        self.tokenizer_ = self._load_tokenizer()
+        self.split_module_name_, self._split_module = resolve_split_module(
+            self.model_, self.split_point
+        )
+        limit = getattr(self.tokenizer_, "model_max_length", None)
+        if self.max_length is not None:
+            self.max_length_ = int(self.max_length)
+        elif isinstance(limit, Integral) and limit < 1_000_000:
+            self.max_length_ = int(limit)
+        else:
+            self.max_length_ = None
+        if self.granularity == "cls":
+            enc = self._encode(["a"])[0]
+            if not enc.special_tokens_mask or not enc.special_tokens_mask[0]:
+                raise ValueError(
+                    "granularity='cls' needs a tokenizer that adds a leading "
+                    f"special token ([CLS] or BOS), but {type(self.tokenizer_).__name__}"
+                    " adds none; use granularity='sample' (e.g. with "
+                    "aggregation='last' for a causal model) instead."
+                )
+
+    def _model_path(self):
+        if self.model is None:
+            from skconcepts.datasets import embedded_model_path
+
+            return embedded_model_path()
+        return os.fspath(self.model)
+
+    def _load_model(self, device, model_dtype):
+        model = self.model
+        objects = self._shared_state().objects
+        if model is None or isinstance(model, (str, os.PathLike)):
+            path = self._model_path()
+            key = ("model", path, str(device), str(model_dtype))
+            if key not in objects:
+                objects[key] = (path, _load_pretrained("AutoModel", path, model_dtype))
+                objects[key][1].to(device)
+            return objects[key][1]
+        key = ("model", id(model), str(device), str(model_dtype))
+        entry = objects.get(key)
+        if entry is None or entry[0] is not model:
+            params = next(model.parameters(), None)
+            same = params is None or (
+                params.device == device
+                and (model_dtype is None or params.dtype == model_dtype)
+            )
+            prepared = model
+            if not same:  # never modify the caller's model: convert a copy
+                prepared = copy.deepcopy(model).to(device=device, dtype=model_dtype)
+                prepared.eval()
+            entry = objects[key] = (model, prepared)
+        return entry[1]
+
+    def _load_tokenizer(self):
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            if not (self.model is None or isinstance(self.model, (str, os.PathLike))):
+                raise ValueError(
+                    "tokenizer=None but model is a loaded "
+                    f"{type(self.model).__name__}; pass its tokenizer, e.g. "
+                    "tokenizer=AutoTokenizer.from_pretrained(<model folder>)."
+                )
+            tokenizer = self._model_path()
+        if isinstance(tokenizer, (str, os.PathLike)):
+            path = os.fspath(tokenizer)
+            objects = self._shared_state().objects
+            key = ("tokenizer", path)
+            if key not in objects:
+                objects[key] = (path, _load_pretrained("AutoTokenizer", path))
+            tokenizer = objects[key][1]
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(
+                f"tokenizer must be a fast tokenizer (it gives the offsets and "
+                f"word ids), got {type(tokenizer).__name__}; load it with "
+                "AutoTokenizer.from_pretrained(..., use_fast=True)."
+            )
+        return tokenizer
+
+    # ----------------------------------------------------------- computing
+    def _config_key(self):
+        """Everything except the text that changes a text's activation rows."""
+        params = next(self.model_.parameters(), None)
+        return (
+            id(self.model_),
+            id(self.tokenizer_),
+            self.split_module_name_,
+            self.granularity,
+            self.aggregation,
+            bool(self.exclude_special_tokens),
+            self.max_length_,
+            None if params is None else str(params.dtype),
+            self.dtype,
+            str(self.device_),
+        )
+
+    def _encode(self, texts):
+        """Tokenize (no padding, truncated): one ``tokenizers.Encoding`` each."""
+        truncate = self.max_length_ is not None
+        batch = self.tokenizer_(
+            list(texts),
+            add_special_tokens=True,
+            truncation=truncate,
+            max_length=self.max_length_ if truncate else None,
+            padding=False,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        return batch.encodings
+
+    def _unit_index(self, text, enc):
+        return unit_index(
+            self.granularity,
+            text,
+            enc.offsets,
+            enc.special_tokens_mask,
+            enc.word_ids,
+            exclude_special_tokens=self.exclude_special_tokens,
+        )
+
+    def _iter_batches(self, texts, *, use_cache=None, chunk_size=None):
+        """Stream the activations of ``texts``, chunk by chunk, in input order.
+
+        The streaming primitive behind :meth:`transform`, for consumers that
+        must not hold every activation at once (the store writer,
+        ``TopKInputs``). Texts are taken in chunks of consecutive texts; within
+        a chunk they are sorted by length and batched, and the chunk's results
+        are yielded in the input order. The truncation warning comes after the
+        last chunk.
+
+        Parameters
+        ----------
+        texts : list of str
+            The texts.
+        use_cache : bool or None, default=None
+            Read and fill the shared cache; ``None`` follows ``self.cache``.
+            Pass ``False`` to stream a large corpus without keeping it.
+        chunk_size : int or None, default=None
+            Texts per chunk (default 4096).
+
+        Yields
+        ------
+        indices : ndarray of shape (n_chunk,), dtype int64
+            Positions of the chunk's texts in ``texts`` (consecutive).
+        rows : list of torch.Tensor
+            Per text, its activation rows ``(n_units_i, d)`` on the CPU, in the
+            storage dtype (``dtype``).
+        spans : list of ndarray
+            Per text, the ``(n_units_i, 2)`` character spans of its rows (see
+            :meth:`units`).
+        """
+        check_is_fitted(self)
+        texts = check_texts(texts, name="texts")
+        use_cache = self.cache if use_cache is None else use_cache
+        cache = self._shared_state().cache if use_cache else None
+        key = self._config_key()
+        chunk_size = chunk_size or _CHUNK_TEXTS
+        n_truncated = 0
+        bar = _progress_bar(len(texts), self.progress)
+        try:
+            for start in range(0, len(texts), chunk_size):
+                chunk = texts[start : start + chunk_size]
+                results = {}
+                if cache is not None:
+                    for text in chunk:
+                        hit = cache.get((key, text))
+                        if hit is not None:
+                            results[text] = hit
+                todo = [t for t in dict.fromkeys(chunk) if t not in results]
+                bar.update(len(chunk) - len(todo))
+                computed = self._compute(todo, bar)
+                if cache is not None:
+                    cache.update(((key, t), r) for t, r in computed.items())
+                results.update(computed)
+                per_text = [results[t] for t in chunk]
+                n_truncated += sum(r.truncated for r in per_text)
+                yield (
+                    np.arange(start, start + len(chunk)),
+                    [r.rows for r in per_text],
+                    [r.spans for r in per_text],
+                )
+        finally:
+            bar.close()
+        if n_truncated:
+            warnings.warn(
+                f"{n_truncated} of {len(texts)} texts were longer than "
+                f"max_length={self.max_length_} tokens and were truncated; their "
+                "rows cover only the first tokens. Raise max_length (up to the "
+                "model's limit) to keep more.",
+                TruncationWarning,
+                stacklevel=3,
+            )
+
+    def _batches(self, lengths):
+        """Split text positions into batches (sorted by length if asked)."""
+        order = range(len(lengths))
+        if self.sort_by_length:
+            order = sorted(order, key=lambda i: -lengths[i])
+        budget = self.max_tokens_per_batch
+        batches, batch, width = [], [], 0
+        for i in order:
+            new_width = max(width, lengths[i])
+            full = len(batch) >= self.batch_size or (
+                budget is not None and (len(batch) + 1) * new_width > budget
+            )
+            if batch and full:
+                batches.append(batch)
+                batch, new_width = [], lengths[i]
+            batch.append(i)
+            width = new_width
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def _compute(self, texts, bar=None):
+        """Run the model on distinct texts: ``{text: _TextResult}``."""
+        if not texts:
+            return {}
+        encodings = self._encode(texts)
+        lengths = [len(e.ids) for e in encodings]
+        results = {}
+        for batch in self._batches(lengths):
+            batch_texts = [texts[i] for i in batch]
+            batch_encs = [encodings[i] for i in batch]
+            for text, res in zip(batch_texts, self._run_batch(batch_texts, batch_encs)):
+                results[text] = res
+            if bar is not None:
+                bar.update(len(batch))
+        return results
+
+    def _run_batch(self, texts, encodings):
+        """Forward one batch up to the split point; rows per text."""
+        units = [self._unit_index(t, e) for t, e in zip(texts, encodings)]
+        width = max(len(e.ids) for e in encodings)
+        truncated = [len(e.overflowing) > 0 for e in encodings]
+        if width == 0:  # only texts without tokens: nothing to run
+            d = self._feature_dim()
+            return [
+                _TextResult(torch.zeros(len(s), d, dtype=self._storage_dtype()), s, tr)
+                for (_, s), tr in zip(units, truncated)
+            ]
+        hidden = self._forward(encodings, width)  # (B, T, d) float32
+        # unit id of every position of the batch, numbered across the batch
+        unit_ids = torch.full(hidden.shape[:2], -1, dtype=torch.long)  # (B, T)
+        offset = 0
+        for row, (ids, spans) in enumerate(units):
+            ids = ids.clone()
+            ids[ids >= 0] += offset
+            unit_ids[row, : len(ids)] = ids
+            offset += len(spans)
+        unit_ids = unit_ids.reshape(-1).to(hidden.device)  # (B*T,)
+        flat = hidden.reshape(-1, hidden.shape[-1])  # (B*T, d)
+        if self.granularity in _TOKEN_LEVEL:
+            rows = flat[unit_ids >= 0]  # ids ascend with position
+        else:
+            rows = aggregate(flat, unit_ids, offset, self.aggregation)
+        rows = rows.to(self._storage_dtype()).cpu()  # (n_units, d)
+        pieces = torch.split(rows, [len(s) for _, s in units])
+        return [
+            _TextResult(piece, spans, tr)
+            for piece, (_, spans), tr in zip(pieces, units, truncated)
+        ]
+
+    def _forward(self, encodings, width):
+        """Right-padded forward pass stopped after the split module."""
+        tokenizer, model = self.tokenizer_, self.model_
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        n = len(encodings)
+        input_ids = torch.full((n, width), pad, dtype=torch.long)  # (B, T)
+        attention_mask = torch.zeros((n, width), dtype=torch.long)  # (B, T)
+        token_type_ids = torch.zeros((n, width), dtype=torch.long)  # (B, T)
+        for row, enc in enumerate(encodings):
+            length = len(enc.ids)
+            input_ids[row, :length] = torch.as_tensor(enc.ids)
+            attention_mask[row, :length] = 1
+            token_type_ids[row, :length] = torch.as_tensor(enc.type_ids)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
+            inputs["token_type_ids"] = token_type_ids
+        inputs = {k: v.to(self.device_) for k, v in inputs.items()}
+        with torch.inference_mode(), _eval_mode(model):
+            with stop_after(self._split_module) as captured:
+                model(**inputs, use_cache=False)
+        hidden = captured.output
+        if hidden is None:
+            raise RuntimeError(
+                f"The split module {self.split_module_name_!r} did not run during "
+                f"the forward pass of this {type(model).__name__}; choose a module "
+                "on the path from the inputs to the outputs."
+            )
+        if not isinstance(hidden, torch.Tensor) or hidden.shape[:2] != (n, width):
+            shape = getattr(hidden, "shape", type(hidden).__name__)
+            raise ValueError(
+                f"The output of split module {self.split_module_name_!r} has shape "
+                f"{shape}, not (batch, sequence, d) = ({n}, {width}, d); choose a "
+                "module that outputs one vector per token, e.g. a block."
+            )
+        if hidden.ndim == 2:
+            hidden = hidden[..., None]
+        hidden = hidden.float()  # (B, T, d)
+        self._shared_state().dims[self._dim_key()] = hidden.shape[-1]
+        return hidden
+
+    def _dim_key(self):
+        return (id(self.model_), self.split_module_name_)
+
+    def _feature_dim(self):
+        """Width of the split output (one tiny forward pass the first time)."""
+        dims = self._shared_state().dims
+        if self._dim_key() not in dims:
+            encodings = self._encode(["a"])
+            self._forward(encodings, len(encodings[0].ids))
+        return dims[self._dim_key()]
+
+    def _storage_dtype(self):
+        return resolve_dtype(self.dtype)
+
+
+class _ModelPickle:
+    """Pickle a model without transformers' output-capturing hooks.
+
+    transformers (>= 5) installs forward hooks made of local functions the
+    first time a model is asked for ``output_hidden_states``; they cannot be
+    pickled. They are set aside while the model is pickled (and put back at
+    once); the unpickled model installs them again when needed.
+    """
+
+    def __init__(self, module):
+        self.module = module
+
+    def __reduce__(self):
+        removed, flags = [], []
+        for mod in self.module.modules():
+            if getattr(mod, "_output_capturing_hooks_installed", False):
+                flags.append(mod)
+                mod._output_capturing_hooks_installed = False
+            for key, hook in list(mod._forward_hooks.items()):
+                if "output_capturing_hook" in getattr(hook, "__qualname__", ""):
+                    removed.append((mod, key, hook))
+                    del mod._forward_hooks[key]
+        try:
+            payload = pickle.dumps(self.module, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            for mod, key, hook in removed:
+                mod._forward_hooks[key] = hook
+            for mod in flags:
+                mod._output_capturing_hooks_installed = True
+        return (pickle.loads, (payload,))
+
+
+class _eval_mode:  # noqa: N801 - used like a function
+    """Put a model in eval mode and restore every module's training flag."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.flags = [(m, m.training) for m in self.model.modules()]
+        if self.model.training:
+            self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        for module, flag in self.flags:
+            module.training = flag
+        return False
+
+
+def _load_pretrained(kind, path, dtype=None):
+    """``Auto*.from_pretrained(path, local_files_only=True)``, quietly."""
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    cls = getattr(transformers, kind)
+    kwargs = {"local_files_only": True}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        obj = cls.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise OSError(
+            f"Could not load {path!r} with {kind}.from_pretrained offline "
+            "(local_files_only=True; skconcepts never downloads). Pass a local "
+            "folder that holds the model, or a loaded model and its tokenizer."
+        ) from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    return obj.eval() if hasattr(obj, "eval") else obj
+
+
+def _progress_bar(total, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, disable=not enabled, desc="SplitPointActivations", unit="text"
+    )

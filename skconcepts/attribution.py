@@ -1,0 +1,447 @@
+"""Concept-to-output attribution: how much each concept moves a model output.
+
+The model is split at the ``SplitPointActivations`` split point, ``f = g ∘ h``.
+With ``t`` the concept encoder (preprocessing, then the concept estimator's
+``transform``) and ``t⁻¹`` its differentiable decoder, the model is rerun as
+``g(t⁻¹(C) + r)`` where ``r = h(X) − t⁻¹(t(h(X)))`` is the reconstruction
+residual, held constant: at ``C = t(h(X))`` the rerun gives exactly the original
+outputs, and its gradient with respect to ``C`` says what each concept does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
+from skconcepts._split import replace_output
+from skconcepts.metrics import _concept_step
+from skconcepts.utils._torch import resolve_device, to_numpy
+from skconcepts.utils._validation import check_texts
+
+__all__ = ["concept_output_gradient"]
+
+
+def concept_output_gradient(
+    inputs,
+    *,
+    activations,
+    concepts,
+    targets=None,
+    granularity=None,
+    aggregation=None,
+    concepts_x_gradients=True,
+    normalization=True,
+    batch_size=None,
+    device=None,
+    progress=False,
+    output_fn=None,
+):
+    """Gradient of model outputs with respect to the concepts, per unit of each text.
+
+    The model of ``activations`` is rerun from its split point: the forward pass
+    reaches the split module, the split output ``h`` of every token position is
+    encoded into concepts ``C = t(h)`` with the estimator's public ``transform``
+    (no gradient), replaced by ``t⁻¹(C) + r`` with the constant residual
+    ``r = h − t⁻¹(t(h))`` (so the outputs are exactly the original ones), and
+    the forward pass continues to the outputs. The target outputs are then
+    back-propagated to ``C`` with :func:`torch.autograd.grad`, for all targets
+    of a batch in one vectorised backward pass (one forward pass per batch, not
+    per target).
+
+    Concepts are encoded per token because the estimator was fitted on token
+    rows. The token-level values (gradients, or concept activations times
+    gradients) are then aggregated to the units of ``granularity`` with
+    ``aggregation``, by default a sum: summed gradient × input values keep their
+    total over the text, and the summed gradient is the derivative with respect
+    to a shift of the concept on every token of the unit.
+
+    Parameters
+    ----------
+    inputs : list of str
+        The texts.
+    activations : SplitPointActivations
+        The fitted activation extractor the concepts were learned on: its model
+        (``model_``, with the head whose outputs are attributed), tokenizer,
+        split point, truncation, special-token rule and (by default) its
+        granularity are used.
+    concepts : concept estimator or Pipeline
+        A fitted concept estimator (e.g. ``PCAConcepts``), or a fitted
+        ``Pipeline`` of preprocessing steps (``ActivationScaler``,
+        ``NonNegative``...) ending in one. A leading ``SplitPointActivations``
+        step is skipped, so the whole fitted pipeline can be passed. The
+        decoder is the estimator's ``decoder_torch`` followed by every
+        preprocessing step's ``inverse_transform_torch``, in reverse order.
+    targets : int, array-like of int or None, default=None
+        The outputs to explain. An int or a 1-D sequence applies to every text;
+        a 2-D array of shape (n_inputs, t) gives each text its own targets.
+        With a sequence-classification head they index the class logits
+        (``None``: all classes). With a causal language-model head they are
+        token ids of the next-token logits at the last non-padding position
+        (``None``: the most likely next token of each text, so ``t = 1``).
+        With ``output_fn`` they index its columns (``None``: all).
+    granularity : {"token", "all_tokens", "word", "sentence", "sample", "cls"} \
+or None, default=None
+        Units of the result; ``None`` takes ``activations.granularity``.
+    aggregation : {"sum", "mean", "max", "min", "signed_max", "first", "last"} \
+or None, default=None
+        How the token values of a unit are combined; ``None`` is ``"sum"``.
+    concepts_x_gradients : bool, default=True
+        Return concept activation × gradient (per token, before aggregation)
+        instead of the gradient alone.
+    normalization : bool, default=True
+        Divide each (text, target) slice by the sum of its absolute values, so
+        that ``|result|`` sums to 1 over (units, concepts); an all-zero slice
+        stays zero.
+    batch_size : int or None, default=None
+        Texts per forward pass; ``None`` takes ``activations.batch_size``.
+    device : str, torch.device or None, default=None
+        Where to compute; ``None`` is the device of ``activations``. Another
+        device moves the model there for the call and back afterwards.
+    progress : bool, default=False
+        Show a tqdm progress bar over the batches.
+    output_fn : callable or None, default=None
+        ``output_fn(model_outputs) -> Tensor of shape (batch, n_outputs)``, for
+        heads other than the two above (e.g. a bare encoder:
+        ``lambda out: out.last_hidden_state[:, 0]``). It receives the model's
+        output object for a right-padded batch.
+
+    Returns
+    -------
+    attributions : list of torch.Tensor
+        One CPU tensor per text, of shape (t, g, c): t targets, g units of that
+        text (the rows that ``activations.units`` lists for it at this
+        granularity), c concepts. float64 when the model is float64, else
+        float32.
+
+    Notes
+    -----
+    The model's parameters are frozen during the call (``requires_grad`` is
+    restored afterwards), it runs in eval mode, and no ``.grad`` is
+    accumulated. Padding positions are encoded too (their residual makes the
+    rerun exact) but never appear in the result.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skconcepts import SplitPointActivations, PCAConcepts
+    >>> from skconcepts import concept_output_gradient
+    >>> from skconcepts.utils._testing import make_tiny_model
+    >>> model, tokenizer = make_tiny_model("bert", head="seq_cls")
+    >>> texts = ["A fine day.", "The soup was cold.", "We lost the match."]
+    >>> pipe = make_pipeline(
+    ...     SplitPointActivations(model, tokenizer=tokenizer, split_point=1),
+    ...     PCAConcepts(n_concepts=3),
+    ... ).fit(texts)
+    >>> attr = concept_output_gradient(
+    ...     texts, activations=pipe[0], concepts=pipe, granularity="word"
+    ... )
+    >>> attr[0].shape  # 2 classes, 4 words ("A", "fine", "day", "."), 3 concepts
+    torch.Size([2, 4, 3])
+    >>> float(attr[0][0].abs().sum())
+    1.0
+    """
+    texts = check_texts(inputs, name="inputs")
+    check_is_fitted(activations)
+    preprocess, est = _decoder_parts(concepts)
+    granularity = activations.granularity if granularity is None else granularity
+    if granularity not in GRANULARITIES:
+        raise ValueError(
+            f"granularity={granularity!r} is not one of {list(GRANULARITIES)}; "
+            "or pass None to use the granularity of activations."
+        )
+    aggregation = "sum" if aggregation is None else aggregation
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(
+            f"aggregation={aggregation!r} is not one of {list(AGGREGATIONS)}."
+        )
+    batch_size = activations.batch_size if batch_size is None else batch_size
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
+    if output_fn is not None and not callable(output_fn):
+        raise TypeError(
+            f"output_fn must be a callable (model outputs -> (batch, n_outputs) "
+            f"tensor) or None, got {type(output_fn).__name__}."
+        )
+    targets = _check_targets(targets, len(texts))
+    model = activations.model_
+    module = model.get_submodule(activations.split_module_name_)
+    device = activations.device_ if device is None else resolve_device(device)
+
+    results = []
+    starts = range(0, len(texts), batch_size)
+    with _attribution_mode(model, device):
+        encode, decode = _make_codec(preprocess, est, device, _model_dtype(model))
+        for start in tqdm(
+            starts, desc="concept_output_gradient", unit="batch", disable=not progress
+        ):
+            chunk = texts[start : start + batch_size]
+            encodings = activations._encode(chunk)
+            for i, enc in enumerate(encodings):
+                if len(enc.ids) == 0:
+                    raise ValueError(
+                        f"inputs[{start + i}] = {chunk[i]!r} has no tokens; the "
+                        "model cannot run on it. Remove it from inputs."
+                    )
+            batch_inputs = _pad(activations.tokenizer_, encodings, device)
+            batch_targets = (
+                None if targets is None else targets[start : start + len(chunk)]
+            )
+            grads, codes, _ = _batch_gradients(
+                model, module, batch_inputs, encode, decode, batch_targets, output_fn
+            )  # grads: (t, B, T, k), codes: (B, T, k)
+            for row, (text, enc) in enumerate(zip(chunk, encodings)):
+                unit_ids, spans = unit_index(
+                    granularity,
+                    text,
+                    enc.offsets,
+                    enc.special_tokens_mask,
+                    enc.word_ids,
+                    exclude_special_tokens=activations.exclude_special_tokens,
+                )
+                length = len(enc.ids)
+                values = grads[:, row, :length]  # (t, L, k)
+                if concepts_x_gradients:
+                    values = values * codes[row, :length]
+                results.append(
+                    _to_units(values, unit_ids, len(spans), aggregation, normalization)
+                )
+    return results
+
+
+# ------------------------------------------------------------------ helpers
+def _decoder_parts(concepts):
+    """``(preprocessing steps, concept estimator)`` of ``concepts``."""
+    before, est = _concept_step(concepts)
+    check_is_fitted(est)
+    steps = [] if before is None else [step for _, step in before.steps]
+    if steps and hasattr(steps[0], "units"):  # a leading SplitPointActivations
+        steps = steps[1:]
+    for step in steps:
+        if step in (None, "passthrough"):
+            continue
+        if not hasattr(step, "inverse_transform_torch"):
+            raise TypeError(
+                f"The preprocessing step {type(step).__name__} has no "
+                "inverse_transform_torch, so the concept decoder cannot map back "
+                "through it; use skconcepts.preprocessing steps (ActivationScaler, "
+                "NonNegative) in front of the concept estimator."
+            )
+    return [s for s in steps if s not in (None, "passthrough")], est
+
+
+def _check_targets(targets, n_inputs):
+    """``None`` or an int64 array of shape (n_inputs, t)."""
+    if targets is None:
+        return None
+    arr = np.asarray(targets)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or arr.ndim > 2:
+        raise ValueError(
+            f"targets={targets!r} must be an int, a 1-D sequence of ints (shared by "
+            "all inputs) or a 2-D array of shape (n_inputs, t), or None."
+        )
+    if arr.ndim < 2:
+        arr = np.broadcast_to(arr.reshape(1, -1), (n_inputs, arr.size))
+    elif arr.shape[0] != n_inputs:
+        raise ValueError(
+            f"targets has {arr.shape[0]} rows but there are {n_inputs} inputs; "
+            "give one row of targets per input, or a 1-D sequence for all."
+        )
+    return arr.astype(np.int64)
+
+
+def _make_codec(preprocess, est, device, dtype):
+    """``(encode, decode)``: split output to concepts (no gradient) and back.
+
+    ``encode`` runs the public ``transform`` of every preprocessing step and of
+    the concept estimator on float32 numpy rows; ``decode`` is the estimator's
+    ``decoder_torch`` followed by each step's ``inverse_transform_torch`` in
+    reverse order, differentiable, in ``dtype`` on ``device``.
+    """
+    decoder = est.decoder_torch(device=device, dtype=dtype)
+
+    def encode(h):  # h: (..., d) -> C: (..., k)
+        X = to_numpy(h.reshape(-1, h.shape[-1]))  # (n, d) float32
+        for step in preprocess:
+            X = step.transform(X)
+        C = to_numpy(est.transform(X))  # (n, k)
+        C = torch.as_tensor(C, device=h.device, dtype=h.dtype)
+        return C.reshape(*h.shape[:-1], C.shape[-1])
+
+    def decode(C):  # C: (..., k) -> (..., d), differentiable
+        x = decoder(C)
+        for step in reversed(preprocess):
+            x = step.inverse_transform_torch(x)
+        return x
+
+    return encode, decode
+
+
+def _model_dtype(model):
+    param = next(model.parameters(), None)
+    return torch.float32 if param is None else param.dtype
+
+
+@contextlib.contextmanager
+def _attribution_mode(model, device):
+    """Eval mode, frozen parameters, model on ``device``; everything restored."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    param = next(model.parameters(), None)
+    home = None if param is None else param.device
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        model.eval()
+        if home is not None and home != device:
+            model.to(device)
+        yield model
+    finally:
+        if home is not None and home != device:
+            model.to(home)
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _pad(tokenizer, encodings, device):
+    """Right-padded model inputs of a list of ``tokenizers.Encoding``."""
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    n, width = len(encodings), max(len(e.ids) for e in encodings)
+    input_ids = torch.full((n, width), pad, dtype=torch.long)  # (B, T)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)  # (B, T)
+    token_type_ids = torch.zeros((n, width), dtype=torch.long)  # (B, T)
+    for row, enc in enumerate(encodings):
+        length = len(enc.ids)
+        input_ids[row, :length] = torch.as_tensor(enc.ids)
+        attention_mask[row, :length] = 1
+        token_type_ids[row, :length] = torch.as_tensor(enc.type_ids)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
+        inputs["token_type_ids"] = token_type_ids
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
+def _select_outputs(outputs, inputs, targets, output_fn):
+    """The attributed outputs ``Y`` of shape (B, t)."""
+    if output_fn is not None:
+        full = output_fn(outputs)
+        if not isinstance(full, torch.Tensor) or full.ndim != 2:
+            raise ValueError(
+                "output_fn must return a tensor of shape (batch, n_outputs), got "
+                f"{getattr(full, 'shape', type(full).__name__)}."
+            )
+        default = None
+    else:
+        logits = getattr(outputs, "logits", None)
+        if logits is None:
+            raise ValueError(
+                f"The outputs of this model ({type(outputs).__name__}) have no "
+                "logits, e.g. a bare encoder; pass output_fn, e.g. "
+                "output_fn=lambda out: out.last_hidden_state[:, 0]."
+            )
+        if logits.ndim == 3:  # per-position logits (causal LM): last real token
+            last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
+            full = logits[torch.arange(logits.shape[0]), last]  # (B, V)
+            default = full.detach().argmax(dim=1, keepdim=True)  # (B, 1)
+        else:  # (B, n_classes)
+            full = logits
+            default = None
+    if targets is None:
+        if default is None:
+            return full
+        targets = default
+    else:
+        targets = torch.as_tensor(targets, device=full.device)
+    n_out = full.shape[1]
+    if bool((targets < 0).any()) or bool((targets >= n_out).any()):
+        raise ValueError(
+            f"targets hold {sorted(set(targets.flatten().tolist()))} but the model "
+            f"output has {n_out} entries; use targets in [0, {n_out - 1}]."
+        )
+    return full.gather(1, targets)  # (B, t)
+
+
+def _batch_gradients(model, module, inputs, encode, decode, targets, output_fn):
+    """One forward pass with the split output rebuilt from concepts; all gradients.
+
+    Returns
+    -------
+    grads : Tensor of shape (t, B, T, k)
+        ``d Y[b, j] / d C[b, tok, :]`` for every target ``j``.
+    codes : Tensor of shape (B, T, k)
+        The concept activations ``t(h)``.
+    outputs : Tensor of shape (B, t)
+        The attributed outputs of the rerun.
+    """
+    state = {}
+
+    def splice(h):  # h: (B, T, d)
+        with torch.no_grad():
+            codes = encode(h)  # (B, T, k)
+            residual = h - decode(codes)  # (B, T, d), constant
+        codes = codes.detach().requires_grad_(True)
+        state["codes"] = codes
+        return decode(codes) + residual
+
+    with torch.enable_grad(), replace_output(module, splice):
+        outputs = model(**inputs, use_cache=False)
+        if "codes" not in state:
+            raise RuntimeError(
+                "The split module did not run during the forward pass; choose a "
+                "split point on the path from the inputs to the outputs."
+            )
+        Y = _select_outputs(outputs, inputs, targets, output_fn)  # (B, t)
+        codes = state["codes"]
+        grads = _grad_per_target(Y, codes)  # (t, B, T, k)
+    return grads.detach(), codes.detach(), Y.detach()
+
+
+def _grad_per_target(Y, codes):
+    """``d Y[:, j] / d codes`` for all ``j`` at once: (t, *codes.shape).
+
+    Rows of a batch are independent, so the gradient of ``Y[:, j].sum()`` gives
+    every row's gradient of its own target ``j``. All ``t`` backward passes run
+    as one vectorised call (``is_grads_batched``); models with operations that
+    ``torch.vmap`` cannot batch fall back to one backward pass per target on the
+    same forward graph.
+    """
+    t = Y.shape[1]
+    eye = torch.eye(t, dtype=Y.dtype, device=Y.device)  # (t, t)
+    grad_outputs = eye[:, None, :].expand(t, *Y.shape).contiguous()  # (t, B, t)
+    try:
+        (grads,) = torch.autograd.grad(
+            Y,
+            codes,
+            grad_outputs=grad_outputs,
+            is_grads_batched=True,
+            retain_graph=True,
+        )
+        return grads
+    except RuntimeError:
+        pass
+    grads = [
+        torch.autograd.grad(Y[:, j].sum(), codes, retain_graph=j < t - 1)[0]
+        for j in range(t)
+    ]
+    return torch.stack(grads)
+
+
+def _to_units(values, unit_ids, n_units, aggregation, normalization):
+    """Aggregate (t, L, k) token values to (t, g, k) unit values, on the CPU."""
+    t, length, k = values.shape
+    flat = values.permute(1, 0, 2).reshape(length, t * k)  # (L, t*k)
+    rows = aggregate(flat, unit_ids.to(flat.device), n_units, aggregation)  # (g, t*k)
+    out = rows.reshape(n_units, t, k).permute(1, 0, 2)  # (t, g, k)
+    if normalization:
+        total = out.abs().sum(dim=(1, 2), keepdim=True)  # (t, 1, 1)
+        out = torch.where(total > 0, out / total.clamp_min(1e-300), out)
+    dtype = torch.float64 if out.dtype == torch.float64 else torch.float32
+    return out.to(device="cpu", dtype=dtype).contiguous()

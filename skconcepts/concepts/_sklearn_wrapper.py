@@ -1,0 +1,98 @@
+"""Shared contract of concept estimators that wrap a scikit-learn estimator.
+
+A wrapper class names the sklearn class, the parameters it passes under the
+same name, and (where the method iterates) that it reports ``n_iter_`` and
+``reconstruction_err_``. The sklearn estimator is built and fitted in ``fit``
+and kept as ``estimator_``; its parameter constraints are reused, so each
+wrapper validates exactly what sklearn would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skconcepts.concepts._base import ConceptMixin
+from skconcepts.utils._torch_free import is_tensor
+
+__all__ = ["SklearnConceptsMixin", "sklearn_constraints"]
+
+
+def sklearn_constraints(estimator_class, names):
+    """The ``_parameter_constraints`` of ``estimator_class`` for ``names``."""
+    return {name: estimator_class._parameter_constraints[name] for name in names}
+
+
+class SklearnConceptsMixin(ConceptMixin):
+    """Concepts computed by a scikit-learn estimator built in ``fit``.
+
+    Subclasses set the class attributes below and, where their dictionary or
+    offset is not the sklearn estimator's ``components_``/none, override
+    ``_read_fitted`` and ``_decoder_offset``.
+    """
+
+    #: the wrapped sklearn class
+    _estimator_class = None
+    #: parameters passed to it under the same name
+    _estimator_params: tuple = ()
+    #: the sklearn parameter that receives ``n_concepts``
+    _n_concepts_param = "n_components"
+    #: whether the method iterates (then ``n_iter_`` and ``reconstruction_err_``)
+    _iterative = False
+
+    def _make_estimator(self):
+        params = {name: getattr(self, name) for name in self._estimator_params}
+        params[self._n_concepts_param] = self.n_concepts
+        return self._estimator_class(**params)
+
+    def _fit(self, X):
+        self.estimator_ = self._make_estimator()
+        # fit then transform (not fit_transform): the codes of the training rows
+        # are then exactly those of ``transform``, whatever the method
+        codes = self.estimator_.fit(X).transform(X)
+        self._read_fitted()
+        self._set_iteration_stats(X, codes)
+        return codes
+
+    def _read_fitted(self):
+        """Copy the dictionary out of ``estimator_``."""
+        self.components_ = self.estimator_.components_
+
+    def _set_iteration_stats(self, X, codes):
+        if not self._iterative:
+            return
+        self.n_iter_ = int(np.max(self.estimator_.n_iter_))
+        self.reconstruction_err_ = reconstruction_error(
+            X, codes, self._decoder_weight(), self._decoder_offset()
+        )
+
+    def _transform(self, X):
+        return self.estimator_.transform(X)
+
+    def _compute_device(self):
+        """The torch device to compute on; a clear error for an unknown name."""
+        try:
+            return self._runtime_device()
+        except RuntimeError as exc:
+            raise ValueError(
+                f"device={self.device!r} is not a device torch knows ({exc}); use "
+                "'cpu', 'cuda', 'cuda:N' or 'auto'."
+            ) from None
+
+
+def reconstruction_error(X, codes, weight, offset=None):
+    """Frobenius norm ``||X - (codes @ weight + offset)||`` (array or tensor)."""
+    if is_tensor(X) or is_tensor(codes):
+        import torch
+
+        from skconcepts.utils._torch import to_tensor
+
+        X = to_tensor(X)
+        W = to_tensor(weight, device=X.device)
+        X_hat = to_tensor(codes, device=X.device) @ W  # (n, k) @ (k, d)
+        if offset is not None:
+            X_hat = X_hat + to_tensor(offset, device=X.device)
+        return float(torch.linalg.vector_norm((X - X_hat).double()))
+    X_hat = np.asarray(codes, dtype=np.float64) @ np.asarray(weight, dtype=np.float64)
+    if offset is not None:
+        X_hat += np.asarray(offset, dtype=np.float64)
+    return float(np.linalg.norm(np.asarray(X, dtype=np.float64) - X_hat))

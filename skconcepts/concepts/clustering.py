@@ -1,0 +1,350 @@
+"""KMeansConcepts: concepts as k-means centroids, with memberships as activations.
+
+A concept is a centroid (``components_ = cluster_centers_``). The concept
+activation of a row is a *membership*, higher meaning more of the concept:
+one-hot of the nearest centroid (``membership="hard"``) or a softmax of negative
+squared distances (``membership="soft"``). It is never a raw distance, which
+would rank the farthest rows as a concept's best examples.
+
+Numpy input on the CPU runs ``sklearn.cluster.KMeans``; a tensor, or
+``device="cuda"``, runs the torch Lloyd implementation below (k-means++ init,
+same tolerance rule and empty-cluster relocation as scikit-learn).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Real
+
+import numpy as np
+import torch
+from scipy.special import softmax
+from sklearn.base import BaseEstimator
+from sklearn.cluster import KMeans
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from sklearn.utils._param_validation import Interval, StrOptions
+from tqdm.auto import tqdm
+
+from skconcepts.concepts._base import ConceptMixin
+from skconcepts.concepts._docstrings import Substitution
+from skconcepts.concepts._sklearn_wrapper import (
+    SklearnConceptsMixin,
+    reconstruction_error,
+    sklearn_constraints,
+)
+from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
+
+__all__ = ["KMeansConcepts"]
+
+#: rows per chunk of the (rows, k) distance matrix on torch
+_CHUNK_ELEMENTS = 2**24
+
+
+# ---------------------------------------------------------------- torch numerics
+def _sq_distances(X, x_sq, centers):
+    """Squared distances (n, k) of rows X (n, d) to centers (k, d), clamped at 0."""
+    c_sq = (centers**2).sum(dim=1)  # (k,)
+    d2 = x_sq[:, None] - 2 * (X @ centers.T) + c_sq[None, :]  # (n, k)
+    return d2.clamp_min_(0)
+
+
+def _assign(X, x_sq, centers):
+    """Nearest center of every row, chunked: labels (n,), squared distance (n,)."""
+    step = max(1, _CHUNK_ELEMENTS // centers.shape[0])
+    labels, dists = [], []
+    for start in range(0, X.shape[0], step):
+        d2 = _sq_distances(X[start : start + step], x_sq[start : start + step], centers)
+        dist, lab = d2.min(dim=1)
+        labels.append(lab)
+        dists.append(dist)
+    return torch.cat(labels), torch.cat(dists)
+
+
+def _kmeans_plusplus_torch(X, x_sq, k, generator):
+    """Greedy k-means++ seeding (scikit-learn's rule: 2 + log(k) local trials)."""
+    n = X.shape[0]
+    n_local_trials = 2 + int(math.log(k))
+    centers = torch.empty((k, X.shape[1]), dtype=X.dtype, device=X.device)
+    first = torch.randint(n, (1,), generator=generator, device=X.device)
+    centers[0] = X[first[0]]
+    closest = _sq_distances(X, x_sq, centers[:1])[:, 0]  # (n,)
+    potential = closest.sum()
+    for c in range(1, k):
+        rand = torch.rand(
+            n_local_trials, generator=generator, device=X.device, dtype=torch.float64
+        )
+        cumulative = torch.cumsum(closest.double(), dim=0)  # (n,)
+        candidates = torch.searchsorted(cumulative, rand * potential.double())
+        candidates = candidates.clamp_max_(n - 1)  # (t,)
+        to_candidates = _sq_distances(X, x_sq, X[candidates]).T  # (t, n)
+        to_candidates = torch.minimum(closest[None, :], to_candidates)
+        potentials = to_candidates.sum(dim=1)  # (t,)
+        best = int(torch.argmin(potentials))
+        potential, closest = potentials[best], to_candidates[best]
+        centers[c] = X[candidates[best]]
+    return centers
+
+
+def _lloyd_step(X, labels, dists, centers):
+    """New centers from the assignment; empty clusters take the farthest rows."""
+    k = centers.shape[0]
+    sums = torch.zeros_like(centers).index_add_(0, labels, X)  # (k, d)
+    counts = torch.bincount(labels, minlength=k).to(X.dtype)  # (k,)
+    empty = torch.nonzero(counts == 0).flatten()
+    if len(empty) and float(dists.max()) > 0:
+        far = torch.topk(dists, len(empty)).indices
+        for cluster, row in zip(empty.tolist(), far.tolist()):
+            old = int(labels[row])
+            sums[old] -= X[row]
+            counts[old] -= 1
+            sums[cluster] = X[row]
+            counts[cluster] = 1
+    new = centers.clone()
+    filled = counts > 0
+    new[filled] = sums[filled] / counts[filled, None]
+    return new
+
+
+def _kmeans_torch(X, k, *, init, n_init, max_iter, tol, generator, progress=False):
+    """Lloyd k-means of a float32 tensor X (n, d), best of ``n_init`` runs.
+
+    Returns centers (k, d), labels (n,), inertia and the iterations of the best
+    run, as scikit-learn's ``KMeans`` does (data centred first; ``tol`` relative
+    to the mean feature variance; final E-step unless labels converged).
+    """
+    X_mean = X.mean(dim=0)  # (d,)
+    Xc = X - X_mean  # (n, d)
+    x_sq = (Xc**2).sum(dim=1)  # (n,)
+    tol_abs = float(tol * Xc.var(dim=0, unbiased=False).mean()) if tol else 0.0
+    best = None
+    with tqdm(desc="KMeansConcepts", unit="iter", disable=not progress) as bar:
+        for _ in range(n_init):
+            if isinstance(init, str) and init == "k-means++":
+                centers = _kmeans_plusplus_torch(Xc, x_sq, k, generator)
+            elif isinstance(init, str):  # "random"
+                rows = torch.randperm(Xc.shape[0], generator=generator, device=X.device)
+                centers = Xc[rows[:k]].clone()
+            else:
+                centers = to_tensor(init, device=X.device) - X_mean
+            labels_old, strict = None, False
+            for n_iter in range(1, max_iter + 1):
+                labels, dists = _assign(Xc, x_sq, centers)
+                new = _lloyd_step(Xc, labels, dists, centers)
+                shift = float(((new - centers) ** 2).sum())
+                centers = new
+                bar.update(1)
+                if labels_old is not None and torch.equal(labels, labels_old):
+                    strict = True
+                    break
+                if shift <= tol_abs:
+                    break
+                labels_old = labels
+            if not strict:
+                labels, dists = _assign(Xc, x_sq, centers)
+            inertia = float(dists.double().sum())
+            if best is None or inertia < best[2]:
+                best = (centers + X_mean, labels, inertia, n_iter)
+    return best
+
+
+# ---------------------------------------------------------------------- class
+_docs = Substitution()
+
+
+@_docs
+class KMeansConcepts(SklearnConceptsMixin, BaseEstimator):
+    """Concepts as k-means centroids (``sklearn.cluster.KMeans``).
+
+    ``components_`` are the centroids. ``transform`` returns a *membership*
+    (higher means more of the concept), never a distance:
+
+    - ``membership="hard"`` (default): one-hot of the nearest centroid, so
+      ``inverse_transform(transform(X))`` is each row's centroid, exactly the
+      k-means reconstruction.
+    - ``membership="soft"``: ``softmax(-||x - c_j||² / temperature)`` over the
+      centroids; rows sum to 1 and rank the rows of a concept by how clearly
+      they belong to it, which suits top-k example search.
+
+    ``inverse_transform(C) = C @ components_`` maps either back to (a mixture
+    of) centroids.
+
+    Parameters
+    ----------
+    %(n_concepts)s At most ``n_samples``.
+    membership : {"hard", "soft"}, default="hard"
+        Concept activation: one-hot nearest centroid, or a softmax of negative
+        squared distances.
+    temperature : float or "auto", default="auto"
+        Temperature of the soft membership. ``"auto"`` uses the mean squared
+        distance of the training rows to their centroid (``inertia / n_samples``),
+        so the softness does not depend on the scale of the activations. Stored
+        in ``temperature_``.
+    init : {"k-means++", "random"} or array-like of shape (n_concepts, n_features), \
+default="k-means++"
+        Initialisation, as in scikit-learn (on torch, greedy k-means++ seeded
+        from ``random_state``).
+    n_init : "auto" or int, default="auto"
+        Number of runs with different seeds; the lowest inertia wins. ``"auto"``
+        is 1 for ``"k-means++"`` or an array, 10 for ``"random"``.
+    max_iter : int, default=300
+        Maximum Lloyd iterations per run.
+    tol : float, default=1e-4
+        Convergence when the squared centroid shift is below ``tol`` times the
+        mean feature variance.
+    %(random_state)s
+    %(device)s
+        Numpy input on the CPU runs scikit-learn; a tensor or ``"cuda"``/
+        ``"auto"`` runs the torch implementation (Lloyd iterations, k-means++
+        init), whose results match scikit-learn within float32 tolerance for the
+        same ``init`` array.
+    progress : bool, default=False
+        Show a tqdm bar of the Lloyd iterations (torch implementation).
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    n_iter_ : int
+        Lloyd iterations of the best run.
+    reconstruction_err_ : float
+        Frobenius norm of ``X - inverse_transform(transform(X))`` on the
+        training data (``sqrt(inertia)`` for hard membership).
+    temperature_ : float
+        The temperature used by the soft membership.
+    estimator_ : sklearn.cluster.KMeans
+        The fitted scikit-learn estimator (``labels_``, ``inertia_``, ...); on
+        the torch path it holds the torch results.
+
+    See Also
+    --------
+    PCAConcepts : Directions rather than prototypes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import KMeansConcepts
+    >>> X = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    >>> km = KMeansConcepts(3, random_state=0).fit(X)
+    >>> C = km.transform(X[:2])
+    >>> C.sum(axis=1), km.inverse_transform(C).shape
+    (array([1., 1.], dtype=float32), (2, 5))
+    """
+
+    _estimator_class = KMeans
+    _estimator_params = ("init", "n_init", "max_iter", "tol", "random_state")
+    _n_concepts_param = "n_clusters"
+    _parameter_constraints: dict = {
+        **ConceptMixin._parameter_constraints,
+        **sklearn_constraints(KMeans, _estimator_params),
+        "init": [StrOptions({"k-means++", "random"}), "array-like"],
+        "membership": [StrOptions({"hard", "soft"})],
+        "temperature": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "device": "no_validation",  # checked by resolve_device in fit
+        "progress": ["boolean"],
+    }
+    _torch_native = True
+    _iterative = True
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        membership="hard",
+        temperature="auto",
+        init="k-means++",
+        n_init="auto",
+        max_iter=300,
+        tol=1e-4,
+        random_state=None,
+        device="cpu",
+        progress=False,
+    ):
+        self.n_concepts = n_concepts
+        self.membership = membership
+        self.temperature = temperature
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+        self.progress = progress
+
+    def _max_concepts(self, n_samples, n_features):
+        return n_samples
+
+    def _fit(self, X):
+        device = self._compute_device()
+        self.estimator_ = self._make_estimator()
+        if torch.is_tensor(X):
+            X = X.to(device)
+            self._fit_torch(X)
+        else:
+            self.estimator_.fit(X)
+        self.components_ = self.estimator_.cluster_centers_
+        self.n_iter_ = int(self.estimator_.n_iter_)
+        if self.temperature == "auto":
+            inertia = float(self.estimator_.inertia_)
+            self.temperature_ = inertia / X.shape[0] if inertia > 0 else 1.0
+        else:
+            self.temperature_ = float(self.temperature)
+        codes = self._transform(X)
+        self.reconstruction_err_ = reconstruction_error(X, codes, self.components_)
+        return codes
+
+    def _fit_torch(self, X):
+        init = self.init
+        if not isinstance(init, str):
+            init = np.asarray(init, dtype=np.float32)
+            if init.shape != (self.n_concepts, X.shape[1]):
+                raise ValueError(
+                    f"init has shape {init.shape}, but KMeansConcepts expects "
+                    f"(n_concepts, n_features) = ({self.n_concepts}, {X.shape[1]})."
+                )
+        n_init = self.n_init
+        if n_init == "auto":
+            n_init = 10 if isinstance(init, str) and init == "random" else 1
+        if not isinstance(init, str) and n_init != 1:
+            warnings.warn(
+                f"Explicit initial centers given: running one k-means, not "
+                f"n_init={n_init}.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            n_init = 1
+        centers, labels, inertia, n_iter = _kmeans_torch(
+            X,
+            self.n_concepts,
+            init=init,
+            n_init=n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            generator=torch_generator(self.random_state, device=X.device),
+            progress=self.progress,
+        )
+        est = self.estimator_
+        est.cluster_centers_ = to_numpy(centers)
+        est.labels_ = to_numpy(labels, dtype=np.int32)
+        est.inertia_ = inertia
+        est.n_iter_ = n_iter
+        est.n_features_in_ = X.shape[1]
+        est._n_features_out = self.n_concepts
+        est._n_threads = _openmp_effective_n_threads()
+
+    def _transform(self, X):
+        centers = self.estimator_.cluster_centers_
+        if torch.is_tensor(X):
+            X = X.to(self._runtime_device())
+            C = to_tensor(centers, device=X.device)
+            d2 = _sq_distances(X, (X**2).sum(dim=1), C)  # (n, k)
+            if self.membership == "soft":
+                return torch.softmax(-d2 / self.temperature_, dim=1)
+            labels = d2.argmin(dim=1)
+            return torch.nn.functional.one_hot(labels, len(centers)).to(X.dtype)
+        d2 = euclidean_distances(X, centers, squared=True)  # (n, k)
+        if self.membership == "soft":
+            return softmax(-d2 / self.temperature_, axis=1).astype(np.float32)
+        codes = np.zeros(d2.shape, dtype=np.float32)
+        codes[np.arange(len(d2)), d2.argmin(axis=1)] = 1
+        return codes

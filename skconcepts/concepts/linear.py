@@ -1,0 +1,725 @@
+"""Linear concept methods on scikit-learn: PCA, SVD, ICA, sparse PCA, dictionaries.
+
+Each class builds the scikit-learn estimator of the same name in ``fit`` and keeps
+it as ``estimator_``; the shared contract lives in
+:class:`~skconcepts.concepts._sklearn_wrapper.SklearnConceptsMixin`. PCA and SVD
+also run on torch (tensor input, or ``device="cuda"``), with results that match
+the scikit-learn path within float32 tolerance (same sign convention as
+``sklearn.utils.extmath.svd_flip``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import (
+    PCA,
+    DictionaryLearning,
+    FastICA,
+    SparsePCA,
+    TruncatedSVD,
+)
+from sklearn.utils._param_validation import StrOptions
+
+from skconcepts.concepts._base import ConceptMixin
+from skconcepts.concepts._docstrings import Substitution
+from skconcepts.concepts._sklearn_wrapper import (
+    SklearnConceptsMixin,
+    sklearn_constraints,
+)
+from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
+
+__all__ = [
+    "PCAConcepts",
+    "SVDConcepts",
+    "ICAConcepts",
+    "SparsePCAConcepts",
+    "DictionaryLearningConcepts",
+]
+
+_docs = Substitution(
+    torch_input="""The torch implementation runs when ``X`` is a tensor or ``device``
+    is ``"cuda"``/``"auto"``; numpy input on the CPU runs scikit-learn. Both give
+    the same ``components_`` (signs fixed as by ``svd_flip``) within float32
+    tolerance, and ``estimator_`` holds the results either way."""
+)
+
+
+# ---------------------------------------------------------------- torch numerics
+def _svd_flip_rows(Vt):
+    """Sign of each row of ``Vt`` so its largest-magnitude entry is positive.
+
+    The torch twin of ``svd_flip(None, Vt, u_based_decision=False)``.
+    """
+    rows = torch.arange(Vt.shape[0], device=Vt.device)
+    signs = torch.sign(Vt[rows, Vt.abs().argmax(dim=1)])  # (k,)
+    signs[signs == 0] = 1
+    return Vt * signs[:, None]
+
+
+def _randomized_svd_torch(X, k, *, n_oversamples, n_iter, generator):
+    """Top-``k`` SVD of ``X`` (n, d) by a QR-normalised randomized range finder."""
+    n, d = X.shape
+    q = min(k + n_oversamples, n, d)
+    G = torch.randn(d, q, generator=generator, device=X.device, dtype=X.dtype)
+    Q, _ = torch.linalg.qr(X @ G)  # (n, q)
+    for _ in range(n_iter):
+        Q, _ = torch.linalg.qr(X.T @ Q)  # (d, q)
+        Q, _ = torch.linalg.qr(X @ Q)  # (n, q)
+    Ub, S, Vt = torch.linalg.svd(Q.T @ X, full_matrices=False)  # (q, d) -> ...
+    return S[:k], Vt[:k]
+
+
+def _resolve_pca_solver(svd_solver, n_samples, n_features, k):
+    """sklearn's ``svd_solver="auto"`` rule; ``"arpack"`` maps to exact ``"full"``."""
+    if svd_solver == "auto":
+        if n_features <= 1_000 and n_samples >= 10 * n_features:
+            return "covariance_eigh"
+        if max(n_samples, n_features) <= 500 or k >= 0.8 * min(n_samples, n_features):
+            return "full"
+        return "randomized"
+    return "full" if svd_solver == "arpack" else svd_solver
+
+
+def _iterated_power(iterated_power, k, n_samples, n_features):
+    if iterated_power == "auto":
+        return 7 if k < 0.1 * min(n_samples, n_features) else 4
+    return iterated_power
+
+
+def _pca_torch(X, k, *, svd_solver, iterated_power, n_oversamples, generator):
+    """PCA of a float32 tensor X (n, d); returns a dict of numpy fitted arrays."""
+    n, d = X.shape
+    mean = X.mean(dim=0)  # (d,)
+    Xc = X - mean  # (n, d)
+    solver = _resolve_pca_solver(svd_solver, n, d, k)
+    if solver == "covariance_eigh":
+        C = (Xc.T @ Xc).double() / (n - 1)  # (d, d), eigh in float64
+        evals, evecs = torch.linalg.eigh(C)
+        ev_all = evals.flip(0).clamp_min(0)
+        Vt = evecs.flip(1).T.to(X.dtype)
+        S = torch.sqrt(ev_all * (n - 1))
+    elif solver == "full":
+        _, S, Vt = torch.linalg.svd(Xc, full_matrices=False)
+        S = S.double()
+        ev_all = S**2 / (n - 1)
+    else:
+        power = _iterated_power(iterated_power, k, n, d)
+        S, Vt = _randomized_svd_torch(
+            Xc, k, n_oversamples=n_oversamples, n_iter=power, generator=generator
+        )
+        S = S.double()
+        ev_all = S**2 / (n - 1)
+    Vt = _svd_flip_rows(Vt[:k])
+    total_var = (Xc.double() ** 2).sum() / (n - 1)
+    ev = ev_all[:k]
+    if k < min(n, d):
+        if solver == "randomized":
+            noise = (total_var - ev.sum()) / (min(n, d) - k)
+        else:
+            noise = ev_all[k:].mean()
+    else:
+        noise = torch.zeros((), dtype=torch.float64)
+    return {
+        "mean_": to_numpy(mean),
+        "components_": to_numpy(Vt),
+        "explained_variance_": to_numpy(ev),
+        "explained_variance_ratio_": to_numpy(ev / total_var),
+        "singular_values_": to_numpy(S[:k]),
+        "noise_variance_": float(noise),
+        "n_components_": k,
+        "n_samples_": n,
+        "_fit_svd_solver": solver,
+    }
+
+
+def _truncated_svd_torch(X, k, *, algorithm, n_iter, n_oversamples, generator):
+    """TruncatedSVD of a float32 tensor X (n, d); returns numpy fitted arrays."""
+    if algorithm == "arpack":
+        _, S, Vt = torch.linalg.svd(X, full_matrices=False)
+        S, Vt = S[:k], Vt[:k]
+    else:
+        S, Vt = _randomized_svd_torch(
+            X, k, n_oversamples=n_oversamples, n_iter=n_iter, generator=generator
+        )
+    Vt = _svd_flip_rows(Vt)
+    X_new = X @ Vt.T  # (n, k)
+    exp_var = X_new.double().var(dim=0, unbiased=False)
+    full_var = X.double().var(dim=0, unbiased=False).sum()
+    return {
+        "components_": to_numpy(Vt),
+        "explained_variance_": to_numpy(exp_var),
+        "explained_variance_ratio_": to_numpy(exp_var / full_var),
+        "singular_values_": to_numpy(S),
+    }, X_new
+
+
+class _TorchLinearMixin(SklearnConceptsMixin):
+    """Dispatch to a torch fit when ``X`` is a tensor (see ``ConceptMixin``)."""
+
+    _torch_native = True
+
+    def _fit(self, X):
+        device = self._compute_device()
+        if not torch.is_tensor(X):
+            return super()._fit(X)
+        X = X.to(device)
+        self.estimator_ = self._make_estimator()
+        fitted = self._fit_torch(X)
+        for name, value in fitted.items():
+            setattr(self.estimator_, name, value)
+        self.estimator_.n_features_in_ = X.shape[1]
+        self._read_fitted()
+        return None  # fit_transform then goes through _transform
+
+    def _transform(self, X):
+        if not torch.is_tensor(X):
+            return self.estimator_.transform(X)
+        X = X.to(self._runtime_device())
+        W = to_tensor(self.estimator_.components_, device=X.device)  # (k, d)
+        codes = X @ W.T  # (n, k)
+        mean = getattr(self.estimator_, "mean_", None)
+        if mean is not None:
+            codes = codes - to_tensor(mean, device=X.device)[None, :] @ W.T
+        return self._scale_codes_torch(codes)
+
+    def _scale_codes_torch(self, codes):
+        return codes
+
+
+# ------------------------------------------------------------------------ PCA
+@_docs
+class PCAConcepts(_TorchLinearMixin, BaseEstimator):
+    """Concepts as principal components (``sklearn.decomposition.PCA``).
+
+    The concepts are the orthonormal directions of largest variance; a concept
+    activation is the (signed) projection of the centred activation on it.
+    Activations only need to be centred, not non-negative.
+
+    Parameters
+    ----------
+    %(n_concepts)s
+    whiten : bool, default=False
+        Scale the concept activations to unit variance. The decoder folds the
+        scaling into its weight (``sqrt(explained_variance_)[:, None] *
+        components_``), so ``inverse_transform`` stays exact.
+    svd_solver : {"auto", "full", "covariance_eigh", "arpack", "randomized"}, \
+default="auto"
+        As in scikit-learn. On torch, ``"arpack"`` runs the exact ``"full"``
+        SVD and ``"auto"`` follows scikit-learn's rule.
+    tol : float, default=0.0
+        Tolerance of the ``"arpack"`` solver (scikit-learn path).
+    iterated_power : int or "auto", default="auto"
+        Power iterations of the ``"randomized"`` solver.
+    n_oversamples : int, default=10
+        Extra random vectors of the ``"randomized"`` solver.
+    %(random_state)s
+    %(device)s
+        %(torch_input)s
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    estimator_ : sklearn.decomposition.PCA
+        The fitted scikit-learn estimator (``mean_``, ``explained_variance_``,
+        ``explained_variance_ratio_``, ``singular_values_``, ...).
+
+    See Also
+    --------
+    SVDConcepts : Uncentred truncated SVD.
+    ICAConcepts : Independent rather than uncorrelated concepts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import PCAConcepts
+    >>> X = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)
+    >>> pca = PCAConcepts(3).fit(X)
+    >>> pca.components_.shape, pca.transform(X).dtype
+    ((3, 6), dtype('float32'))
+    >>> pca.get_feature_names_out()
+    array(['concept0', 'concept1', 'concept2'], dtype=object)
+    """
+
+    _estimator_class = PCA
+    _estimator_params = (
+        "whiten",
+        "svd_solver",
+        "tol",
+        "iterated_power",
+        "n_oversamples",
+        "random_state",
+    )
+    _parameter_constraints: dict = {
+        **ConceptMixin._parameter_constraints,
+        **sklearn_constraints(PCA, _estimator_params),
+        "device": "no_validation",  # checked by resolve_device in fit
+    }
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        whiten=False,
+        svd_solver="auto",
+        tol=0.0,
+        iterated_power="auto",
+        n_oversamples=10,
+        random_state=None,
+        device="cpu",
+    ):
+        self.n_concepts = n_concepts
+        self.whiten = whiten
+        self.svd_solver = svd_solver
+        self.tol = tol
+        self.iterated_power = iterated_power
+        self.n_oversamples = n_oversamples
+        self.random_state = random_state
+        self.device = device
+
+    def _max_concepts(self, n_samples, n_features):
+        if n_samples < 2:
+            raise ValueError(
+                f"PCAConcepts needs at least 2 samples to estimate a variance, got "
+                f"n_samples = {n_samples}; pass more rows."
+            )
+        if self.svd_solver == "arpack":
+            return min(n_samples, n_features) - 1
+        return min(n_samples, n_features)
+
+    def _fit_torch(self, X):
+        return _pca_torch(
+            X,
+            self.n_concepts,
+            svd_solver=self.svd_solver,
+            iterated_power=self.iterated_power,
+            n_oversamples=self.n_oversamples,
+            generator=torch_generator(self.random_state, device=X.device),
+        )
+
+    def _scale_codes_torch(self, codes):
+        if not self.whiten:
+            return codes
+        scale = to_tensor(self._whiten_scale(), device=codes.device)
+        return codes / scale
+
+    def _whiten_scale(self):
+        scale = np.sqrt(self.estimator_.explained_variance_)
+        return np.maximum(scale, np.finfo(scale.dtype).eps)
+
+    def _decoder_weight(self):
+        if self.whiten:
+            ev = self.estimator_.explained_variance_
+            return (np.sqrt(ev[:, np.newaxis]) * self.components_).astype(np.float32)
+        return self.components_
+
+    def _decoder_offset(self):
+        return self.estimator_.mean_
+
+
+# ------------------------------------------------------------------------ SVD
+@_docs
+class SVDConcepts(_TorchLinearMixin, BaseEstimator):
+    """Concepts as truncated SVD directions (``sklearn.decomposition.TruncatedSVD``).
+
+    Like :class:`PCAConcepts` without centring: the concepts are the top right
+    singular vectors of ``X`` and ``inverse_transform(C) = C @ components_``.
+
+    Parameters
+    ----------
+    %(n_concepts)s Must be smaller than ``n_features``.
+    algorithm : {"arpack", "randomized"}, default="randomized"
+        SVD solver. On torch, ``"arpack"`` runs the exact SVD.
+    n_iter : int, default=5
+        Power iterations of the randomized solver.
+    n_oversamples : int, default=10
+        Extra random vectors of the randomized solver.
+    power_iteration_normalizer : {"auto", "QR", "LU", "none"}, default="auto"
+        Normaliser of the power iterations (scikit-learn path; torch uses QR).
+    tol : float, default=0.0
+        Tolerance of the ``"arpack"`` solver (scikit-learn path).
+    %(random_state)s
+    %(device)s
+        %(torch_input)s
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    estimator_ : sklearn.decomposition.TruncatedSVD
+        The fitted scikit-learn estimator (``explained_variance_``,
+        ``singular_values_``, ...).
+
+    See Also
+    --------
+    PCAConcepts : The centred version.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import SVDConcepts
+    >>> X = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)
+    >>> svd = SVDConcepts(2, random_state=0).fit(X)
+    >>> svd.inverse_transform(svd.transform(X)).shape
+    (50, 6)
+    """
+
+    _estimator_class = TruncatedSVD
+    _estimator_params = (
+        "algorithm",
+        "n_iter",
+        "n_oversamples",
+        "power_iteration_normalizer",
+        "tol",
+        "random_state",
+    )
+    _parameter_constraints: dict = {
+        **ConceptMixin._parameter_constraints,
+        **sklearn_constraints(TruncatedSVD, _estimator_params),
+        "device": "no_validation",  # checked by resolve_device in fit
+    }
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        algorithm="randomized",
+        n_iter=5,
+        n_oversamples=10,
+        power_iteration_normalizer="auto",
+        tol=0.0,
+        random_state=None,
+        device="cpu",
+    ):
+        self.n_concepts = n_concepts
+        self.algorithm = algorithm
+        self.n_iter = n_iter
+        self.n_oversamples = n_oversamples
+        self.power_iteration_normalizer = power_iteration_normalizer
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+
+    def _max_concepts(self, n_samples, n_features):
+        if n_features < 2:
+            raise ValueError(
+                f"SVDConcepts needs at least 2 features, got n_features = "
+                f"{n_features}."
+            )
+        return n_features - 1
+
+    def _fit_torch(self, X):
+        fitted, _ = _truncated_svd_torch(
+            X,
+            self.n_concepts,
+            algorithm=self.algorithm,
+            n_iter=self.n_iter,
+            n_oversamples=self.n_oversamples,
+            generator=torch_generator(self.random_state, device=X.device),
+        )
+        return fitted
+
+
+# ------------------------------------------------------------------------ ICA
+@_docs
+class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
+    """Concepts as independent components (``sklearn.decomposition.FastICA``).
+
+    The concepts are the columns of the mixing matrix: ``components_ =
+    estimator_.mixing_.T`` and ``inverse_transform(C) = C @ components_ +
+    estimator_.mean_``, exactly FastICA's ``inverse_transform``. The unmixing
+    matrix (the encoder) stays in ``estimator_.components_``.
+
+    Parameters
+    ----------
+    %(n_concepts)s At most ``min(n_samples, n_features)``.
+    algorithm : {"parallel", "deflation"}, default="parallel"
+        FastICA algorithm.
+    whiten : {"unit-variance", "arbitrary-variance"}, default="unit-variance"
+        Whitening strategy (``whiten=False`` is not offered: it ignores
+        ``n_concepts``).
+    fun : {"logcosh", "exp", "cube"} or callable, default="logcosh"
+        Contrast function.
+    fun_args : dict, default=None
+        Arguments of ``fun``.
+    max_iter : int, default=200
+        Maximum number of iterations.
+    tol : float, default=1e-4
+        Tolerance on the update of the unmixing matrix.
+    whiten_solver : {"svd", "eigh"}, default="svd"
+        Solver of the whitening step.
+    %(random_state)s
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    n_iter_ : int
+        Iterations run by FastICA.
+    reconstruction_err_ : float
+        Frobenius norm of ``X - inverse_transform(transform(X))`` on the
+        training data.
+    estimator_ : sklearn.decomposition.FastICA
+        The fitted scikit-learn estimator (``mixing_``, ``mean_``, ...).
+
+    See Also
+    --------
+    PCAConcepts : Uncorrelated, ordered components.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import ICAConcepts
+    >>> X = np.random.default_rng(0).laplace(size=(60, 5)).astype(np.float32)
+    >>> ica = ICAConcepts(3, random_state=0).fit(X)
+    >>> ica.components_.shape, ica.n_iter_ > 0
+    ((3, 5), True)
+    """
+
+    _estimator_class = FastICA
+    _estimator_params = (
+        "algorithm",
+        "whiten",
+        "fun",
+        "fun_args",
+        "max_iter",
+        "tol",
+        "whiten_solver",
+        "random_state",
+    )
+    _parameter_constraints: dict = {
+        **ConceptMixin._parameter_constraints,
+        **sklearn_constraints(FastICA, _estimator_params),
+        "whiten": [StrOptions({"unit-variance", "arbitrary-variance"})],
+    }
+    _iterative = True
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        algorithm="parallel",
+        whiten="unit-variance",
+        fun="logcosh",
+        fun_args=None,
+        max_iter=200,
+        tol=1e-4,
+        whiten_solver="svd",
+        random_state=None,
+    ):
+        self.n_concepts = n_concepts
+        self.algorithm = algorithm
+        self.whiten = whiten
+        self.fun = fun
+        self.fun_args = fun_args
+        self.max_iter = max_iter
+        self.tol = tol
+        self.whiten_solver = whiten_solver
+        self.random_state = random_state
+
+    def _max_concepts(self, n_samples, n_features):
+        return min(n_samples, n_features)
+
+    def _read_fitted(self):
+        self.components_ = self.estimator_.mixing_.T
+
+    def _decoder_offset(self):
+        return self.estimator_.mean_
+
+
+# ------------------------------------------------------------------ SparsePCA
+@_docs
+class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
+    """Concepts as sparse principal components (``sklearn.decomposition.SparsePCA``).
+
+    Each concept loads on few features (L1 penalty ``alpha``). Concept
+    activations are ridge-regression codes of the centred activations;
+    ``inverse_transform(C) = C @ components_ + estimator_.mean_``.
+
+    Parameters
+    ----------
+    %(n_concepts)s
+    alpha : float, default=1
+        Sparsity of the components; higher is sparser.
+    ridge_alpha : float, default=0.01
+        Ridge shrinkage of ``transform``.
+    max_iter : int, default=1000
+        Maximum number of iterations.
+    tol : float, default=1e-8
+        Tolerance of the stopping condition.
+    method : {"lars", "cd"}, default="lars"
+        Lasso solver (``"cd"`` is faster for sparse components).
+    %(random_state)s
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    n_iter_ : int
+        Iterations run.
+    reconstruction_err_ : float
+        Frobenius norm of ``X - inverse_transform(transform(X))`` on the
+        training data.
+    estimator_ : sklearn.decomposition.SparsePCA
+        The fitted scikit-learn estimator (``mean_``, ...).
+
+    See Also
+    --------
+    DictionaryLearningConcepts : Sparse codes instead of sparse components.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import SparsePCAConcepts
+    >>> X = np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)
+    >>> spca = SparsePCAConcepts(2, max_iter=5, random_state=0).fit(X)
+    >>> spca.transform(X).shape
+    (30, 2)
+    """
+
+    _estimator_class = SparsePCA
+    _estimator_params = (
+        "alpha",
+        "ridge_alpha",
+        "max_iter",
+        "tol",
+        "method",
+        "random_state",
+    )
+    _parameter_constraints: dict = {
+        **ConceptMixin._parameter_constraints,
+        **sklearn_constraints(SparsePCA, _estimator_params),
+    }
+    _iterative = True
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        alpha=1,
+        ridge_alpha=0.01,
+        max_iter=1000,
+        tol=1e-8,
+        method="lars",
+        random_state=None,
+    ):
+        self.n_concepts = n_concepts
+        self.alpha = alpha
+        self.ridge_alpha = ridge_alpha
+        self.max_iter = max_iter
+        self.tol = tol
+        self.method = method
+        self.random_state = random_state
+
+    def _decoder_offset(self):
+        return self.estimator_.mean_
+
+
+# --------------------------------------------------------- DictionaryLearning
+@_docs
+class DictionaryLearningConcepts(SklearnConceptsMixin, BaseEstimator):
+    """Concepts as a sparse-coding dictionary (``DictionaryLearning``).
+
+    Learns atoms ``components_`` such that each activation is a sparse
+    combination of few atoms; ``transform`` is the sparse code (by
+    ``transform_algorithm``) and ``inverse_transform(C) = C @ components_``. The
+    dictionary may be overcomplete (``n_concepts > n_features``).
+
+    Parameters
+    ----------
+    %(n_concepts)s
+    alpha : float, default=1.0
+        Sparsity of the codes during fitting.
+    max_iter : int, default=1000
+        Maximum number of iterations.
+    tol : float, default=1e-8
+        Tolerance of the stopping condition.
+    fit_algorithm : {"lars", "cd"}, default="lars"
+        Solver of the sparse coding step during fitting.
+    transform_algorithm : {"lasso_lars", "lasso_cd", "lars", "omp", "threshold"}, \
+default="omp"
+        Sparse coding algorithm of ``transform``.
+    transform_n_nonzero_coefs : int, default=None
+        Non-zero codes per row for ``"lars"``/``"omp"`` (default: 10%% of
+        ``n_features``).
+    transform_alpha : float, default=None
+        Penalty of the lasso/threshold transforms (default: ``alpha``).
+    transform_max_iter : int, default=1000
+        Iterations of the ``"lasso_cd"``/``"lasso_lars"`` transforms.
+    positive_code : bool, default=False
+        Force non-negative codes.
+    positive_dict : bool, default=False
+        Force a non-negative dictionary.
+    %(random_state)s
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    n_iter_ : int
+        Iterations run.
+    reconstruction_err_ : float
+        Frobenius norm of ``X - inverse_transform(transform(X))`` on the
+        training data.
+    estimator_ : sklearn.decomposition.DictionaryLearning
+        The fitted scikit-learn estimator (``error_``, ...).
+
+    See Also
+    --------
+    SparsePCAConcepts : Sparse components instead of sparse codes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import DictionaryLearningConcepts
+    >>> X = np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)
+    >>> dico = DictionaryLearningConcepts(4, max_iter=5, random_state=0).fit(X)
+    >>> dico.components_.shape
+    (4, 6)
+    """
+
+    _estimator_class = DictionaryLearning
+    _estimator_params = (
+        "alpha",
+        "max_iter",
+        "tol",
+        "fit_algorithm",
+        "transform_algorithm",
+        "transform_n_nonzero_coefs",
+        "transform_alpha",
+        "transform_max_iter",
+        "positive_code",
+        "positive_dict",
+        "random_state",
+    )
+    _parameter_constraints: dict = {
+        **ConceptMixin._parameter_constraints,
+        **sklearn_constraints(DictionaryLearning, _estimator_params),
+    }
+    _iterative = True
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        alpha=1.0,
+        max_iter=1000,
+        tol=1e-8,
+        fit_algorithm="lars",
+        transform_algorithm="omp",
+        transform_n_nonzero_coefs=None,
+        transform_alpha=None,
+        transform_max_iter=1000,
+        positive_code=False,
+        positive_dict=False,
+        random_state=None,
+    ):
+        self.n_concepts = n_concepts
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.tol = tol
+        self.fit_algorithm = fit_algorithm
+        self.transform_algorithm = transform_algorithm
+        self.transform_n_nonzero_coefs = transform_n_nonzero_coefs
+        self.transform_alpha = transform_alpha
+        self.transform_max_iter = transform_max_iter
+        self.positive_code = positive_code
+        self.positive_dict = positive_dict
+        self.random_state = random_state

@@ -1,0 +1,360 @@
+"""Reading concepts: the inputs that activate each concept most (``TopKInputs``)."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from skconcepts.metrics import _concept_step
+from skconcepts.utils._torch_free import is_tensor
+from skconcepts.utils._validation import check_texts
+
+__all__ = ["TopKInputs"]
+
+#: columns of the table returned by ``TopKInputs.interpret(..., as_frame=True)``
+FRAME_COLUMNS = ["concept", "rank", "sample", "start", "end", "text", "activation"]
+_UNIT_COLUMNS = ["sample", "start", "end", "text"]
+
+
+class TopKInputs(BaseEstimator):
+    """The ``k`` units (tokens, words, sentences, texts) most activating each concept.
+
+    For every concept of a fitted pipeline ``SplitPointActivations -> [preprocessing]
+    -> <Method>Concepts``, the units of a list of texts with the highest concept
+    activation, with their activations ("max-activating examples"). Units follow the
+    ``granularity`` of the pipeline's ``SplitPointActivations``: tokens, words,
+    sentences or whole texts. Concept activations come from the estimator's public
+    ``transform``, so every concept estimator works.
+
+    Texts are processed ``batch_size`` at a time and only a running top-``k`` is
+    kept, so no more than one batch of activations is in memory.
+
+    Parameters
+    ----------
+    k : int, default=5
+        Number of units kept per concept.
+    unique : bool, default=True
+        Count the same unit string once per concept, with its highest activation
+        (e.g. the token "the" from many texts appears once).
+    concepts : array-like of int or None, default=None
+        Indices of the concepts to read; ``None`` reads them all.
+    batch_size : int, default=32
+        Number of texts encoded and transformed at a time.
+    progress : bool, default=False
+        Show a tqdm progress bar over the batches.
+
+    See Also
+    --------
+    skconcepts.concept_output_gradient : What each concept does to the model output.
+
+    Notes
+    -----
+    Units with a zero activation can appear in the top ``k`` of a concept that is
+    rarely active; their ``activation`` column shows it. Ties are broken by the
+    order of the units in the texts.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skconcepts import SplitPointActivations, PCAConcepts, TopKInputs
+    >>> from skconcepts.datasets import load_demo_corpus
+    >>> texts = load_demo_corpus()[0][:12]
+    >>> pipe = make_pipeline(
+    ...     SplitPointActivations(split_point=3),  # the embedded MiniLM
+    ...     PCAConcepts(n_concepts=2),
+    ... ).fit(texts)
+    >>> top = TopKInputs(k=3).interpret(pipe, texts)
+    >>> sorted(top), len(top[0])
+    ([0, 1], 3)
+    >>> TopKInputs(k=3).interpret(pipe, texts, as_frame=True).shape
+    (6, 7)
+    """
+
+    _parameter_constraints: dict = {
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "unique": ["boolean"],
+        "concepts": [None, "array-like"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "progress": ["boolean"],
+    }
+
+    def __init__(
+        self, k=5, *, unique=True, concepts=None, batch_size=32, progress=False
+    ):
+        self.k = k
+        self.unique = unique
+        self.concepts = concepts
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def interpret(self, pipeline, texts, activations=None, as_frame=False):
+        """Find the top-``k`` units of every concept in ``texts``.
+
+        Parameters
+        ----------
+        pipeline : Pipeline
+            A fitted pipeline whose first step is a ``SplitPointActivations`` and
+            that contains a concept estimator (its last step with
+            ``decoder_torch``); the steps between them (e.g. ``ActivationScaler``,
+            ``NonNegative``) are applied, the steps after it are ignored.
+        texts : list of str
+            The texts to search.
+        activations : array-like or torch.Tensor of shape (n_rows, n_features), \
+default=None
+            The ``SplitPointActivations`` output for ``texts``, computed before,
+            so the model is not rerun (the units table is rebuilt from the
+            texts). ``None`` runs the model on ``texts``, one batch at a time.
+        as_frame : bool, default=False
+            Return a tidy ``pandas.DataFrame`` instead of the dict.
+
+        Returns
+        -------
+        top : dict or pandas.DataFrame
+            ``{concept_index: {unit_text: activation}}``, units by decreasing
+            activation (with ``unique=False`` a repeated string appears once in
+            the dict, with its highest activation; use ``as_frame=True`` to see
+            every row). With ``as_frame=True``, one row per (concept, rank) with
+            columns ``concept``, ``rank`` (0 is the highest), ``sample`` (index
+            of the text), ``start``, ``end`` (character span in the text),
+            ``text`` (the unit string) and ``activation``.
+        """
+        self._validate_params()
+        texts = check_texts(texts)
+        reader, preprocess, est = _split_reader_pipeline(pipeline)
+        concepts = _check_concepts(self.concepts, est.components_.shape[0])
+
+        if activations is None:
+            batches = _batches_from_texts(
+                reader, preprocess, est, texts, self.batch_size
+            )
+            n_batches = -(-len(texts) // self.batch_size)
+        else:
+            batches, n_batches = _batches_from_activations(
+                reader, preprocess, est, texts, activations, self.batch_size
+            )
+        batches = tqdm(
+            batches,
+            total=n_batches,
+            desc="TopKInputs",
+            unit="batch",
+            disable=not self.progress,
+        )
+        table = _running_topk(batches, k=self.k, unique=self.unique, concepts=concepts)
+        return table if as_frame else _as_dict(table, concepts)
+
+
+# ------------------------------------------------------------------ helpers
+def _split_reader_pipeline(pipeline):
+    """``(SplitPointActivations, preprocessing sub-pipeline or None, concepts)``."""
+    if not isinstance(pipeline, Pipeline):
+        raise TypeError(
+            f"pipeline must be a fitted sklearn Pipeline (SplitPointActivations, "
+            f"[preprocessing], concept estimator), got {type(pipeline).__name__}; "
+            "build it with make_pipeline(SplitPointActivations(...), "
+            "PCAConcepts(...))."
+        )
+    before, est = _concept_step(pipeline)
+    reader = None if before is None else before.steps[0][1]
+    if reader is None or not hasattr(reader, "units"):
+        raise TypeError(
+            f"The first step of the pipeline must be a SplitPointActivations (it "
+            f"gives the units table), got {type(reader or est).__name__}; put "
+            "SplitPointActivations(...) first."
+        )
+    check_is_fitted(reader)
+    check_is_fitted(est)
+    preprocess = before[1:] if len(before) > 1 else None
+    return reader, preprocess, est
+
+
+def _check_concepts(concepts, n_concepts):
+    if concepts is None:
+        return np.arange(n_concepts)
+    idx = np.asarray(concepts).ravel()
+    if idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(
+            f"concepts={concepts!r} must be a non-empty list of concept indices "
+            "(integers), or None for all concepts."
+        )
+    bad = idx[(idx < 0) | (idx >= n_concepts)]
+    if bad.size:
+        raise ValueError(
+            f"concepts={concepts!r} holds {bad.tolist()}, but the estimator has "
+            f"{n_concepts} concepts; use indices in [0, {n_concepts - 1}]."
+        )
+    return pd.unique(idx)
+
+
+def _encode(preprocess, est, X):
+    """Concept activations (numpy float32) through the public ``transform``."""
+    if preprocess is not None:
+        X = preprocess.transform(X)
+    C = est.transform(X)
+    if is_tensor(C):
+        from skconcepts.utils._torch import to_numpy
+
+        C = to_numpy(C)
+    return np.asarray(C, dtype=np.float32)
+
+
+def _check_units(units, n_rows, where):
+    missing = [c for c in _UNIT_COLUMNS if c not in units.columns]
+    if missing:
+        raise ValueError(f"The units table lacks the columns {missing}.")
+    if len(units) != n_rows:
+        raise ValueError(
+            f"{where} has {n_rows} rows but the units table of the texts has "
+            f"{len(units)}; pass the activations that the pipeline's "
+            "SplitPointActivations computed for these same texts."
+        )
+
+
+def _batches_from_texts(reader, preprocess, est, texts, batch_size):
+    """Yield ``(C, units)`` per batch of texts, running the model batch by batch."""
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        X = reader.transform(chunk)
+        units = reader.units(chunk)
+        _check_units(units, X.shape[0], "SplitPointActivations.transform")
+        units = units[_UNIT_COLUMNS].copy()
+        units["sample"] = units["sample"].to_numpy() + start
+        yield _encode(preprocess, est, X), units
+
+
+def _batches_from_activations(reader, preprocess, est, texts, activations, batch_size):
+    """``(generator of (C, units), n_batches)`` over precomputed activations."""
+    if is_tensor(activations):
+        if activations.ndim != 2:
+            raise ValueError(
+                f"activations must be 2-D (n_rows, n_features), got shape "
+                f"{tuple(activations.shape)}."
+            )
+    else:
+        activations = np.asarray(activations)
+        if activations.ndim != 2:
+            raise ValueError(
+                f"activations must be 2-D (n_rows, n_features), got shape "
+                f"{activations.shape}; pass pipeline[0].transform(texts)."
+            )
+    units = reader.units(texts)
+    _check_units(units, activations.shape[0], "activations")
+    units = units[_UNIT_COLUMNS].reset_index(drop=True)
+    # row boundaries of consecutive groups of ``batch_size`` texts
+    edges = np.searchsorted(
+        units["sample"].to_numpy(), np.arange(0, len(texts), batch_size), side="left"
+    )
+    edges = np.append(edges, len(units))
+
+    def batches():
+        from skconcepts.utils._torch import to_numpy
+
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            if hi <= lo:
+                continue
+            X = activations[lo:hi]
+            X = to_numpy(X) if is_tensor(X) else np.asarray(X, dtype=np.float32)
+            yield _encode(preprocess, est, X), units.iloc[lo:hi]
+
+    return batches(), len(edges) - 1
+
+
+def _topk_candidates(C, codes, k, unique):
+    """Per column, row positions of the top ``k`` (ties: earlier row first).
+
+    Returns ``(rows, cols)``: flat arrays of the selected positions.
+    """
+    n, m = C.shape
+    order = np.argsort(-C, axis=0, kind="stable")  # (n, m), descending per column
+    if not unique:
+        top = order[:k]  # (min(n, k), m)
+        cols = np.broadcast_to(np.arange(m), top.shape)
+        return top.T.ravel(), cols.T.ravel()
+    rows, cols = [], []
+    for j in range(m):
+        ranked_codes = codes[order[:, j]]
+        _, first = np.unique(ranked_codes, return_index=True)
+        keep = order[np.sort(first)[:k], j]
+        rows.append(keep)
+        cols.append(np.full(keep.shape, j))
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _running_topk(batches, *, k, unique, concepts):
+    """Top-``k`` units per concept from a stream of ``(C_batch, units_batch)``.
+
+    Parameters
+    ----------
+    batches : iterable of (array of shape (n_rows, n_concepts), DataFrame)
+        Concept activations of a batch of units (all concepts of the estimator)
+        and the units table of the same rows (columns ``sample``, ``start``,
+        ``end``, ``text``). Only the current batch and the running top-``k`` are
+        held, so a store that yields batches can feed it.
+    k : int
+        Units kept per concept.
+    unique : bool
+        Keep each unit string once per concept (its highest activation).
+    concepts : array of int
+        Indices of the columns of ``C_batch`` to read.
+
+    Returns
+    -------
+    table : DataFrame
+        Columns ``FRAME_COLUMNS``, sorted by concept then rank.
+    """
+    concepts = np.asarray(concepts)
+    pool = None
+    offset = 0  # global row number, for deterministic tie-breaking
+    for C, units in batches:
+        C = np.asarray(C)[:, concepts]
+        n = C.shape[0]
+        if n == 0:
+            continue
+        texts = units["text"].to_numpy()
+        codes = pd.factorize(texts)[0] if unique else None
+        rows, cols = _topk_candidates(C, codes, k, unique)
+        cand = pd.DataFrame(
+            {
+                "concept": concepts[cols],
+                "row": rows + offset,
+                "sample": units["sample"].to_numpy()[rows],
+                "start": units["start"].to_numpy()[rows],
+                "end": units["end"].to_numpy()[rows],
+                "text": texts[rows],
+                "activation": C[rows, cols],
+            }
+        )
+        pool = cand if pool is None else pd.concat([pool, cand], ignore_index=True)
+        pool = _select(pool, k, unique)
+        offset += n
+    if pool is None:
+        return pd.DataFrame({c: [] for c in FRAME_COLUMNS})
+    pool = pool.reset_index(drop=True)
+    pool.insert(1, "rank", pool.groupby("concept").cumcount())
+    return pool[FRAME_COLUMNS]
+
+
+def _select(pool, k, unique):
+    pool = pool.sort_values(
+        ["concept", "activation", "row"],
+        ascending=[True, False, True],
+        kind="stable",
+    )
+    if unique:
+        pool = pool.drop_duplicates(["concept", "text"], keep="first")
+    return pool.groupby("concept", sort=False).head(k)
+
+
+def _as_dict(table, concepts):
+    out = {int(c): {} for c in concepts}
+    for concept, text, value in zip(
+        table["concept"].to_numpy(), table["text"], table["activation"].to_numpy()
+    ):
+        out[int(concept)].setdefault(text, float(value))
+    return out

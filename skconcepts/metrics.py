@@ -1,0 +1,546 @@
+"""Quality metrics of concept dictionaries, and sklearn scorers built on them.
+
+Three families:
+
+- reconstruction: :func:`reconstruction_mse`, :func:`fraction_variance_unexplained`,
+  :func:`reconstruction_r2` (``X`` against ``inverse_transform(transform(X))``);
+- sparsity of the concept activations: :func:`l0_sparsity`, :func:`l1_sparsity`,
+  :func:`hoyer_sparsity`, :func:`dead_concept_fraction`;
+- the dictionary itself: :func:`dictionary_collinearity` (one fit) and
+  :func:`dictionary_stability` (two fits, Hungarian-matched cosine).
+
+Each metric has a scorer with sklearn's signature ``scorer(estimator, X, y=None)``
+that returns a float where higher is better (metrics where lower is better are
+negated and named ``neg_*``). :data:`SCORERS` maps names to scorers and
+:func:`get_scorer` looks one up. Pass them to model selection as callables, not
+as strings (sklearn's own ``scoring="..."`` registry does not know them)::
+
+    from sklearn.model_selection import GridSearchCV
+    from skconcepts.metrics import SCORERS, get_scorer
+
+    # one metric
+    GridSearchCV(pipe, grid, scoring=get_scorer("reconstruction_r2"))
+    # several metrics: refit on the one that picks the model
+    GridSearchCV(pipe, grid, scoring=SCORERS, refit="reconstruction_r2")
+
+The scorers accept a concept estimator or a fitted ``Pipeline`` (which is what
+``GridSearchCV`` passes when it searches over a pipeline): ``X`` is transformed by
+the steps before the last concept estimator of the pipeline (e.g. a
+``SplitPointActivations`` and an ``ActivationScaler``), and the metric is computed
+in the input space of the concept estimator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from skconcepts.utils._torch_free import is_tensor
+
+__all__ = [
+    "reconstruction_mse",
+    "fraction_variance_unexplained",
+    "reconstruction_r2",
+    "l0_sparsity",
+    "l1_sparsity",
+    "hoyer_sparsity",
+    "dead_concept_fraction",
+    "dictionary_collinearity",
+    "dictionary_stability",
+    "SCORERS",
+    "get_scorer",
+]
+
+
+# ---------------------------------------------------------------- helpers
+def _as_2d(A, name):
+    """A float64 2-D numpy array from an array-like or a tensor (any device)."""
+    if is_tensor(A):
+        A = A.detach().cpu().double().numpy()
+    A = np.asarray(A, dtype=np.float64)
+    if A.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_rows, n_columns), got an array of shape "
+            f"{A.shape}; reshape it, e.g. {name}.reshape(1, -1) for one row."
+        )
+    return A
+
+
+def _check_pair(X, X_hat):
+    X, X_hat = _as_2d(X, "X"), _as_2d(X_hat, "X_hat")
+    if X.shape != X_hat.shape:
+        raise ValueError(
+            f"X has shape {X.shape} but X_hat has shape {X_hat.shape}; pass the "
+            "activations and their reconstruction, e.g. "
+            "est.inverse_transform(est.transform(X))."
+        )
+    return X, X_hat
+
+
+def _reduce(values, per_row):
+    return values if per_row else float(values.mean())
+
+
+def _unit_rows(D, name):
+    D = _as_2d(D, name)
+    norms = np.linalg.norm(D, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError(
+            f"{name} has {int(np.sum(norms == 0))} all-zero row(s); the cosine of "
+            "a zero concept is undefined. Remove dead concepts first."
+        )
+    return D / norms
+
+
+# ----------------------------------------------------------- reconstruction
+def reconstruction_mse(X, X_hat):
+    """Mean squared reconstruction error over all entries.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_rows, n_features)
+        Activations.
+    X_hat : array-like or torch.Tensor of shape (n_rows, n_features)
+        Their reconstruction, e.g. ``est.inverse_transform(est.transform(X))``.
+
+    Returns
+    -------
+    mse : float
+        ``mean((X - X_hat) ** 2)``.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import reconstruction_mse
+    >>> reconstruction_mse([[1.0, 2.0]], [[1.0, 0.0]])
+    2.0
+    """
+    X, X_hat = _check_pair(X, X_hat)
+    return float(np.mean((X - X_hat) ** 2))
+
+
+def fraction_variance_unexplained(X, X_hat):
+    """Fraction of the variance of ``X`` that the reconstruction misses (FVU).
+
+    The variance is pooled over features around the per-feature mean, as in
+    :meth:`ConceptMixin.score <skconcepts.concepts._base.ConceptMixin.score>`.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_rows, n_features)
+        Activations.
+    X_hat : array-like or torch.Tensor of shape (n_rows, n_features)
+        Their reconstruction.
+
+    Returns
+    -------
+    fvu : float
+        ``||X - X_hat||² / ||X - mean(X, axis=0)||²``; 0 for a perfect
+        reconstruction, 1 for the per-feature mean. When ``X`` is constant the
+        value is 0 if the reconstruction is exact, else 1.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import fraction_variance_unexplained
+    >>> fraction_variance_unexplained([[0.0], [2.0]], [[0.0], [1.0]])
+    0.5
+    """
+    X, X_hat = _check_pair(X, X_hat)
+    resid = np.sum((X - X_hat) ** 2)
+    total = np.sum((X - X.mean(axis=0)) ** 2)
+    if total == 0:
+        return 0.0 if resid == 0 else 1.0
+    return float(resid / total)
+
+
+def reconstruction_r2(X, X_hat):
+    """Reconstruction R², i.e. ``1 - fraction_variance_unexplained(X, X_hat)``.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_rows, n_features)
+        Activations.
+    X_hat : array-like or torch.Tensor of shape (n_rows, n_features)
+        Their reconstruction.
+
+    Returns
+    -------
+    r2 : float
+        1 for a perfect reconstruction; can be negative.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import reconstruction_r2
+    >>> reconstruction_r2([[0.0], [2.0]], [[0.0], [1.0]])
+    0.5
+    """
+    return 1.0 - fraction_variance_unexplained(X, X_hat)
+
+
+# ----------------------------------------------------------------- sparsity
+def l0_sparsity(C, *, tol=0.0, per_row=False):
+    """Number of active concepts per row (L0 "norm"), averaged over rows.
+
+    Parameters
+    ----------
+    C : array-like or torch.Tensor of shape (n_rows, n_concepts)
+        Concept activations, e.g. ``est.transform(X)``.
+    tol : float, default=0.0
+        A concept is active in a row when ``|C| > tol``.
+    per_row : bool, default=False
+        Return the count of every row instead of the mean.
+
+    Returns
+    -------
+    l0 : float or ndarray of shape (n_rows,)
+        Mean (or per-row) number of active concepts.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import l0_sparsity
+    >>> l0_sparsity([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
+    1.5
+    """
+    C = _as_2d(C, "C")
+    return _reduce(np.sum(np.abs(C) > tol, axis=1).astype(np.float64), per_row)
+
+
+def l1_sparsity(C, *, per_row=False):
+    """L1 norm of the concept activations of each row, averaged over rows.
+
+    Parameters
+    ----------
+    C : array-like or torch.Tensor of shape (n_rows, n_concepts)
+        Concept activations.
+    per_row : bool, default=False
+        Return the norm of every row instead of the mean.
+
+    Returns
+    -------
+    l1 : float or ndarray of shape (n_rows,)
+        Mean (or per-row) ``sum(|C|, axis=1)``.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import l1_sparsity
+    >>> l1_sparsity([[1.0, -1.0], [0.0, 2.0]])
+    2.0
+    """
+    C = _as_2d(C, "C")
+    return _reduce(np.sum(np.abs(C), axis=1), per_row)
+
+
+def hoyer_sparsity(C, *, per_row=False):
+    """Hoyer sparsity of each row, averaged over rows (1: one active concept).
+
+    ``(sqrt(k) - ||c||_1 / ||c||_2) / (sqrt(k) - 1)`` for a row ``c`` of ``k``
+    concepts: 1 when one concept is active, 0 when all are equally active. A row
+    with no active concept counts as 1.
+
+    Parameters
+    ----------
+    C : array-like or torch.Tensor of shape (n_rows, n_concepts)
+        Concept activations, with ``n_concepts >= 2``.
+    per_row : bool, default=False
+        Return the score of every row instead of the mean.
+
+    Returns
+    -------
+    hoyer : float or ndarray of shape (n_rows,)
+        Mean (or per-row) Hoyer sparsity, in [0, 1].
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import hoyer_sparsity
+    >>> hoyer_sparsity([[0.0, 3.0], [1.0, 1.0]])
+    0.5
+    """
+    C = _as_2d(C, "C")
+    k = C.shape[1]
+    if k < 2:
+        raise ValueError(
+            f"hoyer_sparsity needs at least 2 concepts, got C with {k} column; "
+            "use l0_sparsity for a single concept."
+        )
+    l1 = np.sum(np.abs(C), axis=1)
+    l2 = np.linalg.norm(C, axis=1)
+    ratio = np.divide(l1, l2, out=np.ones_like(l1), where=l2 > 0)
+    return _reduce((np.sqrt(k) - ratio) / (np.sqrt(k) - 1), per_row)
+
+
+def dead_concept_fraction(C, *, tol=0.0):
+    """Fraction of concepts that are never active on ``C``'s rows.
+
+    Parameters
+    ----------
+    C : array-like or torch.Tensor of shape (n_rows, n_concepts)
+        Concept activations.
+    tol : float, default=0.0
+        A concept is active in a row when ``|C| > tol``.
+
+    Returns
+    -------
+    fraction : float
+        Number of columns with ``|C| <= tol`` on every row, over ``n_concepts``.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import dead_concept_fraction
+    >>> dead_concept_fraction([[1.0, 0.0, 0.0, 0.0], [2.0, 0.5, 0.0, 0.0]])
+    0.5
+    """
+    C = _as_2d(C, "C")
+    return float(np.mean(np.all(np.abs(C) <= tol, axis=0)))
+
+
+# --------------------------------------------------------------- dictionary
+def dictionary_collinearity(D, *, absolute=True):
+    """Largest cosine between two different concepts of a dictionary.
+
+    Parameters
+    ----------
+    D : array-like or torch.Tensor of shape (n_concepts, n_features)
+        The dictionary, e.g. ``est.components_``; ``n_concepts >= 2``.
+    absolute : bool, default=True
+        Take ``|cos|``, so that opposite directions also count as collinear.
+
+    Returns
+    -------
+    collinearity : float
+        Maximum off-diagonal (absolute) cosine; 0 for orthogonal concepts, 1 when
+        two concepts are parallel.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import dictionary_collinearity
+    >>> round(dictionary_collinearity([[1.0, 0.0], [1.0, 1.0], [0.0, -1.0]]), 4)
+    0.7071
+    """
+    U = _unit_rows(D, "D")
+    if U.shape[0] < 2:
+        raise ValueError(
+            f"dictionary_collinearity needs at least 2 concepts, got D with "
+            f"{U.shape[0]} row."
+        )
+    cos = U @ U.T
+    if absolute:
+        cos = np.abs(cos)
+    np.fill_diagonal(cos, -np.inf)
+    return float(cos.max())
+
+
+def dictionary_stability(D1, D2, *, absolute=True, return_matching=False):
+    """Mean cosine of two dictionaries' concepts after the best one-to-one matching.
+
+    Concepts of ``D1`` and ``D2`` (e.g. two fits with different seeds or on two
+    halves of the data) are paired by the Hungarian algorithm
+    (:func:`scipy.optimize.linear_sum_assignment`) to maximise the summed cosine.
+
+    Parameters
+    ----------
+    D1 : array-like or torch.Tensor of shape (n_concepts_1, n_features)
+        First dictionary.
+    D2 : array-like or torch.Tensor of shape (n_concepts_2, n_features)
+        Second dictionary; the number of concepts may differ, then
+        ``min(n_concepts_1, n_concepts_2)`` pairs are matched.
+    absolute : bool, default=True
+        Match on ``|cos|``: methods such as PCA or ICA fix a concept only up to
+        its sign.
+    return_matching : bool, default=False
+        Also return the matched indices.
+
+    Returns
+    -------
+    stability : float
+        Mean matched (absolute) cosine, 1 when the dictionaries agree up to a
+        permutation (and signs).
+    rows, cols : ndarray of int
+        Only with ``return_matching=True``: concept ``rows[i]`` of ``D1`` is
+        matched with concept ``cols[i]`` of ``D2``.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import dictionary_stability
+    >>> dictionary_stability([[1.0, 0.0], [0.0, 1.0]], [[0.0, -2.0], [3.0, 0.0]])
+    1.0
+    """
+    U1, U2 = _unit_rows(D1, "D1"), _unit_rows(D2, "D2")
+    if U1.shape[1] != U2.shape[1]:
+        raise ValueError(
+            f"D1 has {U1.shape[1]} features but D2 has {U2.shape[1]}; compare "
+            "dictionaries fitted on the same activations."
+        )
+    cos = U1 @ U2.T
+    if absolute:
+        cos = np.abs(cos)
+    rows, cols = linear_sum_assignment(cos, maximize=True)
+    value = float(cos[rows, cols].mean())
+    return (value, rows, cols) if return_matching else value
+
+
+# ------------------------------------------------------------------ scorers
+def _is_concept_estimator(step):
+    return hasattr(step, "inverse_transform") and hasattr(step, "decoder_torch")
+
+
+def _concept_step(estimator):
+    """Split ``estimator`` into ``(steps before, concept estimator)``.
+
+    ``estimator`` is a concept estimator (``before`` is ``None``) or a
+    ``Pipeline``; the concept estimator is its last step that has
+    ``decoder_torch``, and ``before`` the sub-pipeline of the steps in front of
+    it (``None`` when it is the first step).
+    """
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(estimator, Pipeline):
+        if not _is_concept_estimator(estimator):
+            raise TypeError(
+                f"Expected a concept estimator (e.g. PCAConcepts) or a Pipeline "
+                f"ending in one, got {type(estimator).__name__}."
+            )
+        return None, estimator
+    for i in range(len(estimator.steps) - 1, -1, -1):
+        if _is_concept_estimator(estimator.steps[i][1]):
+            return (estimator[:i] if i > 0 else None), estimator.steps[i][1]
+    names = [name for name, _ in estimator.steps]
+    raise TypeError(
+        f"The Pipeline with steps {names} has no concept estimator (a step with "
+        "decoder_torch, e.g. PCAConcepts); add one."
+    )
+
+
+def _concept_input(estimator, X):
+    """(concept estimator, X transformed by the steps before it)."""
+    before, est = _concept_step(estimator)
+    check_is_fitted(est)
+    if before is not None:
+        X = before.transform(X)
+    return est, X
+
+
+def _reconstruct(estimator, X):
+    est, Xc = _concept_input(estimator, X)
+    C = est.transform(Xc)
+    return est, Xc, C, est.inverse_transform(C)
+
+
+class _ConceptScorer:
+    """``scorer(estimator, X, y=None) -> float``, higher is better."""
+
+    def __init__(self, name, metric, sign, needs):
+        self.name = name
+        self._metric = metric
+        self._sign = sign
+        self._needs = needs
+
+    def __call__(self, estimator, X, y=None):
+        if self._needs == "reconstruction":
+            _, Xc, _, X_hat = _reconstruct(estimator, X)
+            value = self._metric(Xc, X_hat)
+        elif self._needs == "codes":
+            est, Xc = _concept_input(estimator, X)
+            value = self._metric(est.transform(Xc))
+        elif self._needs == "dictionary":
+            est = _concept_step(estimator)[1]
+            check_is_fitted(est)
+            value = self._metric(est.components_)
+        else:  # "refit"
+            est, Xc = _concept_input(estimator, X)
+            value = self._metric(est, Xc)
+        return self._sign * value
+
+    def __repr__(self):
+        return f"skconcepts.metrics.get_scorer({self.name!r})"
+
+
+def _refit_stability(est, X):
+    """Stability of ``est`` against a clone refitted on ``X`` with another seed."""
+    other = clone(est)
+    if "random_state" in other.get_params():
+        seed = est.get_params()["random_state"]
+        seed = 0 if seed is None or not isinstance(seed, (int, np.integer)) else seed
+        other.set_params(random_state=int(seed) + 1)
+    other.fit(X)
+    return dictionary_stability(est.components_, other.components_)
+
+
+#: name -> scorer ``(estimator, X, y=None) -> float`` (higher is better)
+SCORERS = {
+    "reconstruction_r2": _ConceptScorer(
+        "reconstruction_r2", reconstruction_r2, 1.0, "reconstruction"
+    ),
+    "neg_reconstruction_mse": _ConceptScorer(
+        "neg_reconstruction_mse", reconstruction_mse, -1.0, "reconstruction"
+    ),
+    "neg_fraction_variance_unexplained": _ConceptScorer(
+        "neg_fraction_variance_unexplained",
+        fraction_variance_unexplained,
+        -1.0,
+        "reconstruction",
+    ),
+    "neg_l0_sparsity": _ConceptScorer("neg_l0_sparsity", l0_sparsity, -1.0, "codes"),
+    "neg_l1_sparsity": _ConceptScorer("neg_l1_sparsity", l1_sparsity, -1.0, "codes"),
+    "hoyer_sparsity": _ConceptScorer("hoyer_sparsity", hoyer_sparsity, 1.0, "codes"),
+    "neg_dead_concept_fraction": _ConceptScorer(
+        "neg_dead_concept_fraction", dead_concept_fraction, -1.0, "codes"
+    ),
+    "neg_dictionary_collinearity": _ConceptScorer(
+        "neg_dictionary_collinearity", dictionary_collinearity, -1.0, "dictionary"
+    ),
+    "dictionary_stability": _ConceptScorer(
+        "dictionary_stability", _refit_stability, 1.0, "refit"
+    ),
+}
+SCORERS["dictionary_stability"].__doc__ = (
+    "Refits a clone of the concept estimator on the scored X with random_state + 1 "
+    "and returns dictionary_stability of the two dictionaries (one extra fit)."
+)
+
+
+def get_scorer(name):
+    """Return the skconcepts scorer called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of the keys of :data:`SCORERS`: ``"reconstruction_r2"``,
+        ``"neg_reconstruction_mse"``, ``"neg_fraction_variance_unexplained"``,
+        ``"neg_l0_sparsity"``, ``"neg_l1_sparsity"``, ``"hoyer_sparsity"``,
+        ``"neg_dead_concept_fraction"``, ``"neg_dictionary_collinearity"``,
+        ``"dictionary_stability"`` (refits a clone with ``random_state + 1``
+        on the scored data and compares the dictionaries).
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y=None) -> float``, higher is better; pass it as
+        ``scoring=`` to ``GridSearchCV`` or ``cross_validate``. ``estimator`` may
+        be a concept estimator or a ``Pipeline`` that contains one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.base import BaseEstimator
+    >>> from skconcepts.concepts._base import ConceptMixin
+    >>> from skconcepts.metrics import get_scorer
+    >>> class Identity(ConceptMixin, BaseEstimator):
+    ...     def __init__(self, n_concepts=2):
+    ...         self.n_concepts = n_concepts
+    ...     def _fit(self, X):
+    ...         self.components_ = np.eye(X.shape[1], dtype=np.float32)
+    ...     def _transform(self, X):
+    ...         return X
+    >>> X = np.array([[1.0, 0.0], [0.0, 2.0]])
+    >>> get_scorer("reconstruction_r2")(Identity().fit(X), X)
+    1.0
+    >>> get_scorer("neg_l0_sparsity")(Identity().fit(X), X)
+    -1.0
+    """
+    try:
+        return SCORERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"{name!r} is not a skconcepts scorer; use one of {sorted(SCORERS)}."
+        ) from None

@@ -1,0 +1,365 @@
+"""Invertible preprocessing of activations: scaling and non-negativity.
+
+Both transformers sit in a ``Pipeline`` before a concept estimator, so the
+normalisation is saved with the pipeline instead of hidden inside an estimator.
+Each has an exact ``inverse_transform`` where one exists and a differentiable
+``inverse_transform_torch`` that attribution composes after a concept decoder.
+Numpy input keeps its float dtype; a torch tensor gives a tensor on its device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
+
+from skconcepts.utils._torch_free import is_tensor
+from skconcepts.utils._validation import check_finite_tensor
+
+__all__ = ["ActivationScaler", "NonNegative"]
+
+
+class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
+    """Validation for numpy arrays and torch tensors; ``fit``/``transform`` verbs.
+
+    Subclasses write ``_fit(X)``, ``_transform(X)``, ``_inverse(X)`` (numpy or
+    torch, same code where the operators agree) and ``_n_out()``.
+    """
+
+    def _validate(self, X, *, reset):
+        if not is_tensor(X):
+            return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        import torch
+
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected 2D input, got a tensor of shape {tuple(X.shape)}; "
+                "reshape it to (n_rows, n_features)."
+            )
+        if X.shape[0] < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}).")
+        if X.dtype not in (torch.float32, torch.float64):
+            X = X.float()
+        check_finite_tensor(X)
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        return X
+
+    def _validate_out(self, X):
+        """Check an input of ``inverse_transform`` (shape of the output space)."""
+        n_out = self._n_out()
+        if not is_tensor(X):
+            X = check_array(X, dtype=[np.float64, np.float32], input_name="X")
+        elif X.ndim != 2:
+            raise ValueError(
+                f"Expected 2D input, got a tensor of shape {tuple(X.shape)}."
+            )
+        if X.shape[1] != n_out:
+            raise ValueError(
+                f"X has {X.shape[1]} columns, but the output of "
+                f"{type(self).__name__}.transform has {n_out}; pass transformed data."
+            )
+        return X
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the transformation from activations.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Activations.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        self._fit(self._validate(X, reset=True))
+        return self
+
+    def transform(self, X):
+        """Transform activations.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Activations.
+
+        Returns
+        -------
+        X_out : ndarray or torch.Tensor
+            Transformed activations, same dtype (float32/float64) as ``X``; a
+            tensor for a tensor input.
+        """
+        check_is_fitted(self)
+        return self._transform(self._validate(X, reset=False))
+
+    def inverse_transform(self, X):
+        """Map transformed activations back to the input space.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features_out)
+            Transformed activations.
+
+        Returns
+        -------
+        X_original : ndarray or torch.Tensor of shape (n_samples, n_features_in_)
+            Activations in the input space.
+        """
+        check_is_fitted(self)
+        X = self._validate_out(X)
+        if is_tensor(X):
+            return self._inverse(X.detach())
+        return self._inverse(X)
+
+    def inverse_transform_torch(self, X):
+        """Differentiable ``inverse_transform`` of a tensor (for attribution).
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (..., n_features_out)
+            Transformed activations, e.g. a concept decoder's output; any device
+            and float dtype. Gradients flow through.
+
+        Returns
+        -------
+        X_original : torch.Tensor of shape (..., n_features_in_)
+            Activations in the input space, same device and dtype.
+        """
+        check_is_fitted(self)
+        if not is_tensor(X):
+            raise TypeError(
+                f"inverse_transform_torch expects a torch.Tensor, got "
+                f"{type(X).__name__}; use inverse_transform for arrays."
+            )
+        if X.shape[-1] != self._n_out():
+            raise ValueError(
+                f"X has {X.shape[-1]} features in its last dimension, but the output "
+                f"of {type(self).__name__}.transform has {self._n_out()}."
+            )
+        return self._inverse(X)
+
+    def _n_out(self):
+        return self.n_features_in_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def _like(values, X):
+    """``values`` (numpy) as an array/tensor of ``X``'s kind, dtype and device."""
+    if is_tensor(X):
+        import torch
+
+        return torch.as_tensor(values, dtype=X.dtype, device=X.device)
+    return np.asarray(values, dtype=X.dtype)
+
+
+def _relu(X):
+    return X.clamp_min(0) if is_tensor(X) else np.maximum(X, 0)
+
+
+class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
+    """Scale activations, invertibly, before a concept estimator.
+
+    Parameters
+    ----------
+    strategy : {"norm", "standard"}, default="norm"
+        ``"norm"`` divides every row by one number so that the mean squared row
+        norm is 1 (directions and signs are kept; useful before SAEs and NMF).
+        ``"standard"`` standardises each feature to zero mean and unit variance
+        (features of zero variance are only centred).
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,), dtype float64
+        Subtracted per feature (zeros for ``"norm"``).
+    scale_ : ndarray of shape (n_features,), dtype float64
+        Divisor per feature (one repeated value for ``"norm"``).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    NonNegative : Make activations non-negative for NMF.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.preprocessing import ActivationScaler
+    >>> X = np.array([[3.0, 4.0], [0.0, 10.0]], dtype=np.float32)
+    >>> scaler = ActivationScaler().fit(X)
+    >>> Z = scaler.transform(X)
+    >>> float((Z**2).sum(axis=1).mean()), Z.dtype
+    (1.0, dtype('float32'))
+    >>> np.allclose(scaler.inverse_transform(Z), X)
+    True
+    """
+
+    _parameter_constraints: dict = {"strategy": [StrOptions({"norm", "standard"})]}
+
+    def __init__(self, strategy="norm"):
+        self.strategy = strategy
+
+    def _fit(self, X):
+        d = X.shape[1]
+        if is_tensor(X):
+            from skconcepts.utils._torch import to_numpy
+
+            X64 = X.double()
+            if self.strategy == "norm":
+                norm2 = float((X64**2).sum(dim=1).mean())
+            else:
+                mean = to_numpy(X64.mean(dim=0), dtype=np.float64)
+                std = to_numpy(X64.std(dim=0, unbiased=False), dtype=np.float64)
+        elif self.strategy == "norm":
+            norm2 = float(np.square(X, dtype=np.float64).sum(axis=1).mean())
+        else:
+            mean = X.mean(axis=0, dtype=np.float64)
+            std = X.std(axis=0, dtype=np.float64)
+        if self.strategy == "norm":
+            self.mean_ = np.zeros(d)
+            self.scale_ = np.full(d, np.sqrt(norm2) if norm2 > 0 else 1.0)
+        else:
+            std[std < 10 * np.finfo(np.float64).eps] = 1.0
+            self.mean_, self.scale_ = mean, std
+
+    def _transform(self, X):
+        return (X - _like(self.mean_, X)) / _like(self.scale_, X)
+
+    def _inverse(self, X):
+        return X * _like(self.scale_, X) + _like(self.mean_, X)
+
+
+class NonNegative(_TensorAwareTransformer):
+    """Make activations non-negative (for NMF), with an inverse where one exists.
+
+    Parameters
+    ----------
+    strategy : {"relu", "shift", "split"}, default="split"
+        - ``"relu"``: ``max(X, 0)``. Not invertible: ``inverse_transform``
+          returns its input unchanged (the identity, the best right-inverse, as
+          ``relu(X_hat) = X_hat`` for any non-negative ``X_hat``).
+        - ``"shift"``: ``X + shift_`` with ``shift_`` the per-feature amount that
+          makes the training minimum 0; values of new data below the training
+          minimum are clipped at 0. ``inverse_transform`` subtracts ``shift_``
+          (exact for unclipped values).
+        - ``"split"``: ``[max(X, 0), max(-X, 0)]``, twice the features
+          (``x0_pos``..., then ``x0_neg``...). Exact inverse ``pos - neg``.
+
+    Attributes
+    ----------
+    shift_ : ndarray of shape (n_features,), dtype float64
+        Added per feature (only with ``strategy="shift"``).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    ActivationScaler : Invertible scaling.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.preprocessing import NonNegative
+    >>> X = np.array([[1.0, -2.0], [-3.0, 4.0]])
+    >>> split = NonNegative("split").fit(X)
+    >>> split.transform(X)
+    array([[1., 0., 0., 2.],
+           [0., 4., 3., 0.]])
+    >>> split.get_feature_names_out()
+    array(['x0_pos', 'x1_pos', 'x0_neg', 'x1_neg'], dtype=object)
+    >>> np.array_equal(split.inverse_transform(split.transform(X)), X)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "strategy": [StrOptions({"relu", "shift", "split"})]
+    }
+
+    def __init__(self, strategy="split"):
+        self.strategy = strategy
+
+    def _fit(self, X):
+        if self.strategy == "shift":
+            if is_tensor(X):
+                from skconcepts.utils._torch import to_numpy
+
+                low = to_numpy(X.min(dim=0).values, dtype=np.float64)
+            else:
+                low = X.min(axis=0).astype(np.float64)
+            self.shift_ = np.maximum(-low, 0.0)
+
+    def _transform(self, X):
+        if self.strategy == "relu":
+            return _relu(X)
+        if self.strategy == "shift":
+            return _relu(X + _like(self.shift_, X))
+        if is_tensor(X):
+            import torch
+
+            return torch.cat([_relu(X), _relu(-X)], dim=-1)
+        return np.hstack([_relu(X), _relu(-X)])
+
+    def _inverse(self, X):
+        if self.strategy == "relu":
+            return X
+        if self.strategy == "shift":
+            return X - _like(self.shift_, X)
+        d = self.n_features_in_
+        return X[..., :d] - X[..., d:]
+
+    def _n_out(self):
+        return self.n_features_in_ * (2 if self.strategy == "split" else 1)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Input feature names; default ``feature_names_in_`` or ``x0…``.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            The input names, or for ``"split"`` the names suffixed ``_pos`` then
+            ``_neg``.
+        """
+        check_is_fitted(self, "n_features_in_")
+        names = _check_feature_names_in(self, input_features)
+        if self.strategy != "split":
+            return names
+        return np.asarray(
+            [f"{n}_pos" for n in names] + [f"{n}_neg" for n in names], dtype=object
+        )
