@@ -26,7 +26,7 @@ extensions = [
     "numpydoc",
 ]
 
-# autosummary writes one page per object under api/generated (not committed)
+# autosummary writes one page per object under docs/generated (not committed)
 autosummary_generate = True
 autosummary_imported_members = False
 autodoc_default_options = {"members": True, "inherited-members": False}
@@ -41,7 +41,6 @@ numpydoc_xref_param_type = False
 templates_path = ["_templates"]
 exclude_patterns = [
     "_build",
-    "_generated",
     "README_proposed.md",
     "benchmarks.md",
 ]
@@ -62,34 +61,32 @@ html_theme_options = {
 intersphinx_mapping = {}
 
 
-def _benchmark_page():
-    """Write _generated/benchmarks.rst from benchmarks.md (or say it is absent).
+#: line of benchmarks.rst replaced by the table of docs/benchmarks.md
+BENCHMARK_MARKER = ".. the table of docs/benchmarks.md is inserted here by conf.py"
 
-    The benchmark script writes docs/benchmarks.md (Markdown). The docs are
-    reStructuredText only, so the table is shown verbatim as a literal block.
+
+def _benchmark_block():
+    """docs/benchmarks.md as a literal block, or a note that it is absent.
+
+    The benchmark script writes Markdown and the docs are reStructuredText
+    only (no myst), so the table is shown verbatim.
     """
     source = HERE / "benchmarks.md"
-    target = HERE / "_generated" / "benchmarks.rst"
-    target.parent.mkdir(exist_ok=True)
-    if source.is_file():
-        text = source.read_text(encoding="utf-8").rstrip()
-        body = (
-            "The table below is ``docs/benchmarks.md``, as written by the last "
-            "run of ``python -m bench``.\n\n"
-            ".. code-block:: text\n\n"
-            + "\n".join(("   " + line) if line else "" for line in text.splitlines())
-            + "\n"
-        )
-    else:
-        body = (
+    if not source.is_file():
+        return (
             "``docs/benchmarks.md`` has not been generated in this checkout; "
-            "run ``python -m bench`` to write it.\n"
+            "run ``python -m bench`` to write it."
         )
-    if not target.is_file() or target.read_text(encoding="utf-8") != body:
-        target.write_text(body, encoding="utf-8")
+    lines = source.read_text(encoding="utf-8").rstrip().splitlines()
+    return ".. code-block:: text\n\n" + "\n".join(
+        ("   " + line) if line.strip() else "" for line in lines
+    )
 
 
-_benchmark_page()
+def _insert_benchmarks(app, docname, source):
+    if docname == "benchmarks":
+        app.env.note_dependency(str(HERE / "benchmarks.md"))
+        source[0] = source[0].replace(BENCHMARK_MARKER, _benchmark_block())
 
 
 _SHAPE_NAME = re.compile(r"\((\w+_),\)")
@@ -107,3 +104,4 @@ def _quote_fitted_names_in_shapes(app, what, name, obj, options, lines):
 
 def setup(app):
     app.connect("autodoc-process-docstring", _quote_fitted_names_in_shapes)
+    app.connect("source-read", _insert_benchmarks)

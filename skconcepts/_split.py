@@ -19,6 +19,7 @@ Public helpers (used by :class:`~skconcepts.SplitPointActivations` and by
 from __future__ import annotations
 
 import contextlib
+import threading
 from numbers import Integral
 
 import torch
@@ -82,7 +83,7 @@ def list_block_names(model: torch.nn.Module) -> list[str]:
     Returns
     -------
     names : list of str
-        e.g. ``["encoder.layer.0", ..., "encoder.layer.5"]``.
+        The block names, e.g. ``["encoder.layer.0", ..., "encoder.layer.5"]``.
 
     Raises
     ------
@@ -101,7 +102,9 @@ def list_block_names(model: torch.nn.Module) -> list[str]:
     return [f"{name}.{i}" if name else str(i) for i in range(len(blocks))]
 
 
-def resolve_split_module(model: torch.nn.Module, split_point) -> tuple[str, torch.nn.Module]:
+def resolve_split_module(
+    model: torch.nn.Module, split_point
+) -> tuple[str, torch.nn.Module]:
     """Resolve a split point to ``(dotted name, module)``.
 
     Parameters
@@ -203,7 +206,8 @@ def stop_after(module: torch.nn.Module):
 
     Inside the ``with`` block, the first call of ``module`` stores its output
     (element 0 when it returns a tuple) and ends the forward pass of the
-    enclosing model: nothing after ``module`` runs. The ``with`` statement
+    enclosing model: nothing after ``module`` runs. Only forward passes of
+    the thread that entered the block are affected. The ``with`` statement
     swallows that early exit, so code placed after the model call inside the
     block does not run; read the capture after the block. The hook is removed
     when the block ends, whatever happens.
@@ -230,8 +234,11 @@ def stop_after(module: torch.nn.Module):
     torch.Size([2, 4])
     """
     captured = CapturedOutput()
+    thread = threading.get_ident()
 
     def hook(mod, args, output):
+        if threading.get_ident() != thread:  # another thread's forward pass
+            return None
         captured.output = _first(output)
         raise _StopForward
 
@@ -249,7 +256,8 @@ def replace_output(module: torch.nn.Module, fn):
     """Replace the output of ``module`` by ``fn(output)`` inside the block.
 
     When ``module`` returns a tuple, only element 0 (the hidden states) goes
-    through ``fn``; the other elements are kept. The hook is removed when the
+    through ``fn``; the other elements are kept. Only forward passes of the
+    thread that entered the block are affected. The hook is removed when the
     block ends, whatever happens.
 
     Parameters
@@ -277,7 +285,11 @@ def replace_output(module: torch.nn.Module, fn):
     tensor([[0., 0.]])
     """
 
+    thread = threading.get_ident()
+
     def hook(mod, args, output):
+        if threading.get_ident() != thread:  # another thread's forward pass
+            return None
         if isinstance(output, tuple):
             return (fn(output[0]), *output[1:])
         if isinstance(output, list):

@@ -115,7 +115,8 @@ default="token"
         is kept.
     max_length : int or None, default=None
         Truncate texts to this many tokens (special tokens included); ``None``
-        uses the tokenizer's ``model_max_length``. ``transform`` emits one
+        uses the tokenizer's ``model_max_length`` (or, if it sets none, the
+        model's ``max_position_embeddings``). ``transform`` emits one
         :class:`~skconcepts.exceptions.TruncationWarning` that counts the
         truncated texts.
     batch_size : int, default=32
@@ -163,7 +164,8 @@ default="token"
     device_ : torch.device
         The resolved device.
     max_length_ : int or None
-        The truncation length in use.
+        The truncation length in use: ``max_length``, else the tokenizer's
+        ``model_max_length``, else the model's ``max_position_embeddings``.
 
     See Also
     --------
@@ -199,7 +201,7 @@ default="token"
     >>> acts = SplitPointActivations(split_point=3, granularity="word")
     >>> X = acts.fit_transform(["I loved it.", "Awful!"])
     >>> X.shape
-    (5, 384)
+    (6, 384)
     >>> acts.units(["I loved it.", "Awful!"])["text"].tolist()
     ['I', 'loved', 'it', '.', 'Awful', '!']
     """
@@ -292,7 +294,7 @@ default="token"
         Returns
         -------
         X_out : ndarray of shape (n_rows, n_features) or torch.Tensor
-            float32 (or float16) numpy array; a bfloat16 CPU tensor when
+            A float32 (or float16) numpy array; a bfloat16 CPU tensor when
             ``dtype="bfloat16"``. Rows follow the texts, then the units within
             a text, as in :meth:`units`.
         """
@@ -331,7 +333,7 @@ default="token"
         >>> acts = SplitPointActivations(split_point=0).fit()
         >>> acts.units(["Hi there"])
            sample  unit  start  end   text
-        0       0     0      0    2     hi
+        0       0     0      0    2     Hi
         1       0     1      3    8  there
         """
         import pandas as pd
@@ -480,7 +482,8 @@ default="token"
                 device = "cpu"
         self.device_ = resolve_device(device)
         model_dtype = (
-            None if self.model_dtype is None
+            None
+            if self.model_dtype is None
             else resolve_dtype(self.model_dtype, "model_dtype")
         )
         self.model_ = self._load_model(self.device_, model_dtype)
@@ -489,19 +492,23 @@ default="token"
             self.model_, self.split_point
         )
         limit = getattr(self.tokenizer_, "model_max_length", None)
+        positions = getattr(self.model_.config, "max_position_embeddings", None)
         if self.max_length is not None:
             self.max_length_ = int(self.max_length)
         elif isinstance(limit, Integral) and limit < 1_000_000:
             self.max_length_ = int(limit)
+        elif isinstance(positions, Integral):  # tokenizer without a limit
+            self.max_length_ = int(positions)
         else:
             self.max_length_ = None
         if self.granularity == "cls":
             enc = self._encode(["a"])[0]
             if not enc.special_tokens_mask or not enc.special_tokens_mask[0]:
+                name = type(self.tokenizer_).__name__
                 raise ValueError(
                     "granularity='cls' needs a tokenizer that adds a leading "
-                    f"special token ([CLS] or BOS), but {type(self.tokenizer_).__name__}"
-                    " adds none; use granularity='sample' (e.g. with "
+                    f"special token ([CLS] or BOS), but {name} adds none; use "
+                    "granularity='sample' (e.g. with "
                     "aggregation='last' for a causal model) instead."
                 )
 
@@ -554,6 +561,11 @@ default="token"
             if key not in objects:
                 objects[key] = (path, _load_pretrained("AutoTokenizer", path))
             tokenizer = objects[key][1]
+        # keep the tokenizer alive while its id is part of cache keys
+        self._shared_state().objects[("tokenizer", id(tokenizer))] = (
+            tokenizer,
+            tokenizer,
+        )
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(
                 f"tokenizer must be a fast tokenizer (it gives the offsets and "

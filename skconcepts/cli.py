@@ -561,7 +561,12 @@ def _cmd_fit(args):
         random_state=args.random_state,
         progress=not args.quiet,
     )
-    X = _fit_pipeline(pipeline, texts)
+    from skconcepts.exceptions import SplitPointError
+
+    try:
+        X = _fit_pipeline(pipeline, texts)
+    except SplitPointError as exc:
+        raise CommandError(f"--layer {args.layer}: {exc}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, out / "pipeline.joblib")

@@ -6,14 +6,13 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skconcepts.metrics import _concept_step
-from skconcepts.utils._torch_free import is_tensor
+from skconcepts.utils._torch_free import is_store, is_tensor
 from skconcepts.utils._validation import check_texts
 
 __all__ = ["TopKInputs"]
@@ -21,9 +20,11 @@ __all__ = ["TopKInputs"]
 #: columns of the table returned by ``TopKInputs.interpret(..., as_frame=True)``
 FRAME_COLUMNS = ["concept", "rank", "sample", "start", "end", "text", "activation"]
 _UNIT_COLUMNS = ["sample", "start", "end", "text"]
+#: rows read from an ActivationStore per text of ``batch_size``
+_STORE_ROWS = 64
 
 
-class TopKInputs(BaseEstimator):
+class TopKInputs:
     """The ``k`` units (tokens, words, sentences, texts) most activating each concept.
 
     For every concept of a fitted pipeline ``SplitPointActivations -> [preprocessing]
@@ -94,6 +95,25 @@ class TopKInputs(BaseEstimator):
         self.batch_size = batch_size
         self.progress = progress
 
+    def get_params(self, deep=True):
+        """The parameters of this reader, as a dict.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        return {name: getattr(self, name) for name in self._parameter_constraints}
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
     def interpret(self, pipeline, texts, activations=None, as_frame=False):
         """Find the top-``k`` units of every concept in ``texts``.
 
@@ -104,13 +124,16 @@ class TopKInputs(BaseEstimator):
             that contains a concept estimator (its last step with
             ``decoder_torch``); the steps between them (e.g. ``ActivationScaler``,
             ``NonNegative``) are applied, the steps after it are ignored.
-        texts : list of str
-            The texts to search.
-        activations : array-like or torch.Tensor of shape (n_rows, n_features), \
-default=None
-            The ``SplitPointActivations`` output for ``texts``, computed before,
-            so the model is not rerun (the units table is rebuilt from the
-            texts). ``None`` runs the model on ``texts``, one batch at a time.
+        texts : list of str or None
+            The texts to search; ``None`` only with an ``ActivationStore``.
+        activations : array-like, torch.Tensor or ActivationStore, default=None
+            Activations computed before, so the model is not rerun: the
+            ``SplitPointActivations`` output (n_rows, n_features) for ``texts``
+            (the units table is rebuilt from the texts), or an
+            :class:`~skconcepts.ActivationStore` written by it, streamed in
+            batches of ``64 * batch_size`` rows with its own units table
+            (``texts`` is then ignored). ``None`` runs the model on ``texts``,
+            ``batch_size`` texts at a time.
         as_frame : bool, default=False
             Return a tidy ``pandas.DataFrame`` instead of the dict.
 
@@ -125,17 +148,26 @@ default=None
             of the text), ``start``, ``end`` (character span in the text),
             ``text`` (the unit string) and ``activation``.
         """
-        self._validate_params()
-        texts = check_texts(texts)
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            self.get_params(),
+            caller_name=type(self).__name__,
+        )
         reader, preprocess, est = _split_reader_pipeline(pipeline)
         concepts = _check_concepts(self.concepts, est.components_.shape[0])
 
-        if activations is None:
+        if is_store(activations):
+            batches, n_batches = _batches_from_store(
+                preprocess, est, activations, _STORE_ROWS * self.batch_size
+            )
+        elif activations is None:
+            texts = check_texts(texts)
             batches = _batches_from_texts(
                 reader, preprocess, est, texts, self.batch_size
             )
             n_batches = -(-len(texts) // self.batch_size)
         else:
+            texts = check_texts(texts)
             batches, n_batches = _batches_from_activations(
                 reader, preprocess, est, texts, activations, self.batch_size
             )
@@ -263,6 +295,13 @@ def _batches_from_activations(reader, preprocess, est, texts, activations, batch
             yield _encode(preprocess, est, X), units.iloc[lo:hi]
 
     return batches(), len(edges) - 1
+
+
+def _batches_from_store(preprocess, est, store, rows):
+    """``(generator of (C, units), n_batches)`` over an ActivationStore."""
+    n_batches = -(-store.shape[0] // rows)
+    pairs = zip(store.iter_batches(rows), store.iter_units(rows))
+    return ((_encode(preprocess, est, X), units) for X, units in pairs), n_batches
 
 
 def _topk_candidates(C, codes, k, unique):

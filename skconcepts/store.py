@@ -24,6 +24,7 @@ and streams reads shard by shard.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import operator
@@ -314,14 +315,15 @@ class ActivationStore:
     >>> from skconcepts.datasets import load_demo_corpus
     >>> acts = SplitPointActivations(split_point=1, batch_size=4).fit()
     >>> texts = load_demo_corpus()[0][:8]
-    >>> folder = tempfile.mkdtemp()
-    >>> store = acts.transform_to_store(texts, folder, shard_rows=30)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = acts.transform_to_store(texts, folder.name, shard_rows=30)
     >>> store.shape, store.n_shards > 1
     ((79, 384), True)
     >>> [X.shape for X in store.iter_batches(32)]
     [(32, 384), (32, 384), (15, 384)]
     >>> store[30:40].dtype
     dtype('float32')
+    >>> folder.cleanup()
     """
 
     def __init__(self, path, *, verify=True, allow_incomplete=False):
@@ -337,6 +339,17 @@ class ActivationStore:
                 f"{m['n_texts']} texts). Rerun the same extract_to_store call to "
                 "finish it, or open it with allow_incomplete=True."
             )
+        self._index()
+
+    @classmethod
+    def _from_manifest(cls, path, manifest, *, verify=True):
+        """A store over an in-memory manifest (used by the writer)."""
+        store = cls.__new__(cls)
+        store.path, store.verify, store.manifest = Path(path), verify, manifest
+        store._index()
+        return store
+
+    def _index(self):
         self._shards = self.manifest["shards"]
         self._offsets = np.cumsum([0] + [s["rows"] for s in self._shards])
         self._verified = set()
@@ -797,15 +810,17 @@ class _StoreWriter:
                 p.unlink()
 
     def _drop_damaged(self, manifest):
+        """Drop the shards from the first missing or truncated one on.
+
+        Shards are published atomically, so an interruption never damages
+        one; this catches files removed or cut afterwards, cheaply (sizes
+        only; checksums are verified when the shards are read).
+        """
         manifest["shards"] = list(manifest["shards"])
-        store = ActivationStore.__new__(ActivationStore)
-        store.path, store.verify, store.manifest = self.path, True, manifest
-        store._shards = manifest["shards"]
-        store._offsets = np.cumsum([0] + [s["rows"] for s in store._shards])
-        store._verified = set()
-        for i in range(len(manifest["shards"])):
+        store = ActivationStore._from_manifest(self.path, manifest, verify=False)
+        for i, shard in enumerate(manifest["shards"]):
             try:
-                for role in manifest["shards"][i]["files"]:
+                for role in shard["files"]:
                     store._file(i, role)
             except StoreCorruptedError as exc:
                 warnings.warn(
@@ -1108,11 +1123,13 @@ def extract_to_store(
     >>> acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=0,
     ...                              batch_size=2)
     >>> texts = load_demo_corpus()[0][:6]
-    >>> store = extract_to_store(acts, texts, tempfile.mkdtemp(), shard_rows=20)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = extract_to_store(acts, texts, folder.name, shard_rows=20)
     >>> store.shape, store.n_shards
     ((59, 384), 2)
-    >>> list(store.units().columns)[:2]
-    ['sample', 'unit']
+    >>> store.units().columns.tolist()
+    ['sample', 'unit', 'start', 'end', 'text']
+    >>> folder.cleanup()
     """
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
@@ -1124,10 +1141,19 @@ def extract_to_store(
     dtype = _check_dtype(dtype)
     if shard_rows is not None:
         shard_rows = _check_positive_int(shard_rows, "shard_rows")
+    if not hasattr(activations, "_iter_batches"):
+        raise TypeError(
+            "activations must be a SplitPointActivations, got "
+            f"{type(activations).__name__}; to store concept activations use "
+            "transform_store(estimator, store, path)."
+        )
     try:
         check_is_fitted(activations)
     except NotFittedError:
         activations.fit(texts)
+    if getattr(activations, "progress", False):  # one bar here, not one a chunk
+        activations = copy.copy(activations)
+        activations.progress = False
     chunk = int(getattr(activations, "batch_size", None) or 32)
     header = {
         "kind": "activations",
@@ -1272,11 +1298,13 @@ def transform_store(
     >>> acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=0,
     ...                              batch_size=2)
     >>> texts = load_demo_corpus()[0][:6]
-    >>> store = extract_to_store(acts, texts, tempfile.mkdtemp(), shard_rows=20)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = extract_to_store(acts, texts, f"{folder.name}/acts", shard_rows=20)
     >>> pca = PCA(n_components=3).fit(store[:])
-    >>> concepts = transform_store(pca, store, tempfile.mkdtemp())
+    >>> concepts = transform_store(pca, store, f"{folder.name}/concepts")
     >>> concepts.shape, concepts.n_shards
     ((59, 3), 2)
+    >>> folder.cleanup()
     """
     from sklearn.utils.validation import check_is_fitted
     from tqdm.auto import tqdm

@@ -63,15 +63,21 @@ def _hidden(model_tok, text, k):
     model, tokenizer = model_tok
     if text not in _HIDDEN:
         enc = tokenizer(
-            text, return_offsets_mapping=True, return_special_tokens_mask=True,
+            text,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
             return_tensors="pt",
         )
         special = enc.pop("special_tokens_mask")[0].bool().numpy()
         offsets = enc.pop("offset_mapping")[0].numpy()
         with torch.inference_mode():
             states = model(**enc, output_hidden_states=True).hidden_states
-        _HIDDEN[text] = ([h[0].numpy() for h in states], special, offsets,
-                         enc.word_ids())
+        _HIDDEN[text] = (
+            [h[0].numpy() for h in states],
+            special,
+            offsets,
+            enc.word_ids(),
+        )
     states, special, offsets, word_ids = _HIDDEN[text]
     return states[k + 1], special, offsets, word_ids
 
@@ -92,17 +98,23 @@ def reference(model_tok, texts, k, granularity, aggregation="mean"):
             groups = [real[np.array(words) == w] for w in dict.fromkeys(words)]
         else:  # sentence: the sentence that holds the token's first character
             starts = np.array([s for s, _ in split_sentences(text)])
-            sid = np.array([np.searchsorted(starts, offsets[i][0], "right") - 1
-                            for i in real])
+            sid = np.array(
+                [np.searchsorted(starts, offsets[i][0], "right") - 1 for i in real]
+            )
             groups = [real[sid == s] for s in dict.fromkeys(sid.tolist())]
         for g in groups:
             x = h[g]
-            rows.append({
-                "mean": lambda: x.mean(0), "sum": lambda: x.sum(0),
-                "max": lambda: x.max(0), "min": lambda: x.min(0),
-                "signed_max": lambda: x[np.abs(x).argmax(0), np.arange(x.shape[1])],
-                "first": lambda: x[0], "last": lambda: x[-1],
-            }[aggregation]())
+            rows.append(
+                {
+                    "mean": lambda: x.mean(0),
+                    "sum": lambda: x.sum(0),
+                    "max": lambda: x.max(0),
+                    "min": lambda: x.min(0),
+                    "signed_max": lambda: x[np.abs(x).argmax(0), np.arange(x.shape[1])],
+                    "first": lambda: x[0],
+                    "last": lambda: x[-1],
+                }[aggregation]()
+            )
     return np.stack(rows)
 
 
@@ -120,7 +132,9 @@ def test_aggregated_rows_equal_numpy_on_hidden_states(
     model_tok, granularity, aggregation
 ):
     texts = TEXTS[:2] + TEXTS[4:6] + TEXTS[9:]
-    acts = make(model_tok, granularity=granularity, aggregation=aggregation, cache=False)
+    acts = make(
+        model_tok, granularity=granularity, aggregation=aggregation, cache=False
+    )
     X = acts.fit_transform(texts)
     ref = reference(model_tok, texts, K, granularity, aggregation)
     assert X.shape == ref.shape
@@ -130,13 +144,35 @@ def test_aggregated_rows_equal_numpy_on_hidden_states(
 @pytest.mark.parametrize("granularity", ["token", "word", "sentence", "sample", "cls"])
 def test_batch_sizes_1_and_7_agree(model_tok, granularity):
     one = make(model_tok, granularity=granularity, batch_size=1, cache=False)
-    seven = make(model_tok, granularity=granularity, batch_size=7, cache=False,
-                 sort_by_length=False)
-    budget = make(model_tok, granularity=granularity, max_tokens_per_batch=40,
-                  cache=False)
+    seven = make(
+        model_tok,
+        granularity=granularity,
+        batch_size=7,
+        cache=False,
+        sort_by_length=False,
+    )
+    budget = make(
+        model_tok, granularity=granularity, max_tokens_per_batch=40, cache=False
+    )
     X1 = one.fit_transform(TEXTS)
     np.testing.assert_allclose(seven.fit_transform(TEXTS), X1, rtol=0, atol=1e-5)
     np.testing.assert_allclose(budget.fit_transform(TEXTS), X1, rtol=0, atol=1e-5)
+
+
+def test_token_budget_batches(model_tok):
+    lengths = [10, 3, 5, 9, 2, 2, 2, 2, 2, 30]
+    acts = make(model_tok, batch_size=4, max_tokens_per_batch=20)
+    batches = acts._batches(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(10))
+    assert batches[0] == [9]  # longest first, alone: over the budget
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert len(b) <= 4 and (len(b) == 1 or len(b) * width <= 20)
+    assert acts.set_params(sort_by_length=False)._batches([1] * 9) == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8],
+    ]
 
 
 def test_cls_and_all_tokens(model_tok):
@@ -186,13 +222,17 @@ def test_units_line_up_with_rows(model_tok):
         for row in units.itertuples():
             assert TEXTS[row.sample][row.start : row.end] == row.text
         counts = units.groupby("sample").size()
-        assert (units["unit"].to_numpy() == np.concatenate(
-            [np.arange(counts.get(i, 0)) for i in range(len(TEXTS))])).all()
+        assert (
+            units["unit"].to_numpy()
+            == np.concatenate([np.arange(counts.get(i, 0)) for i in range(len(TEXTS))])
+        ).all()
     token_units = make(model_tok).fit().units(TEXTS[:2])
     assert token_units["text"].tolist()[:3] == ["The", "soup", "was"]
     sentences = make(model_tok, granularity="sentence").fit().units(TEXTS[1:2])
     assert sentences["text"].tolist() == [
-        "I hated the match.", "The referee was awful!", "We left early."
+        "I hated the match.",
+        "The referee was awful!",
+        "We left early.",
     ]
 
 
@@ -226,8 +266,9 @@ def test_empty_string(model_tok):
     # sample: one row, the mean of [CLS] and [SEP]; cls: the [CLS] row
     model, tokenizer = model_tok
     with torch.inference_mode():
-        h = model(**tokenizer([""], return_tensors="pt"),
-                  output_hidden_states=True).hidden_states[K + 1][0]
+        h = model(
+            **tokenizer([""], return_tensors="pt"), output_hidden_states=True
+        ).hidden_states[K + 1][0]
     sample = make(model_tok, granularity="sample").fit_transform(["", "x"])
     cls = make(model_tok, granularity="cls").fit_transform(["", "x"])
     np.testing.assert_allclose(sample[0], h.mean(0).numpy(), atol=1e-5)
@@ -279,10 +320,12 @@ def test_set_output_pandas(model_tok):
 def test_pipeline_clone_and_joblib(model_tok, demo_corpus, tmp_path):
     texts, labels, _ = demo_corpus
     texts, labels = texts[::10], labels[::10]
-    pipe = Pipeline([
-        ("acts", make(model_tok, granularity="sample")),
-        ("clf", LogisticRegression(max_iter=500)),
-    ])
+    pipe = Pipeline(
+        [
+            ("acts", make(model_tok, granularity="sample")),
+            ("clf", LogisticRegression(max_iter=500)),
+        ]
+    )
     pipe.fit(texts, labels)
     pred = pipe.predict(texts)
     assert pred.shape == (32,) and (pred == labels).mean() > 0.7
@@ -357,10 +400,12 @@ def test_cache_runs_each_distinct_text_once_in_grid_search(model_tok, demo_corpu
     texts, labels, _ = demo_corpus
     texts = texts[::8] + texts[::16]  # 40 distinct texts, 20 repeated
     labels = labels[::8] + labels[::16]
-    pipe = Pipeline([
-        ("acts", make(model_tok, granularity="sample")),
-        ("clf", LogisticRegression(max_iter=300)),
-    ])
+    pipe = Pipeline(
+        [
+            ("acts", make(model_tok, granularity="sample")),
+            ("clf", LogisticRegression(max_iter=300)),
+        ]
+    )
     grid = GridSearchCV(pipe, {"clf__C": [0.1, 1.0, 10.0]}, cv=3)
     counter = _ForwardCounter(model)
     try:
@@ -371,9 +416,14 @@ def test_cache_runs_each_distinct_text_once_in_grid_search(model_tok, demo_corpu
     assert counter.n_texts == len(set(texts)) == 40
 
     uncached = GridSearchCV(
-        Pipeline([("acts", make(model_tok, granularity="sample", cache=False)),
-                  ("clf", LogisticRegression(max_iter=300))]),
-        {"clf__C": [0.1, 1.0]}, cv=2,
+        Pipeline(
+            [
+                ("acts", make(model_tok, granularity="sample", cache=False)),
+                ("clf", LogisticRegression(max_iter=300)),
+            ]
+        ),
+        {"clf__C": [0.1, 1.0]},
+        cv=2,
     )
     counter = _ForwardCounter(model)
     try:
@@ -384,7 +434,8 @@ def test_cache_runs_each_distinct_text_once_in_grid_search(model_tok, demo_corpu
     np.testing.assert_allclose(
         grid.best_estimator_["acts"].transform(texts[:3]),
         uncached.best_estimator_["acts"].transform(texts[:3]),
-        rtol=0, atol=1e-5,
+        rtol=0,
+        atol=1e-5,
     )
 
 
@@ -427,8 +478,9 @@ def test_progress_bar(model_tok, capsys):
 def test_transform_to_store_delegates(model_tok, monkeypatch, tmp_path):
     calls = []
     fake = types.ModuleType("skconcepts.store")
-    fake.extract_to_store = lambda est, texts, path, **kw: calls.append(
-        (est, texts, path, kw)) or "store"
+    fake.extract_to_store = lambda est, texts, path, **kw: (
+        calls.append((est, texts, path, kw)) or "store"
+    )
     monkeypatch.setitem(sys.modules, "skconcepts.store", fake)
     acts = make(model_tok).fit()
     assert acts.transform_to_store(["a"], tmp_path, shard_rows=5) == "store"
@@ -442,7 +494,8 @@ def test_dotted_split_point(model_tok):
     assert acts.split_module_name_ == name
     captured = []
     handle = model.get_submodule(name).register_forward_hook(
-        lambda m, a, o: captured.append(o[0] if isinstance(o, tuple) else o))
+        lambda m, a, o: captured.append(o[0] if isinstance(o, tuple) else o)
+    )
     try:
         with torch.inference_mode():
             model(**tokenizer(["Hello there"], return_tensors="pt"))

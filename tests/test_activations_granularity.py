@@ -60,7 +60,10 @@ def test_aggregate_empty_unit_is_zero_and_bad_name():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("It rained. Did it?  Yes!\nThe end", ["It rained.", "Did it?", "Yes!", "The end"]),
+        (
+            "It rained. Did it?  Yes!\nThe end",
+            ["It rained.", "Did it?", "Yes!", "The end"],
+        ),
         ('He said "stop." Then left...  ok', ['He said "stop."', "Then left...", "ok"]),
         ("no end mark", ["no end mark"]),
         ("3.5 is a number. Right", ["3.5 is a number.", "Right"]),

@@ -323,3 +323,14 @@ def test_rejects_steps_without_torch_inverse(cls_pipe):
         concept_output_gradient(
             TEXTS, activations=cls_pipe[0], concepts=StandardScaler().fit(X)
         )
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu_and_model_goes_back(cls_pipe):
+    kw = dict(activations=cls_pipe[0], concepts=cls_pipe, normalization=False)
+    cpu = concept_output_gradient(TEXTS, **kw)
+    gpu = concept_output_gradient(TEXTS, device="cuda", **kw)
+    for a, b in zip(cpu, gpu):
+        assert b.device.type == "cpu"
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    assert next(cls_pipe[0].model_.parameters()).device.type == "cpu"

@@ -104,6 +104,16 @@ def test_precomputed_activations_do_not_rerun_model(pca_pipe, texts, X, monkeypa
         assert_same_table(got, expected)
 
 
+def test_activation_store_is_streamed(pca_pipe, texts, tmp_path):
+    expected = TopKInputs(k=3, unique=False).interpret(pca_pipe, texts, as_frame=True)
+    store = pca_pipe[0].transform_to_store(texts, tmp_path / "store", shard_rows=50)
+    assert store.shape[0] > 64  # several batches of 64 rows with batch_size=1
+    got = TopKInputs(k=3, unique=False, batch_size=1).interpret(
+        pca_pipe, None, activations=store, as_frame=True
+    )
+    assert_same_table(got, expected)
+
+
 def test_streams_one_batch_of_texts_at_a_time(pca_pipe, texts, monkeypatch):
     sizes = []
     transform = pca_pipe[0].transform

@@ -187,3 +187,20 @@ def test_replace_output_gradient_flows(tiny_models):
         logit = model(**inputs).logits[0, 1]
     (grad,) = torch.autograd.grad(logit, delta)
     assert grad.shape == delta.shape and grad.abs().sum() > 0
+
+
+def test_hooks_ignore_other_threads():
+    import threading
+
+    lin = torch.nn.Linear(2, 2)
+    results = {}
+
+    def other():
+        results["out"] = lin(torch.ones(1, 2))
+
+    with replace_output(lin, lambda h: h * 0), stop_after(lin) as captured:
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert captured.output is None  # the other thread's pass was not captured
+    assert results["out"].abs().sum() > 0  # nor replaced

@@ -36,7 +36,6 @@ import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
 from skconcepts.concepts._docstrings import Substitution
@@ -78,8 +77,9 @@ _JUMP_LOG_THRESHOLD_INIT = -3.0
 # =====================================================================
 # torch side: the module wrapper, the criterion, the batch iterator
 # =====================================================================
-def _build_overcomplete(method, n_features, n_concepts, top_k, threshold_momentum,
-                        kernel, bandwidth):
+def _build_overcomplete(
+    method, n_features, n_concepts, top_k, threshold_momentum, kernel, bandwidth
+):
     """Instantiate the overcomplete SAE of ``method`` on the CPU."""
     from overcomplete.sae import SAE, BatchTopKSAE, JumpSAE, MpSAE, TopKSAE
 
@@ -88,8 +88,9 @@ def _build_overcomplete(method, n_features, n_concepts, top_k, threshold_momentu
     if method == "topk":
         return TopKSAE(n_features, n_concepts, top_k=top_k)
     if method == "batchtopk":
-        return BatchTopKSAE(n_features, n_concepts, top_k=top_k,
-                            threshold_momentum=threshold_momentum)
+        return BatchTopKSAE(
+            n_features, n_concepts, top_k=top_k, threshold_momentum=threshold_momentum
+        )
     if method == "jumprelu":
         return JumpSAE(n_features, n_concepts, kernel=kernel, bandwidth=bandwidth)
     if method == "mp":
@@ -126,10 +127,23 @@ class _SAEModule(torch.nn.Module):
     by a draw from a local generator seeded with ``seed``.
     """
 
-    def __init__(self, method, n_features, n_concepts, *, top_k=None,
-                 threshold_momentum=0.9, kernel="silverman", bandwidth=1e-3,
-                 sparsity_coef=0.0, dead_concepts=None, aux_coef=0.0,
-                 bias_init=None, decoder_bias=True, seed=0):
+    def __init__(
+        self,
+        method,
+        n_features,
+        n_concepts,
+        *,
+        top_k=None,
+        threshold_momentum=0.9,
+        kernel="silverman",
+        bandwidth=1e-3,
+        sparsity_coef=0.0,
+        dead_concepts=None,
+        aux_coef=0.0,
+        bias_init=None,
+        decoder_bias=True,
+        seed=0,
+    ):
         super().__init__()
         self.method = method
         self.top_k = top_k
@@ -137,11 +151,21 @@ class _SAEModule(torch.nn.Module):
         self.dead_concepts = dead_concepts
         self.aux_coef = float(aux_coef)
         with torch.random.fork_rng(devices=[]):
-            self.sae = _build_overcomplete(method, n_features, n_concepts, top_k,
-                                           threshold_momentum, kernel, bandwidth)
+            self.sae = _build_overcomplete(
+                method,
+                n_features,
+                n_concepts,
+                top_k,
+                threshold_momentum,
+                kernel,
+                bandwidth,
+            )
         if decoder_bias:
-            init = (torch.zeros(n_features) if bias_init is None
-                    else torch.as_tensor(np.asarray(bias_init), dtype=torch.float32))
+            init = (
+                torch.zeros(n_features)
+                if bias_init is None
+                else torch.as_tensor(np.asarray(bias_init), dtype=torch.float32)
+            )
             self.b_dec = torch.nn.Parameter(init.clone())
         else:
             self.register_buffer("b_dec", None)
@@ -165,8 +189,9 @@ class _SAEModule(torch.nn.Module):
             x = x - self.b_dec
         if self.method == "batchtopk" and self.training:
             # our top_k is a mean per row; overcomplete's counts the batch
-            self.sae.top_k = min(self.top_k * x.shape[0], x.shape[0] *
-                                 self.sae.nb_concepts)
+            self.sae.top_k = min(
+                self.top_k * x.shape[0], x.shape[0] * self.sae.nb_concepts
+            )
         return self.sae.encode(x)
 
     def decode(self, codes):  # codes: (n, k) -> (n, d)
@@ -191,8 +216,12 @@ class _SAEModule(torch.nn.Module):
             penalty = penalty + self.sparsity_coef * l1(codes, dims=-1).mean()
         elif self.method == "jumprelu" and self.sparsity_coef:
             sae = self.sae
-            l0 = heaviside(torch.relu(pre_codes), torch.exp(sae.thresholds),
-                           sae.kernel_fn, sae.bandwidth)  # (n, k), pseudo-grad
+            l0 = heaviside(
+                torch.relu(pre_codes),
+                torch.exp(sae.thresholds),
+                sae.kernel_fn,
+                sae.bandwidth,
+            )  # (n, k), pseudo-grad
             penalty = penalty + self.sparsity_coef * l0.sum(-1).mean()
         if self.dead_concepts == "auxiliary" and self.aux_coef:
             dictionary = self.sae.get_dictionary()
@@ -201,7 +230,8 @@ class _SAEModule(torch.nn.Module):
                 penalty = penalty + self.aux_coef * aux
             else:
                 penalty = penalty + reanimation_regularizer(
-                    x, x_hat, pre_codes, codes, dictionary, penalty=self.aux_coef)
+                    x, x_hat, pre_codes, codes, dictionary, penalty=self.aux_coef
+                )
         return penalty
 
     # ------------------------------------------------ state and devices
@@ -249,14 +279,16 @@ class _SAELoss(torch.nn.Module):
         return (x_hat - y_true).square().mean() + penalty
 
 
-def _as_batch(chunk, n_features, index, device=None):
+def _as_batch(chunk, n_features, index):
     """Validate one streamed batch and return it as a float32 tensor (n, d)."""
-    if isinstance(chunk, (tuple, list)) and chunk and (
-        is_tensor(chunk[0]) or isinstance(chunk[0], np.ndarray)
+    if (
+        isinstance(chunk, (tuple, list))
+        and chunk
+        and (is_tensor(chunk[0]) or isinstance(chunk[0], np.ndarray))
     ):
         chunk = chunk[0]  # (X,) or (X, y) from a DataLoader
     if is_tensor(chunk):
-        batch = chunk.detach().to(device=device, dtype=torch.float32)
+        batch = chunk.detach().to(dtype=torch.float32)
     else:
         try:
             array = np.asarray(chunk, dtype=np.float32)
@@ -265,7 +297,7 @@ def _as_batch(chunk, n_features, index, device=None):
                 f"Batch {index} of X is a {type(chunk).__name__}, not a numeric "
                 "array; an iterable X must yield 2-D arrays or tensors."
             ) from exc
-        batch = torch.from_numpy(np.array(array, copy=True)).to(device)
+        batch = torch.from_numpy(np.array(array, copy=True))
     if batch.ndim != 2 or (n_features is not None and batch.shape[1] != n_features):
         want = "d" if n_features is None else str(n_features)
         raise ValueError(
@@ -292,16 +324,18 @@ class _BatchSource(torch.utils.data.Dataset):
     def __getitem__(self, index):
         raise TypeError("A streamed X is read by batches, not by rows.")
 
-    def batches(self, batch_size, shuffle, random_state, device):
+    def batches(self, batch_size, shuffle, random_state):
         if hasattr(self.source, "iter_batches"):
-            seed = None if random_state is None else int(random_state.randint(2**31 - 1))
+            seed = (
+                None if random_state is None else int(random_state.randint(2**31 - 1))
+            )
             chunks = self.source.iter_batches(batch_size, shuffle=shuffle, seed=seed)
             shuffle = False  # the store shuffles
         else:
             chunks = iter(self.source)
         pending = None
         for index, chunk in enumerate(chunks):
-            batch = _as_batch(chunk, self.n_features, index, device)
+            batch = _as_batch(chunk, self.n_features, index)
             if shuffle and random_state is not None and len(batch) > 1:
                 order = torch.from_numpy(random_state.permutation(len(batch)))
                 batch = batch[order.to(batch.device)]
@@ -320,21 +354,20 @@ class _BatchIterator:
     from a numpy ``RandomState`` (picklable, never the global torch RNG).
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False, random_state=None,
-                 device=None):
+    def __init__(self, dataset, batch_size, shuffle=False, random_state=None):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.random_state = random_state
-        self.device = device
 
     def __len__(self):
         return int(np.ceil(len(self.dataset) / self.batch_size))
 
     def __iter__(self):
         if isinstance(self.dataset, _BatchSource):
-            for batch in self.dataset.batches(self.batch_size, self.shuffle,
-                                              self.random_state, self.device):
+            for batch in self.dataset.batches(
+                self.batch_size, self.shuffle, self.random_state
+            ):
                 yield batch, batch
             return
         X = self.dataset.X
@@ -356,8 +389,10 @@ def _reset_optimizer_rows(optimizer, params, index):
     """Zero the optimizer state (moments, momentum) of rows ``index``."""
     for param in params:
         for value in optimizer.state.get(param, {}).values():
-            if isinstance(value, torch.Tensor) and value.ndim >= 1 and (
-                value.shape[0] == param.shape[0]
+            if (
+                isinstance(value, torch.Tensor)
+                and value.ndim >= 1
+                and (value.shape[0] == param.shape[0])
             ):
                 value[index] = 0
 
@@ -394,8 +429,11 @@ def _resample_dead(module, optimizer, dead, directions):
         linear = _encoder_linear(sae)
         if linear is not None:
             alive = ~dead
-            scale = (linear.weight[alive].norm(dim=1).mean() * 0.2
-                     if alive.any() else torch.tensor(1.0))
+            scale = (
+                linear.weight[alive].norm(dim=1).mean() * 0.2
+                if alive.any()
+                else torch.tensor(1.0)
+            )
             linear.weight[index] = atoms.to(linear.weight) * scale
             linear.bias[index] = 0
             touched += [linear.weight, linear.bias]
@@ -441,8 +479,7 @@ def _dead_concept_monitor_class():
         def on_epoch_begin(self, net, **kwargs):
             self._reset()
 
-        def on_batch_end(self, net, batch=None, training=None, y_pred=None,
-                         **kwargs):
+        def on_batch_end(self, net, batch=None, training=None, y_pred=None, **kwargs):
             if not training or y_pred is None:
                 return
             _, codes, x_hat, _ = y_pred
@@ -510,9 +547,7 @@ def _is_stream(X):
     if isinstance(X, Iterator):
         return True
     if isinstance(X, (list, tuple)):
-        return len(X) > 0 and all(
-            getattr(item, "ndim", None) == 2 for item in X
-        )
+        return len(X) > 0 and all(getattr(item, "ndim", None) == 2 for item in X)
     return isinstance(X, Iterable) and not isinstance(X, (str, bytes, dict))
 
 
@@ -608,10 +643,22 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         "progress": ["boolean"],
     }
 
-    def __init__(self, n_concepts=8, *, max_epochs=10, lr=1e-3, batch_size=256,
-                 optimizer="adam", dead_concepts=None, aux_coef=1 / 32,
-                 decoder_bias=True, device="cpu", random_state=None,
-                 callbacks=None, progress=False):
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        max_epochs=10,
+        lr=1e-3,
+        batch_size=256,
+        optimizer="adam",
+        dead_concepts=None,
+        aux_coef=1 / 32,
+        decoder_bias=True,
+        device="cpu",
+        random_state=None,
+        callbacks=None,
+        progress=False,
+    ):
         self.n_concepts = n_concepts
         self.max_epochs = max_epochs
         self.lr = lr
@@ -727,13 +774,15 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
     def _fit_stream(self, source, *, epochs, reset):
         is_store = hasattr(source, "iter_batches")
         if is_store:
-            first = next(iter(source.iter_batches(self.batch_size, shuffle=False,
-                                                  seed=None)), None)
+            first = next(
+                iter(source.iter_batches(self.batch_size, shuffle=False, seed=None)),
+                None,
+            )
         elif isinstance(source, Iterator):
             first = next(source, None)
             if first is not None:
                 source = itertools.chain([first], source)
-            if epochs > 1:
+            if epochs > 1 and first is not None:
                 warnings.warn(
                     f"X is a one-shot iterator, so {type(self).__name__} trains "
                     f"a single epoch instead of max_epochs={epochs}; pass a list "
@@ -756,8 +805,9 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
             self._start(first.shape[1], _first_mean(first))
-        self.net_.partial_fit(_BatchSource(source, self.n_features_in_), None,
-                              epochs=epochs)
+        self.net_.partial_fit(
+            _BatchSource(source, self.n_features_in_), None, epochs=epochs
+        )
         self._finish()
 
     def _start(self, n_features, bias_init):
@@ -776,8 +826,11 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
         shuffle_rng = np.random.RandomState(rng.randint(0, 2**31 - 1))
-        optimizer = (_OPTIMIZERS[self.optimizer] if isinstance(self.optimizer, str)
-                     else self.optimizer)
+        optimizer = (
+            _OPTIMIZERS[self.optimizer]
+            if isinstance(self.optimizer, str)
+            else self.optimizer
+        )
         monitor = _dead_concept_monitor_class()(
             resample=self.dead_concepts == "resample"
         )
@@ -806,7 +859,6 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             iterator_train=_BatchIterator,
             iterator_train__shuffle=True,
             iterator_train__random_state=shuffle_rng,
-            iterator_train__device=device,
             iterator_valid=_BatchIterator,
             train_split=None,
             callbacks=callbacks,
@@ -821,8 +873,9 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         module.eval()
         with torch.no_grad():
             self.components_ = to_numpy(module.sae.get_dictionary())
-            self.decoder_bias_ = (None if module.b_dec is None
-                                  else to_numpy(module.b_dec))
+            self.decoder_bias_ = (
+                None if module.b_dec is None else to_numpy(module.b_dec)
+            )
         self._n_features_out = self.components_.shape[0]
         history = self.net_.history
         self.n_iter_ = len(history)
@@ -848,6 +901,11 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
 
     def _decoder_offset(self):
         return self.decoder_bias_
+
+    def _wants_torch(self, X):
+        # numpy stays numpy (skorch moves each batch to the device), so a model
+        # fitted on a GPU also transforms numpy input on a CPU-only machine
+        return is_tensor(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -908,15 +966,36 @@ class SAEConcepts(_BaseSAEConcepts):
         "l1_coef": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, n_concepts=8, *, l1_coef=1e-3, max_epochs=10, lr=1e-3,
-                 batch_size=256, optimizer="adam", dead_concepts=None,
-                 aux_coef=1 / 32, decoder_bias=True, device="cpu",
-                 random_state=None, callbacks=None, progress=False):
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        l1_coef=1e-3,
+        max_epochs=10,
+        lr=1e-3,
+        batch_size=256,
+        optimizer="adam",
+        dead_concepts=None,
+        aux_coef=1 / 32,
+        decoder_bias=True,
+        device="cpu",
+        random_state=None,
+        callbacks=None,
+        progress=False,
+    ):
         super().__init__(
-            n_concepts, max_epochs=max_epochs, lr=lr, batch_size=batch_size,
-            optimizer=optimizer, dead_concepts=dead_concepts, aux_coef=aux_coef,
-            decoder_bias=decoder_bias, device=device, random_state=random_state,
-            callbacks=callbacks, progress=progress,
+            n_concepts,
+            max_epochs=max_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            dead_concepts=dead_concepts,
+            aux_coef=aux_coef,
+            decoder_bias=decoder_bias,
+            device=device,
+            random_state=random_state,
+            callbacks=callbacks,
+            progress=progress,
         )
         self.l1_coef = l1_coef
 
@@ -970,15 +1049,36 @@ class TopKSAEConcepts(_BaseSAEConcepts):
         "top_k": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_concepts=8, *, top_k=4, max_epochs=10, lr=1e-3,
-                 batch_size=256, optimizer="adam", dead_concepts=None,
-                 aux_coef=1 / 32, decoder_bias=True, device="cpu",
-                 random_state=None, callbacks=None, progress=False):
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        top_k=4,
+        max_epochs=10,
+        lr=1e-3,
+        batch_size=256,
+        optimizer="adam",
+        dead_concepts=None,
+        aux_coef=1 / 32,
+        decoder_bias=True,
+        device="cpu",
+        random_state=None,
+        callbacks=None,
+        progress=False,
+    ):
         super().__init__(
-            n_concepts, max_epochs=max_epochs, lr=lr, batch_size=batch_size,
-            optimizer=optimizer, dead_concepts=dead_concepts, aux_coef=aux_coef,
-            decoder_bias=decoder_bias, device=device, random_state=random_state,
-            callbacks=callbacks, progress=progress,
+            n_concepts,
+            max_epochs=max_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            dead_concepts=dead_concepts,
+            aux_coef=aux_coef,
+            decoder_bias=decoder_bias,
+            device=device,
+            random_state=random_state,
+            callbacks=callbacks,
+            progress=progress,
         )
         self.top_k = top_k
 
@@ -1034,15 +1134,37 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
         "threshold_momentum": [Interval(Real, 0, 1, closed="both")],
     }
 
-    def __init__(self, n_concepts=8, *, top_k=4, threshold_momentum=0.9,
-                 max_epochs=10, lr=1e-3, batch_size=256, optimizer="adam",
-                 dead_concepts=None, aux_coef=1 / 32, decoder_bias=True,
-                 device="cpu", random_state=None, callbacks=None, progress=False):
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        top_k=4,
+        threshold_momentum=0.9,
+        max_epochs=10,
+        lr=1e-3,
+        batch_size=256,
+        optimizer="adam",
+        dead_concepts=None,
+        aux_coef=1 / 32,
+        decoder_bias=True,
+        device="cpu",
+        random_state=None,
+        callbacks=None,
+        progress=False,
+    ):
         super().__init__(
-            n_concepts, max_epochs=max_epochs, lr=lr, batch_size=batch_size,
-            optimizer=optimizer, dead_concepts=dead_concepts, aux_coef=aux_coef,
-            decoder_bias=decoder_bias, device=device, random_state=random_state,
-            callbacks=callbacks, progress=progress,
+            n_concepts,
+            max_epochs=max_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            dead_concepts=dead_concepts,
+            aux_coef=aux_coef,
+            decoder_bias=decoder_bias,
+            device=device,
+            random_state=random_state,
+            callbacks=callbacks,
+            progress=progress,
         )
         self.top_k = top_k
         self.threshold_momentum = threshold_momentum
@@ -1060,6 +1182,8 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
     plus ``l0_coef`` times the number of active concepts per row, whose
     gradient reaches the thresholds through a kernel pseudo-derivative.
     overcomplete recommends standardised inputs (e.g. ``ActivationScaler``).
+    With Adam the log-thresholds move by about ``lr`` per step whatever
+    ``l0_coef`` is, so the sparsity settles only after enough steps.
 
     Parameters
     ----------
@@ -1100,29 +1224,66 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
     _parameter_constraints: dict = {
         **_BaseSAEConcepts._parameter_constraints,
         "l0_coef": [Interval(Real, 0, None, closed="left")],
-        "kernel": [StrOptions({"silverman", "rectangle", "gaussian", "triangular",
-                               "cosine", "epanechnikov", "quartic", "cauchy"})],
+        "kernel": [
+            StrOptions(
+                {
+                    "silverman",
+                    "rectangle",
+                    "gaussian",
+                    "triangular",
+                    "cosine",
+                    "epanechnikov",
+                    "quartic",
+                    "cauchy",
+                }
+            )
+        ],
         "bandwidth": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, n_concepts=8, *, l0_coef=1e-3, kernel="silverman",
-                 bandwidth=1e-3, max_epochs=10, lr=1e-3, batch_size=256,
-                 optimizer="adam", dead_concepts=None, aux_coef=1 / 32,
-                 decoder_bias=True, device="cpu", random_state=None,
-                 callbacks=None, progress=False):
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        l0_coef=1e-3,
+        kernel="silverman",
+        bandwidth=1e-3,
+        max_epochs=10,
+        lr=1e-3,
+        batch_size=256,
+        optimizer="adam",
+        dead_concepts=None,
+        aux_coef=1 / 32,
+        decoder_bias=True,
+        device="cpu",
+        random_state=None,
+        callbacks=None,
+        progress=False,
+    ):
         super().__init__(
-            n_concepts, max_epochs=max_epochs, lr=lr, batch_size=batch_size,
-            optimizer=optimizer, dead_concepts=dead_concepts, aux_coef=aux_coef,
-            decoder_bias=decoder_bias, device=device, random_state=random_state,
-            callbacks=callbacks, progress=progress,
+            n_concepts,
+            max_epochs=max_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            dead_concepts=dead_concepts,
+            aux_coef=aux_coef,
+            decoder_bias=decoder_bias,
+            device=device,
+            random_state=random_state,
+            callbacks=callbacks,
+            progress=progress,
         )
         self.l0_coef = l0_coef
         self.kernel = kernel
         self.bandwidth = bandwidth
 
     def _module_params(self):
-        return {"sparsity_coef": self.l0_coef, "kernel": self.kernel,
-                "bandwidth": self.bandwidth}
+        return {
+            "sparsity_coef": self.l0_coef,
+            "kernel": self.kernel,
+            "bandwidth": self.bandwidth,
+        }
 
 
 @_sae_docs
@@ -1171,15 +1332,36 @@ class MPSAEConcepts(_BaseSAEConcepts):
         "top_k": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_concepts=8, *, top_k=4, max_epochs=10, lr=1e-3,
-                 batch_size=256, optimizer="adam", dead_concepts=None,
-                 aux_coef=1 / 32, decoder_bias=True, device="cpu",
-                 random_state=None, callbacks=None, progress=False):
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        top_k=4,
+        max_epochs=10,
+        lr=1e-3,
+        batch_size=256,
+        optimizer="adam",
+        dead_concepts=None,
+        aux_coef=1 / 32,
+        decoder_bias=True,
+        device="cpu",
+        random_state=None,
+        callbacks=None,
+        progress=False,
+    ):
         super().__init__(
-            n_concepts, max_epochs=max_epochs, lr=lr, batch_size=batch_size,
-            optimizer=optimizer, dead_concepts=dead_concepts, aux_coef=aux_coef,
-            decoder_bias=decoder_bias, device=device, random_state=random_state,
-            callbacks=callbacks, progress=progress,
+            n_concepts,
+            max_epochs=max_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            dead_concepts=dead_concepts,
+            aux_coef=aux_coef,
+            decoder_bias=decoder_bias,
+            device=device,
+            random_state=random_state,
+            callbacks=callbacks,
+            progress=progress,
         )
         self.top_k = top_k
 

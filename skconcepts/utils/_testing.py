@@ -51,13 +51,16 @@ def _tokenizer_json(arch: str) -> str:
         tok.decoder = decoders.ByteLevel()
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = BpeTrainer(
-        vocab_size=400, special_tokens=specials, initial_alphabet=alphabet,
+        vocab_size=400,
+        special_tokens=specials,
+        initial_alphabet=alphabet,
         show_progress=False,
     )
     tok.train_from_iterator(load_demo_corpus()[0], trainer=trainer)
     if adds_bos:
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+            single=f"{bos} $A",
+            pair=f"{bos} $A {bos} $B",
             special_tokens=[(bos, tok.token_to_id(bos))],
         )
     else:
@@ -80,6 +83,7 @@ def make_tiny_tokenizer(arch: str = "gpt2", padding_side: str = "right"):
     Returns
     -------
     tokenizer : transformers.PreTrainedTokenizerFast
+        The tokenizer, with ``model_max_length=128`` (512 for ``"bert"``).
     """
     if arch == "bert":
         from transformers import AutoTokenizer
@@ -96,7 +100,10 @@ def make_tiny_tokenizer(arch: str = "gpt2", padding_side: str = "right"):
         bos, eos, pad, unk, _ = _SPECIALS[arch]
         tokenizer = PreTrainedTokenizerFast(
             tokenizer_object=Tokenizer.from_str(_tokenizer_json(arch)),
-            bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk,
+            bos_token=bos,
+            eos_token=eos,
+            pad_token=pad,
+            unk_token=unk,
             model_max_length=128,
         )
     else:
@@ -116,28 +123,48 @@ def _config(arch, tokenizer, n_layers, hidden_size, head):
     common = dict(pad_token_id=pad, num_labels=2)
     if arch == "bert":
         return tf.BertConfig(
-            vocab_size=vocab, hidden_size=hidden_size, num_hidden_layers=n_layers,
-            num_attention_heads=heads, intermediate_size=2 * hidden_size,
-            max_position_embeddings=128, **common,
+            vocab_size=vocab,
+            hidden_size=hidden_size,
+            num_hidden_layers=n_layers,
+            num_attention_heads=heads,
+            intermediate_size=2 * hidden_size,
+            max_position_embeddings=128,
+            **common,
         )
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     if arch == "gpt2":
         return tf.GPT2Config(
-            vocab_size=vocab, n_embd=hidden_size, n_layer=n_layers, n_head=heads,
-            n_positions=128, **ids, **common,
+            vocab_size=vocab,
+            n_embd=hidden_size,
+            n_layer=n_layers,
+            n_head=heads,
+            n_positions=128,
+            **ids,
+            **common,
         )
     if arch == "gpt_neox":
         return tf.GPTNeoXConfig(
-            vocab_size=vocab, hidden_size=hidden_size, num_hidden_layers=n_layers,
-            num_attention_heads=heads, intermediate_size=2 * hidden_size,
-            max_position_embeddings=128, **ids, **common,
+            vocab_size=vocab,
+            hidden_size=hidden_size,
+            num_hidden_layers=n_layers,
+            num_attention_heads=heads,
+            intermediate_size=2 * hidden_size,
+            max_position_embeddings=128,
+            **ids,
+            **common,
         )
     cls = tf.LlamaConfig if arch == "llama" else tf.Qwen2Config
     return cls(
-        vocab_size=vocab, hidden_size=hidden_size, num_hidden_layers=n_layers,
-        num_attention_heads=heads, num_key_value_heads=heads,
-        intermediate_size=2 * hidden_size, max_position_embeddings=128,
-        tie_word_embeddings=head == "causal_lm", **ids, **common,
+        vocab_size=vocab,
+        hidden_size=hidden_size,
+        num_hidden_layers=n_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=128,
+        tie_word_embeddings=head == "causal_lm",
+        **ids,
+        **common,
     )
 
 

@@ -1,0 +1,184 @@
+"""Attribution: ``concept_output_gradient`` for 10 targets against a naive loop.
+
+Ours runs one forward pass per batch and one vectorised backward pass for all
+10 targets (``torch.autograd.grad(..., is_grads_batched=True)``). The baseline
+is what a user would write: for every target, rerun the model from the split
+point with the concepts as leaf tensor (forward) and back-propagate that one
+target (backward), i.e. 10 forward + 10 backward passes. Both give the same
+gradients (the max absolute difference is reported).
+
+Run alone with ``python bench/bench_attribution.py`` or through
+``python -m bench --only attribution``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import load_texts, row, timed  # noqa: E402
+
+N_TARGETS = 10
+
+
+def naive_loop(texts, acts, pipe, output_fn, batch_size):
+    """Per batch and per target: one forward and one backward pass."""
+    from skconcepts._split import replace_output
+    from skconcepts.attribution import (
+        _attribution_mode,
+        _decoder_parts,
+        _make_codec,
+        _pad,
+    )
+
+    model = acts.model_
+    module = model.get_submodule(acts.split_module_name_)
+    preprocess, est = _decoder_parts(pipe)
+    grads = []
+    with _attribution_mode(model, acts.device_):
+        encode, decode = _make_codec(preprocess, est, acts.device_, torch.float32)
+        for start in range(0, len(texts), batch_size):
+            inputs = _pad(
+                acts.tokenizer_,
+                acts._encode(texts[start : start + batch_size]),
+                acts.device_,
+            )
+            per_target = []
+            for j in range(N_TARGETS):
+                state = {}
+
+                def splice(h, state=state):
+                    with torch.no_grad():
+                        codes = encode(h)
+                        residual = h - decode(codes)
+                    state["C"] = codes.requires_grad_(True)
+                    return decode(state["C"]) + residual
+
+                with torch.enable_grad(), replace_output(module, splice):
+                    y = output_fn(model(**inputs, use_cache=False))[:, j]
+                    (g,) = torch.autograd.grad(y.sum(), state["C"])
+                per_target.append(g)
+            grads.append(torch.stack(per_target))  # (t, B, T, k)
+    return grads
+
+
+def ours(texts, acts, pipe, output_fn, batch_size):
+    from skconcepts import concept_output_gradient
+
+    return concept_output_gradient(
+        texts,
+        activations=acts,
+        concepts=pipe,
+        granularity="all_tokens",
+        concepts_x_gradients=False,
+        normalization=False,
+        batch_size=batch_size,
+        output_fn=output_fn,
+    )
+
+
+def _max_diff(ours_out, naive_out, acts, texts, batch_size):
+    """Largest |ours - naive| over the real tokens of every text."""
+    worst = 0.0
+    for b, grads in enumerate(naive_out):
+        chunk = texts[b * batch_size : (b + 1) * batch_size]
+        for i, enc in enumerate(acts._encode(chunk)):
+            ref = grads[:, i, : len(enc.ids)]
+            got = ours_out[b * batch_size + i]
+            worst = max(worst, float((got - ref).abs().max()))
+    return worst
+
+
+def _case(name, acts, pipe, texts, output_fn, batch_size):
+    rows = []
+    t_naive, naive_out = timed(naive_loop, texts, acts, pipe, output_fn, batch_size)
+    t_ours, ours_out = timed(ours, texts, acts, pipe, output_fn, batch_size)
+    err = _max_diff(ours_out, naive_out, acts, texts, batch_size)
+    rows.append(
+        row(
+            f"4. attribution, {N_TARGETS} targets, {name}, {len(texts)} texts",
+            t_ours,
+            f"{N_TARGETS} × (forward + backward) per batch",
+            t_naive,
+            quality=f"max abs diff {err:.1e}",
+            target="> 1×",
+            met=t_naive / t_ours > 1,
+        )
+    )
+    return rows
+
+
+def run(quick=True):
+    """Rows of the attribution benchmark (``bench._common.row`` dicts)."""
+    from sklearn.pipeline import make_pipeline
+
+    from skconcepts import PCAConcepts, SplitPointActivations
+    from skconcepts.datasets import load_embedded_model
+    from skconcepts.utils._testing import make_tiny_model
+
+    n = 16 if quick else 128
+    texts, source = load_texts(n)
+    rows = []
+
+    # MiniLM encoder, split at block 3; outputs: 10 dims of the final [CLS]
+    model, tokenizer = load_embedded_model()
+    acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=3, cache=False)
+    pipe = make_pipeline(acts, PCAConcepts(n_concepts=32)).fit(texts)
+    rows += _case(
+        f"MiniLM split 3 ([CLS] dims), {source}",
+        pipe[0],
+        pipe,
+        texts,
+        lambda out: out.last_hidden_state[:, 0, :N_TARGETS],
+        batch_size=16,
+    )
+
+    # tiny GPT-2 causal LM: next-token logits of 10 token ids
+    model, tokenizer = make_tiny_model(
+        "gpt2", head="causal_lm", n_layers=4, hidden_size=64
+    )
+    acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=1, cache=False)
+    pipe = make_pipeline(acts, PCAConcepts(n_concepts=16)).fit(texts)
+    rows += _case_lm(pipe[0], pipe, texts, list(range(N_TARGETS)), batch_size=16)
+    return rows
+
+
+def _case_lm(acts, pipe, texts, targets, batch_size):
+    """Causal LM: next-token logits of ``targets`` at each text's last token.
+
+    Batches are right-padded, so the last real position comes from the
+    attention mask, which a pre-forward hook hands to ``output_fn``.
+    """
+    mask = {}
+
+    def output_fn(out):  # next-token logits at the last real token of each text
+        last = mask["m"].sum(1) - 1
+        return out.logits[torch.arange(out.logits.shape[0]), last][:, targets]
+
+    def remember_mask(module, args, kwargs):
+        if "attention_mask" in kwargs:
+            mask["m"] = kwargs["attention_mask"]
+
+    handle = acts.model_.register_forward_pre_hook(remember_mask, with_kwargs=True)
+    try:
+        return _case(
+            "tiny GPT-2 (4 blocks, d=64) next-token logits",
+            acts,
+            pipe,
+            texts,
+            output_fn,
+            batch_size,
+        )
+    finally:
+        handle.remove()
+
+
+if __name__ == "__main__":
+    from bench._common import markdown_table
+
+    print(markdown_table(run(quick="--full" not in sys.argv)))

@@ -1,0 +1,603 @@
+"""Non-negative factorisations as concept estimators.
+
+:class:`NMFConcepts` (``X >= 0``), :class:`SemiNMFConcepts` (signed ``X``, codes
+``>= 0``) and :class:`ConvexNMFConcepts` (signed ``X``, concepts are convex
+combinations of training rows). The default solvers are the torch solvers of
+:mod:`skconcepts.concepts._solvers`; ``solver="oc-..."`` runs the corresponding
+optimiser of ``overcomplete.optimization`` instead (imported lazily).
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from skconcepts.concepts import _solvers
+from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
+from skconcepts.concepts._docstrings import Substitution
+from skconcepts.utils._torch import to_numpy, torch_generator
+
+__all__ = ["NMFConcepts", "SemiNMFConcepts", "ConvexNMFConcepts"]
+
+#: rows above which overcomplete's convex ``mu`` solver (an n x n Gram) is refused
+_OC_CONVEX_MU_MAX_ROWS = 16384
+
+_COMMON_DOCS = {
+    "solver_common": """max_iter : int, default=200
+        Maximum number of iterations of the solver (also the number of
+        iterations handed to overcomplete's solvers).
+
+    tol : float, default=1e-4
+        Tolerance of the stopping rule. The torch solvers use scikit-learn's NMF
+        rule: every 10 iterations, stop when the Frobenius error decreased by less
+        than ``tol`` times the error at initialisation. Overcomplete's solvers use
+        their own rule (relative change of the codes).""",
+    "progress": """progress : bool, default=False
+        Show a tqdm progress bar over the iterations of ``fit`` and the row
+        batches of ``transform``.""",
+    "fit_attributes": """n_iter_ : int
+        Number of iterations run. Overcomplete's solvers do not report it: for
+        ``solver="oc-..."`` it is ``max_iter``.
+    reconstruction_err_ : float
+        Frobenius norm of ``X - codes @ components_`` on the training data.""",
+    "transform_notes": """``transform`` solves the non-negative least squares problem
+    ``min_{C >= 0} ||X - C @ components_||`` row by row with the dictionary fixed
+    (HALS sweeps from the clipped least-squares solution, batched, memory
+    ``O(batch * n_concepts)``), whatever the solver used in ``fit``; a row's codes
+    do not depend on the other rows. ``fit_transform`` returns the codes found by
+    the solver, which match ``transform`` of the training data up to the solver's
+    tolerance.""",
+}
+_docs = Substitution(**_COMMON_DOCS)
+
+
+def _as_tensor(X, device):
+    """Float32 tensor on ``device``; a CPU numpy array is shared, not copied."""
+    if isinstance(X, torch.Tensor):
+        X = X.to(device=device, dtype=torch.float32)
+    else:
+        with warnings.catch_warnings():  # read-only arrays: X is never written
+            warnings.simplefilter("ignore", UserWarning)
+            X = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=device)
+    return X if X.is_contiguous() else X.contiguous()
+
+
+class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
+    """Shared fit/transform of the three factorisations (codes ``>= 0``)."""
+
+    _torch_native = True
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        solver=None,
+        init=None,
+        max_iter=200,
+        tol=1e-4,
+        random_state=None,
+        device="cpu",
+        progress=False,
+    ):
+        self.n_concepts = n_concepts
+        self.solver = solver
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+        self.progress = progress
+
+    # ------------------------------------------------------------------ hooks
+    def _fit(self, X):
+        device = self._runtime_device()
+        X = _as_tensor(X, device)
+        self._check_input_values(X, "fit")
+        rng = check_random_state(self.random_state)
+        generator = torch_generator(rng)  # CPU stream: same init on every device
+        if self.solver.startswith("oc-"):
+            seed = int(rng.randint(0, 2**31 - 1))
+            with torch.random.fork_rng(devices=_cuda_devices(device)):
+                torch.manual_seed(
+                    seed
+                )  # scoped: overcomplete draws from the global RNG
+                result = self._fit_overcomplete(X, generator)
+        else:
+            result = self._fit_torch(X, generator)
+        codes, sq_error = _solvers.codes_and_error(
+            X, result.components, progress=self.progress
+        )
+        self.components_ = to_numpy(result.components)
+        self.n_iter_ = int(result.n_iter)
+        self.reconstruction_err_ = float(np.sqrt(max(sq_error, 0.0)))
+        return codes
+
+    def _transform(self, X):
+        device = self._runtime_device()
+        X = _as_tensor(X, device)
+        self._check_input_values(X, "transform")
+        D = torch.as_tensor(self.components_, device=device)
+        return _solvers.nnls_codes(X, D, progress=self.progress)
+
+    def _check_input_values(self, X, method):
+        """Hook: NMF rejects negative values."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+def _constraints(solvers, inits):
+    """``_parameter_constraints`` of a subclass with its solver and init names."""
+    return {
+        **ConceptMixin._parameter_constraints,
+        "solver": [StrOptions(set(solvers))],
+        "init": [StrOptions(set(inits)), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": DEVICE_CONSTRAINT,
+        "progress": ["boolean"],
+    }
+
+
+def _cuda_devices(device):
+    return [device] if device.type == "cuda" else []
+
+
+def _oc_sq_error(X, Z, D):
+    """``||X - Z D||^2`` in float64, by chunks of rows (for overcomplete's results)."""
+    total = 0.0
+    for start in range(0, X.shape[0], 8192):
+        R = X[start : start + 8192] - Z[start : start + 8192] @ D
+        total += float(torch.linalg.vector_norm(R, dtype=torch.float64) ** 2)
+    return total
+
+
+# ===================================================================== NMF
+@_docs
+class NMFConcepts(_BaseNMFConcepts):
+    """Concepts from non-negative matrix factorisation: ``X ~ C @ components_``.
+
+    Both the concept activations ``C`` and the dictionary ``components_`` are
+    non-negative, which makes concepts additive parts of the activations. ``X``
+    must be non-negative: for signed activations use :class:`SemiNMFConcepts`, or
+    make them non-negative first with :class:`~skconcepts.NonNegative`.
+
+    Parameters
+    ----------
+    %(n_concepts)s
+
+    solver : {"hals", "oc-hals", "oc-mu", "oc-pgd", "oc-anls"}, default="hals"
+        ``"hals"``: accelerated hierarchical alternating least squares in torch
+        (several HALS sweeps per product with the data, extrapolation with
+        restarts; two ``n x d x k`` products per iteration). ``"oc-<name>"`` runs
+        ``overcomplete.optimization.NMF(solver=<name>)``'s optimiser from the same
+        initialisation (``hals``, multiplicative updates ``mu``, projected
+        gradient ``pgd`` or alternating NNLS ``anls``).
+
+    init : {"nndsvd", "nndsvda", "nndsvdar", "random"}, default=None
+        Initialisation, as in :class:`sklearn.decomposition.NMF`. ``None`` takes
+        ``"nndsvda"`` when ``n_concepts <= min(n_samples, n_features)``, else
+        ``"random"``. The SVD behind NNDSVD goes through the ``d x d`` Gram
+        matrix (a randomized range finder when ``d > 2048``).
+
+    %(solver_common)s
+
+    %(random_state)s
+
+    %(device)s
+
+    %(progress)s
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    %(fit_attributes)s
+
+    See Also
+    --------
+    SemiNMFConcepts : Codes ``>= 0`` but a signed dictionary, for signed ``X``.
+    ConvexNMFConcepts : Concepts that are convex combinations of training rows.
+    sklearn.decomposition.NMF : The scikit-learn estimator (numpy, float64 maths).
+
+    Notes
+    -----
+    Fitting costs ``O(n_samples * n_features * n_concepts)`` time per iteration
+    and memory linear in ``n_samples``; the objective is tracked through Gram
+    matrices, never by reconstructing ``X``. Everything runs in float32 on
+    ``device``; tensors are not moved back to the CPU during the iterations.
+
+    %(transform_notes)s
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import NMFConcepts
+    >>> X = np.abs(np.random.RandomState(0).randn(200, 16)).astype(np.float32)
+    >>> nmf = NMFConcepts(n_concepts=4, random_state=0).fit(X)
+    >>> nmf.components_.shape, nmf.transform(X[:3]).shape
+    ((4, 16), (3, 4))
+    >>> bool((nmf.transform(X) >= 0).all())
+    True
+    """
+
+    _parameter_constraints = _constraints(
+        solvers=("hals", "oc-hals", "oc-mu", "oc-pgd", "oc-anls"),
+        inits=("nndsvd", "nndsvda", "nndsvdar", "random"),
+    )
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        solver="hals",
+        init=None,
+        max_iter=200,
+        tol=1e-4,
+        random_state=None,
+        device="cpu",
+        progress=False,
+    ):
+        super().__init__(
+            n_concepts,
+            solver=solver,
+            init=init,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=random_state,
+            device=device,
+            progress=progress,
+        )
+
+    def _check_input_values(self, X, method):
+        low = float(X.amin()) if X.numel() else 0.0
+        if low < 0:
+            raise ValueError(
+                f"Negative values in data passed to NMFConcepts.{method} (min "
+                f"{low:.4g}): NMF needs X >= 0. For signed activations use "
+                "SemiNMFConcepts (or ConvexNMFConcepts), or make them non-negative "
+                "first with skconcepts.NonNegative (e.g. "
+                "make_pipeline(NonNegative(), NMFConcepts()))."
+            )
+
+    def _initialize(self, X, generator):
+        n, d = X.shape
+        init = self.init
+        if init is None:
+            init = "nndsvda" if self.n_concepts <= min(n, d) else "random"
+        if init == "random":
+            return _solvers.init_random(X, self.n_concepts, generator)
+        if self.n_concepts > min(n, d):
+            raise ValueError(
+                f"init={init!r} needs n_concepts <= min(n_samples, n_features) = "
+                f"{min(n, d)}, got n_concepts={self.n_concepts}; use init='random' "
+                "or init=None."
+            )
+        return _solvers.init_nndsvd(X, self.n_concepts, init, generator)
+
+    def _fit_torch(self, X, generator):
+        Zt, D = self._initialize(X, generator)
+        return _solvers.nmf_hals(
+            X, Zt, D, max_iter=self.max_iter, tol=self.tol, progress=self.progress
+        )
+
+    def _fit_overcomplete(self, X, generator):
+        from overcomplete.optimization import NMF
+
+        Zt, D = self._initialize(X, generator)
+        model = NMF(
+            self.n_concepts,
+            device=X.device,
+            solver=self.solver[3:],
+            tol=self.tol,
+            verbose=self.progress,
+        )
+        Z, D = model.solver_fn(
+            X,
+            Zt.T.contiguous(),
+            D,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            verbose=self.progress,
+        )
+        Z, D = Z.float(), D.float()
+        return _solvers.FitResult(Z, D, self.max_iter, _oc_sq_error(X, Z, D))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
+
+# ================================================================ semi-NMF
+@_docs
+class SemiNMFConcepts(_BaseNMFConcepts):
+    """Concepts from semi-non-negative matrix factorisation: ``X ~ C @ components_``.
+
+    The concept activations ``C`` are non-negative, the dictionary is signed, so
+    ``X`` may be signed (Ding, Li & Jordan, 2010): the natural choice for raw
+    transformer activations.
+
+    Parameters
+    ----------
+    %(n_concepts)s
+
+    solver : {"als", "oc-mu", "oc-pgd"}, default="als"
+        ``"als"``: alternating least squares in torch; the dictionary step is
+        exact (``components_ = (C^T C)^{-1} C^T X``), the codes step is HALS
+        sweeps, with extrapolation and restarts. ``"oc-mu"`` / ``"oc-pgd"`` run
+        ``overcomplete.optimization.SemiNMF``'s multiplicative updates or
+        projected gradient (Adam) from the same initialisation.
+
+    init : {"random", "kmeans"}, default=None
+        ``"random"`` (the default when ``None``): scaled ``|N(0, 1)|`` codes, as
+        overcomplete does. ``"kmeans"``: the k-means initialisation of Ding et
+        al. (cluster indicators plus 0.2).
+
+    %(solver_common)s
+
+    %(random_state)s
+
+    %(device)s
+
+    %(progress)s
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    %(fit_attributes)s
+
+    See Also
+    --------
+    NMFConcepts : Non-negative dictionary, for non-negative ``X``.
+    ConvexNMFConcepts : Concepts that are convex combinations of training rows.
+
+    Notes
+    -----
+    Fitting costs ``O(n_samples * n_features * n_concepts)`` time per iteration
+    and memory linear in ``n_samples``, all in float32 on ``device``.
+
+    %(transform_notes)s
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import SemiNMFConcepts
+    >>> X = np.random.RandomState(0).randn(200, 16).astype(np.float32)
+    >>> snmf = SemiNMFConcepts(n_concepts=4, random_state=0).fit(X)
+    >>> C = snmf.transform(X)
+    >>> C.shape, bool((C >= 0).all()), bool((snmf.components_ < 0).any())
+    ((200, 4), True, True)
+    """
+
+    _parameter_constraints = _constraints(
+        solvers=("als", "oc-mu", "oc-pgd"),
+        inits=("random", "kmeans"),
+    )
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        solver="als",
+        init=None,
+        max_iter=200,
+        tol=1e-4,
+        random_state=None,
+        device="cpu",
+        progress=False,
+    ):
+        super().__init__(
+            n_concepts,
+            solver=solver,
+            init=init,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=random_state,
+            device=device,
+            progress=progress,
+        )
+
+    def _initialize(self, X, generator):
+        """Initial codes ``Zt`` (k, n)."""
+        if self.init == "kmeans":
+            W, _ = _solvers.init_kmeans(X, self.n_concepts, generator)
+            return (W > 0).to(X.dtype) + 0.2
+        n = X.shape[0]
+        scale = float(torch.sqrt(X.abs().mean() / self.n_concepts))
+        Zt = torch.randn(self.n_concepts, n, generator=generator).abs_().mul_(scale)
+        return Zt.to(X.device)
+
+    def _fit_torch(self, X, generator):
+        Zt = self._initialize(X, generator)
+        return _solvers.semi_nmf_als(
+            X, Zt, max_iter=self.max_iter, tol=self.tol, progress=self.progress
+        )
+
+    def _fit_overcomplete(self, X, generator):
+        from overcomplete.optimization import SemiNMF
+
+        Zt = self._initialize(X, generator)
+        model = SemiNMF(
+            self.n_concepts,
+            solver=self.solver[3:],
+            device=X.device,
+            tol=self.tol,
+            verbose=self.progress,
+        )
+        Z = Zt.T.contiguous()
+        D = model.init_random_d(X, Z)
+        Z, D = model.solver_fn(
+            X, Z, D, max_iter=self.max_iter, tol=self.tol, verbose=self.progress
+        )
+        Z, D = Z.detach().float(), D.detach().float()
+        return _solvers.FitResult(Z, D, self.max_iter, _oc_sq_error(X, Z, D))
+
+
+# ============================================================== convex NMF
+@_docs
+class ConvexNMFConcepts(_BaseNMFConcepts):
+    """Concepts that are convex combinations of training rows: ``X ~ C @ W @ X``.
+
+    Convex NMF (Ding, Li & Jordan, 2010): ``components_ = weights_ @ X_train``
+    with ``weights_ >= 0`` whose rows sum to one, and concept activations
+    ``C >= 0``. Every concept is a weighted average of actual activations, which
+    keeps it inside the data and easy to inspect through its heaviest rows. ``X``
+    may be signed.
+
+    Parameters
+    ----------
+    %(n_concepts)s
+
+    solver : {"pg", "oc-mu", "oc-pgd"}, default="pg"
+        ``"pg"``: HALS sweeps on the codes and a projected-gradient step with
+        exact line search on the weights, in torch. Memory is linear in
+        ``n_samples``: the ``n x n`` Gram matrix ``X X^T`` is never formed.
+        ``"oc-mu"`` / ``"oc-pgd"`` run ``overcomplete.optimization.ConvexNMF``'s
+        multiplicative updates or projected gradient (Adam) from the same
+        initialisation; ``"oc-mu"`` builds the ``n x n`` Gram matrix and is
+        refused above 16384 rows.
+
+    init : {"kmeans", "random"}, default=None
+        ``"kmeans"`` (the default when ``None``): k-means++ seeding and 10 Lloyd
+        iterations; the weights start as the normalised cluster memberships, so
+        the first concepts are the centroids. ``"random"``: ``n_concepts``
+        training rows drawn at random (k-means++ seeding without Lloyd
+        iterations).
+
+    %(solver_common)s
+
+    %(random_state)s
+
+    %(device)s
+
+    %(progress)s
+
+    Attributes
+    ----------
+    %(concept_attributes)s
+    weights_ : ndarray of shape (n_concepts, n_samples_fit), dtype float32
+        Convex weights: ``weights_ >= 0``, each row sums to one, and
+        ``components_ == weights_ @ X_train`` (up to float32 rounding). Its size
+        grows linearly with the number of training rows.
+    %(fit_attributes)s
+
+    See Also
+    --------
+    SemiNMFConcepts : The same codes with an unconstrained dictionary.
+    NMFConcepts : Non-negative dictionary, for non-negative ``X``.
+
+    Notes
+    -----
+    One iteration costs four ``n x d x k`` products; memory is
+    ``O(n_samples * (n_features + n_concepts))``, linear in the number of rows
+    (50 000 rows of 384 features take well under a gigabyte).
+
+    %(transform_notes)s
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts import ConvexNMFConcepts
+    >>> X = np.random.RandomState(0).randn(200, 16).astype(np.float32)
+    >>> cnmf = ConvexNMFConcepts(n_concepts=4, random_state=0).fit(X)
+    >>> cnmf.weights_.shape, np.allclose(cnmf.weights_.sum(axis=1), 1)
+    ((4, 200), True)
+    >>> np.allclose(cnmf.components_, cnmf.weights_ @ X, atol=1e-5)
+    True
+    """
+
+    _parameter_constraints = _constraints(
+        solvers=("pg", "oc-mu", "oc-pgd"),
+        inits=("kmeans", "random"),
+    )
+
+    def __init__(
+        self,
+        n_concepts=8,
+        *,
+        solver="pg",
+        init=None,
+        max_iter=200,
+        tol=1e-4,
+        random_state=None,
+        device="cpu",
+        progress=False,
+    ):
+        super().__init__(
+            n_concepts,
+            solver=solver,
+            init=init,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=random_state,
+            device=device,
+            progress=progress,
+        )
+
+    def _initialize(self, X, generator):
+        """Initial weights ``W`` (k, n), rows summing to one."""
+        n_iter = 0 if self.init == "random" else 10
+        W, _ = _solvers.init_kmeans(X, self.n_concepts, generator, n_iter=n_iter)
+        return W
+
+    def _fit_torch(self, X, generator):
+        W = self._initialize(X, generator)
+        result = _solvers.convex_nmf_pg(
+            X, W, max_iter=self.max_iter, tol=self.tol, progress=self.progress
+        )
+        self.weights_ = to_numpy(result.weights)
+        return result
+
+    def _fit_overcomplete(self, X, generator):
+        from overcomplete.optimization import ConvexNMF
+
+        n = X.shape[0]
+        if self.solver == "oc-mu" and n > _OC_CONVEX_MU_MAX_ROWS:
+            gib = 4 * 4 * n * n / 2**30
+            raise ValueError(
+                f"solver='oc-mu' builds overcomplete's n x n Gram matrices (about "
+                f"{gib:.0f} GiB for {n} rows); use solver='pg' (linear memory) or "
+                f"at most {_OC_CONVEX_MU_MAX_ROWS} rows."
+            )
+        W = self._initialize(X, generator)
+        D = W @ X
+        Ct, B = D @ X.T, D @ D.T
+        Z = (
+            (torch.linalg.pinv(B.double()).to(X.dtype) @ Ct)
+            .clamp_(min=0)
+            .T.contiguous()
+        )
+        model = ConvexNMF(
+            self.n_concepts,
+            device=X.device,
+            tol=self.tol,
+            strict_convex=False,
+            solver=self.solver[3:],
+            verbose=self.progress,
+        )
+        Z, W = model.solver_fn(
+            X,
+            Z,
+            W,
+            update_Z=True,
+            update_W=True,
+            strict_convex=False,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            verbose=self.progress,
+        )
+        Z, W = Z.detach().float(), W.detach().float().clamp(min=0)
+        s = torch.clamp(W.sum(dim=1), min=1e-30)  # (k,): rows of W sum to one,
+        W, Z = W / s[:, None], Z * s  # the codes absorb the scale
+        D = W @ X
+        self.weights_ = to_numpy(W)
+        return _solvers.FitResult(Z, D, self.max_iter, _oc_sq_error(X, Z, D), W)
