@@ -641,7 +641,8 @@ default="token"
             Positions of the chunk's texts in ``texts`` (consecutive).
         rows : list of torch.Tensor
             Per text, its activation rows ``(n_units_i, d)`` on the CPU, in the
-            storage dtype (``dtype``).
+            storage dtype (``dtype``). Treat them as read-only: they may be the
+            cache's own tensors.
         spans : list of ndarray
             Per text, the ``(n_units_i, 2)`` character spans of its rows (see
             :meth:`units`).

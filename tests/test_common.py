@@ -37,6 +37,9 @@ FAST_PARAMS = {
     "SVDConcepts": {"n_concepts": 1},  # must be < n_features (2 in some checks)
     "SparsePCAConcepts": {"max_iter": 5},
     "DictionaryLearningConcepts": {"max_iter": 5},
+    "NMFConcepts": {"max_iter": 5},
+    "SemiNMFConcepts": {"max_iter": 5},
+    "ConvexNMFConcepts": {"max_iter": 5},
 }
 #: {estimator name: {check name: reason}}
 EXPECTED_FAILED_CHECKS: dict = {}

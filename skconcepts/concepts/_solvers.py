@@ -64,6 +64,8 @@ CONVEX_INNER = 3
 NNLS_MAX_SWEEPS = 400
 NNLS_TOL = 1e-5
 NNLS_BATCH = 16384
+#: above this many concepts, HALS sweeps go block by block
+_HALS_BLOCK_ABOVE = 64
 #: rows per chunk for float64 reductions over X
 _CHUNK = 8192
 
@@ -250,6 +252,8 @@ def hals_sweeps_(Zt, Ct, B, n_sweeps: int, buf=None):
     """
     k, m = Zt.shape
     inv = _safe_reciprocal(torch.diagonal(B))  # (k,)
+    if k > _HALS_BLOCK_ABOVE:
+        return _blocked_hals_sweeps_(Zt, Ct, B, inv, n_sweeps)
     if buf is None:
         buf = Zt.new_empty(m)
     ZtT = Zt.T  # (m, k) view
@@ -257,6 +261,26 @@ def hals_sweeps_(Zt, Ct, B, n_sweeps: int, buf=None):
         for j in range(k):
             torch.addmv(Ct[j], ZtT, B[j], alpha=-1.0, out=buf)  # Ct_j - B_j Zt
             Zt[j].addcmul_(buf, inv[j]).clamp_(min=0.0)
+    return Zt
+
+
+def _blocked_hals_sweeps_(Zt, Ct, B, inv, n_sweeps, block=16):
+    """The same HALS sweeps, for large ``k``: rows in blocks of ``block``.
+
+    The residual correlations of a block come from one matrix product with the
+    current codes; inside the block, rank-one corrections keep them exact. Memory
+    traffic drops from ``k^2 m`` to ``k * block * m`` per sweep.
+    """
+    k = Zt.shape[0]
+    for _ in range(n_sweeps):
+        for j0 in range(0, k, block):
+            j1 = min(j0 + block, k)
+            R = torch.addmm(Ct[j0:j1], B[j0:j1], Zt, alpha=-1.0)  # (b, m)
+            for j in range(j0, j1):
+                old = Zt[j].clone()
+                Zt[j].addcmul_(R[j - j0], inv[j]).clamp_(min=0.0)
+                if j + 1 < j1:
+                    R[j - j0 + 1 :].addr_(B[j + 1 : j1, j], Zt[j] - old, alpha=-1.0)
     return Zt
 
 
