@@ -82,7 +82,10 @@ class ConceptMixin(TransformerMixin):
         if self._wants_torch(X):
             from skconcepts.utils._torch import resolve_device, to_tensor
 
-            X = to_tensor(X, device=resolve_device(self.device))
+            # fit: a missing CUDA is an error; after loading a CUDA-fitted model
+            # on a CPU-only machine, transform falls back to the CPU with a warning
+            device = resolve_device(self.device) if reset else self._runtime_device()
+            X = to_tensor(X, device=device)
         return X
 
     def _check_tensor(self, X, *, reset, name="X"):
