@@ -242,6 +242,13 @@ def build_pipeline(
     pipeline : sklearn.pipeline.Pipeline
         Unfitted; methods that need non-negative input (``nmf``) get a
         ``NonNegative("split")`` step before them (exactly invertible).
+
+    Examples
+    --------
+    >>> from skconcepts.cli import build_pipeline
+    >>> pipe = build_pipeline(None, layer=2, method="nmf", n_concepts=4)
+    >>> [name for name, _ in pipe.steps]
+    ['activations', 'nonnegative', 'concepts']
     """
     from sklearn.pipeline import Pipeline
 
@@ -305,6 +312,18 @@ def linear_concept_importance(classifier, C, y=None, *, concept_names=None):
     -------
     importance : pandas.DataFrame of shape (n_classes, n_concepts)
         Index: the classes; columns: the concepts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skconcepts.cli import linear_concept_importance
+    >>> C = np.array([[2.0, 0.0], [1.5, 0.1], [0.0, 1.0], [0.2, 2.0]])
+    >>> y = np.array(["neg", "neg", "pos", "pos"])
+    >>> clf = LogisticRegression().fit(C, y)
+    >>> imp = linear_concept_importance(clf, C, y)
+    >>> imp.shape, imp.loc["pos", "concept1"] > 0, imp.loc["neg", "concept0"] > 0
+    ((2, 2), np.True_, np.True_)
     """
     import numpy as np
     import pandas as pd
@@ -343,7 +362,10 @@ def _pooled_concepts_class():
             self.pooling = pooling
 
         def fit(self, X, y=None):
-            self.extractor_ = clone(self.extractor).fit()
+            self.extractor_ = clone(self.extractor)
+            if "progress" in self.extractor_.get_params():
+                self.extractor_.set_params(progress=False)  # cached: no bar
+            self.extractor_.fit()
             self.estimator_ = clone(self.estimator).fit(
                 self.extractor_.transform(list(X))
             )
@@ -403,6 +425,13 @@ def run_demo(
     results : dict
         ``accuracy`` and ``n_concepts`` per method, ``importance`` (DataFrame),
         ``top_words`` per method and ``report`` (path of the SemiNMF report).
+
+    Examples
+    --------
+    >>> from skconcepts.cli import run_demo
+    >>> results = run_demo("demo-out", max_texts=60)  # doctest: +SKIP
+    >>> results["report"]  # doctest: +SKIP
+    PosixPath('demo-out/report.html')
     """
     import numpy as np
     from sklearn.linear_model import LogisticRegression
@@ -858,6 +887,12 @@ def main(argv=None):
     -------
     status : int
         0 on success, 2 on bad input (one line on stderr).
+
+    Examples
+    --------
+    >>> from skconcepts.cli import main
+    >>> main(["interpret", "no-such-folder", "--texts", "no-such-file.txt"])
+    2
     """
     from skconcepts.exceptions import SkconceptsError
 

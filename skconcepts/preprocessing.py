@@ -343,7 +343,7 @@ class NonNegative(_TensorAwareTransformer):
         return self.n_features_in_ * (2 if self.strategy == "split" else 1)
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output features.
+        """Get output feature names for transformation.
 
         Parameters
         ----------

@@ -525,13 +525,14 @@ default=None
     >>> from skconcepts import SplitPointActivations, PCAConcepts
     >>> from skconcepts.datasets import load_demo_corpus
     >>> from skconcepts.viz import report
-    >>> texts = load_demo_corpus()[0][:20]
+    >>> texts = load_demo_corpus()[0][:8]
     >>> pipe = make_pipeline(
-    ...     SplitPointActivations(split_point=2, granularity="word"),
-    ...     PCAConcepts(n_concepts=3)).fit(texts)
+    ...     SplitPointActivations(split_point=1, granularity="word"),
+    ...     PCAConcepts(n_concepts=2)).fit(texts)
     >>> rep = report(pipe, texts, k=3, n_examples=1)
-    >>> len(rep.labels_)
-    3
+    >>> len(rep.labels_), rep.units.shape[0] == pipe.transform(texts).shape[0]
+    (2, True)
+    >>> rep.save("report.html")  # doctest: +SKIP
     """
     from skconcepts.interpret import TopKInputs, _encode, _split_reader_pipeline
     from skconcepts.utils._validation import check_texts

@@ -104,6 +104,7 @@ def test_empty_corpus_exits_2(content, name, tmp_path, capsys):
 
 def test_interpret_needs_a_fit_folder(corpus_csv, tmp_path, capsys):
     argv = ["interpret", str(tmp_path), "--texts", str(corpus_csv)]
+    argv += ["--column", "sentence"]
     status, _, err = run(argv, capsys)
     assert status == 2
     assert "holds no pipeline.joblib" in err
@@ -212,7 +213,7 @@ def test_demo_on_a_reduced_corpus(tmp_path, capsys):
     argv = ["demo", "--out", str(out_dir), "--max-texts", "60", "-q"]
     status, out, err = run(argv, capsys)
     assert status == 0, err
-    assert "60 texts, 5 topics" in out
+    assert "60 texts (5 topics x 2 sentiments)" in out
     accuracies = [float(a) for a in re.findall(r"held-out accuracy ([\d.]+)", out)]
     assert len(accuracies) == 2 and all(0 <= a <= 1 for a in accuracies)
     k = int(re.search(r"SemiNMFConcepts\s+best n_concepts=(\d+)", out).group(1))
@@ -226,7 +227,8 @@ def test_demo_on_a_reduced_corpus(tmp_path, capsys):
     assert 'src="data:image/png;base64,' in doc  # the importance heatmap
     assert "http" not in doc and "<script" not in doc
     importance = pd.read_csv(out_dir / "importance.csv", index_col=0)
-    assert importance.shape == (5, k)
+    assert importance.shape == (2, k)
+    assert list(importance.index) == ["negative", "positive"]
     assert (out_dir / "importance.png").is_file()
     assert (out_dir / "report_kmeans.html").is_file()
 

@@ -29,7 +29,9 @@ def test_split(X):
     np.testing.assert_array_equal(Z[:, 6:], np.maximum(-X, 0))
     np.testing.assert_array_equal(nn.inverse_transform(Z), X)  # exact
     assert list(nn.get_feature_names_out(["a", "b", "c", "d", "e", "f"]))[5:8] == [
-        "f_pos", "a_neg", "b_neg"
+        "f_pos",
+        "a_neg",
+        "b_neg",
     ]
 
 
@@ -79,8 +81,11 @@ def test_scaler_norm(X):
     assert Z.dtype == np.float32
     assert (Z.astype(np.float64) ** 2).sum(axis=1).mean() == pytest.approx(1, rel=1e-5)
     # one scale for all features: directions are kept
-    np.testing.assert_allclose(Z * np.linalg.norm(X, axis=1).mean(), X
-                               * np.linalg.norm(Z, axis=1).mean(), rtol=1e-4)
+    np.testing.assert_allclose(
+        Z * np.linalg.norm(X, axis=1).mean(),
+        X * np.linalg.norm(Z, axis=1).mean(),
+        rtol=1e-4,
+    )
     np.testing.assert_allclose(sc.inverse_transform(Z), X, rtol=1e-6, atol=1e-5)
 
 
@@ -91,7 +96,9 @@ def test_scaler_standard_matches_sklearn(X):
     np.testing.assert_allclose(sc.scale_, ref.scale_, rtol=1e-6)
     Xc = X.copy()
     Xc[:, 0] = 3.0  # a constant feature is centred, not divided by 0
-    np.testing.assert_array_equal(ActivationScaler("standard").fit_transform(Xc)[:, 0], 0)
+    np.testing.assert_array_equal(
+        ActivationScaler("standard").fit_transform(Xc)[:, 0], 0
+    )
 
 
 def test_scaler_torch_differentiable(X):
@@ -119,14 +126,16 @@ def test_pandas_output_and_joblib(X, est, tmp_path):
     assert out.columns[0].startswith("h0")
     est.set_output(transform="default")
     joblib.dump(est, tmp_path / "est.joblib")
-    np.testing.assert_array_equal(joblib.load(tmp_path / "est.joblib").transform(df),
-                                  est.transform(df))
+    np.testing.assert_array_equal(
+        joblib.load(tmp_path / "est.joblib").transform(df), est.transform(df)
+    )
 
 
 def test_pipeline_inverse_through_scaler(X):
     pipe = make_pipeline(ActivationScaler("standard"), PCAConcepts(6)).fit(X)
-    np.testing.assert_allclose(pipe.inverse_transform(pipe.transform(X)), X,
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        pipe.inverse_transform(pipe.transform(X)), X, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_bad_input(X):
@@ -135,8 +144,9 @@ def test_bad_input(X):
     with pytest.raises(InvalidParameterError, match="strategy"):
         NonNegative("abs").fit(X)
     nn = NonNegative("split").fit(X)
-    with pytest.raises(ValueError, match="X has 5 features, but NonNegative is "
-                       "expecting 6"):
+    with pytest.raises(
+        ValueError, match="X has 5 features, but NonNegative is expecting 6"
+    ):
         nn.transform(X[:, :5])
     with pytest.raises(ValueError, match="X has 6 columns.*has 12"):
         nn.inverse_transform(X)

@@ -68,10 +68,12 @@ class SklearnConceptsMixin(ConceptMixin):
     def _transform(self, X):
         return self.estimator_.transform(X)
 
-    def _compute_device(self):
-        """The torch device to compute on; a clear error for an unknown name."""
+    def _fit_device(self):
+        """The torch device of ``fit``: a clear error for an unknown or absent one."""
+        from skconcepts.utils._torch import resolve_device
+
         try:
-            return self._runtime_device()
+            return resolve_device(self.device)
         except RuntimeError as exc:
             raise ValueError(
                 f"device={self.device!r} is not a device torch knows ({exc}); use "

@@ -27,7 +27,7 @@ from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
-from skconcepts.concepts._base import ConceptMixin
+from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
 from skconcepts.concepts._docstrings import Substitution
 from skconcepts.concepts._sklearn_wrapper import (
     SklearnConceptsMixin,
@@ -239,8 +239,11 @@ default="k-means++"
         **sklearn_constraints(KMeans, _estimator_params),
         "init": [StrOptions({"k-means++", "random"}), "array-like"],
         "membership": [StrOptions({"hard", "soft"})],
-        "temperature": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
-        "device": "no_validation",  # checked by resolve_device in fit
+        "temperature": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, None, closed="neither"),
+        ],
+        "device": DEVICE_CONSTRAINT,
         "progress": ["boolean"],
     }
     _torch_native = True
@@ -275,7 +278,7 @@ default="k-means++"
         return n_samples
 
     def _fit(self, X):
-        device = self._compute_device()
+        device = self._fit_device()
         self.estimator_ = self._make_estimator()
         if torch.is_tensor(X):
             X = X.to(device)

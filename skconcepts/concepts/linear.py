@@ -22,7 +22,7 @@ from sklearn.decomposition import (
 )
 from sklearn.utils._param_validation import StrOptions
 
-from skconcepts.concepts._base import ConceptMixin
+from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
 from skconcepts.concepts._docstrings import Substitution
 from skconcepts.concepts._sklearn_wrapper import (
     SklearnConceptsMixin,
@@ -40,9 +40,10 @@ __all__ = [
 
 _docs = Substitution(
     torch_input="""The torch implementation runs when ``X`` is a tensor or ``device``
-    is ``"cuda"``/``"auto"``; numpy input on the CPU runs scikit-learn. Both give
-    the same ``components_`` (signs fixed as by ``svd_flip``) within float32
-    tolerance, and ``estimator_`` holds the results either way."""
+        is ``"cuda"``/``"auto"`` (a tensor is moved to ``device``); numpy input
+        on the CPU runs scikit-learn. Both give the same ``components_`` (signs
+        fixed as by ``svd_flip``) within float32 tolerance, and ``estimator_``
+        holds the results either way."""
 )
 
 
@@ -67,7 +68,7 @@ def _randomized_svd_torch(X, k, *, n_oversamples, n_iter, generator):
     for _ in range(n_iter):
         Q, _ = torch.linalg.qr(X.T @ Q)  # (d, q)
         Q, _ = torch.linalg.qr(X @ Q)  # (n, q)
-    Ub, S, Vt = torch.linalg.svd(Q.T @ X, full_matrices=False)  # (q, d) -> ...
+    _, S, Vt = torch.linalg.svd(Q.T @ X, full_matrices=False)  # of (q, d)
     return S[:k], Vt[:k]
 
 
@@ -161,7 +162,7 @@ class _TorchLinearMixin(SklearnConceptsMixin):
     _torch_native = True
 
     def _fit(self, X):
-        device = self._compute_device()
+        device = self._fit_device()
         if not torch.is_tensor(X):
             return super()._fit(X)
         X = X.to(device)
@@ -254,7 +255,7 @@ default="auto"
     _parameter_constraints: dict = {
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(PCA, _estimator_params),
-        "device": "no_validation",  # checked by resolve_device in fit
+        "device": DEVICE_CONSTRAINT,
     }
 
     def __init__(
@@ -376,7 +377,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
     _parameter_constraints: dict = {
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(TruncatedSVD, _estimator_params),
-        "device": "no_validation",  # checked by resolve_device in fit
+        "device": DEVICE_CONSTRAINT,
     }
 
     def __init__(
@@ -403,8 +404,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
     def _max_concepts(self, n_samples, n_features):
         if n_features < 2:
             raise ValueError(
-                f"SVDConcepts needs at least 2 features, got n_features = "
-                f"{n_features}."
+                f"SVDConcepts needs at least 2 features, got n_features = {n_features}."
             )
         return n_features - 1
 

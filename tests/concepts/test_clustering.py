@@ -64,8 +64,9 @@ def test_soft_membership(X, hard):
     assert soft.temperature_ == pytest.approx(soft.estimator_.inertia_ / len(X))
     d2 = ((X[:5, None, :] - soft.components_[None]) ** 2).sum(-1)
     expected = np.exp(-(d2 - d2.min(1, keepdims=True)) / soft.temperature_)
-    np.testing.assert_allclose(C[:5], expected / expected.sum(1, keepdims=True),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        C[:5], expected / expected.sum(1, keepdims=True), rtol=1e-4, atol=1e-6
+    )
     # a tiny temperature is the hard membership
     cold = KMeansConcepts(12, membership="soft", temperature=1e-6, random_state=0)
     np.testing.assert_allclose(cold.fit(X).transform(X), hard.transform(X), atol=1e-6)
@@ -106,7 +107,12 @@ def test_torch_empty_cluster_is_relocated():
     far = torch.full((1, 4), 1e3)  # no row is nearest to it
     init = torch.cat([Xt[:2], far])
     centers, labels, _, _ = _kmeans_torch(
-        Xt, 3, init=init, n_init=1, max_iter=50, tol=1e-4,
+        Xt,
+        3,
+        init=init,
+        n_init=1,
+        max_iter=50,
+        tol=1e-4,
         generator=torch.Generator().manual_seed(0),
     )
     assert torch.bincount(labels, minlength=3).min() > 0
@@ -131,3 +137,15 @@ def test_bad_input(X):
         KMeansConcepts(3, init=X[:2]).fit(torch.from_numpy(X))
     with pytest.raises(ValueError, match="NaN"):
         KMeansConcepts(2).fit(torch.full((5, 3), float("nan")))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_sklearn(X):
+    init = X[:12]
+    ref = KMeansConcepts(12, init=init).fit(X)
+    ours = KMeansConcepts(12, init=init, device="cuda").fit(X)
+    np.testing.assert_allclose(ours.components_, ref.components_, atol=1e-4)
+    np.testing.assert_array_equal(ours.estimator_.labels_, ref.estimator_.labels_)
+    C = ours.transform(torch.from_numpy(X).cuda())
+    assert C.device.type == "cuda"
+    np.testing.assert_array_equal(C.cpu().numpy(), ref.transform(X))

@@ -32,8 +32,9 @@ def test_grid_search_picks_by_reconstruction(signed_X):
     train, test = next(KFold(3).split(X))
     fitted = clone(pipe).set_params(concepts__n_concepts=4).fit(X[train])
     Xr = np.maximum(X[test], 0)
-    expected = _r2(Xr, fitted.named_steps["concepts"].inverse_transform(
-        fitted.transform(X[test])))
+    expected = _r2(
+        Xr, fitted.named_steps["concepts"].inverse_transform(fitted.transform(X[test]))
+    )
     assert search.cv_results_["split0_test_score"][0] == pytest.approx(expected)
 
 

@@ -52,8 +52,11 @@ CASES = {
         PCA(16, whiten=True, random_state=0),
         "signed_X",
     ),
-    "svd": (SVDConcepts(16, random_state=0), TruncatedSVD(16, random_state=0),
-            "signed_X"),
+    "svd": (
+        SVDConcepts(16, random_state=0),
+        TruncatedSVD(16, random_state=0),
+        "signed_X",
+    ),
     "ica": (
         ICAConcepts(8, max_iter=100, tol=1e-3, random_state=0),
         FastICA(8, max_iter=100, tol=1e-3, random_state=0),
@@ -87,7 +90,9 @@ def test_reconstruction_at_least_sklearn(fitted_case):
     name, ours, ref, X = fitted_case
     ref_r2 = _r2(X, ref.inverse_transform(ref.transform(X)))
     assert ours.score(X) >= ref_r2 - 1e-6
-    assert ours.score(X) == pytest.approx(_r2(X, ours.inverse_transform(ours.transform(X))))
+    assert ours.score(X) == pytest.approx(
+        _r2(X, ours.inverse_transform(ours.transform(X)))
+    )
     assert ours.score(X) > 0.2  # real activations: a sizeable share of variance
 
 
@@ -141,7 +146,9 @@ def test_decoders_follow_the_method(rows_600):
     np.testing.assert_allclose(ica.components_, ica.estimator_.mixing_.T, rtol=1e-6)
     C = ica.transform(rows_600)
     np.testing.assert_allclose(
-        ica.inverse_transform(C), ica.estimator_.inverse_transform(C), rtol=1e-5,
+        ica.inverse_transform(C),
+        ica.estimator_.inverse_transform(C),
+        rtol=1e-5,
         atol=1e-5,
     )
     svd = SVDConcepts(4, random_state=0).fit(rows_600)
@@ -161,11 +168,17 @@ def test_pca_torch_matches_sklearn(rows_600, svd_solver, whiten):
     )
     # same signs as svd_flip: compared without abs()
     np.testing.assert_allclose(ours.components_, ref.components_, atol=2e-4)
-    for attr in ("mean_", "explained_variance_", "explained_variance_ratio_",
-                 "singular_values_"):
+    for attr in (
+        "mean_",
+        "explained_variance_",
+        "explained_variance_ratio_",
+        "singular_values_",
+    ):
         np.testing.assert_allclose(
-            getattr(ours.estimator_, attr), getattr(ref.estimator_, attr),
-            rtol=2e-4, atol=1e-5,
+            getattr(ours.estimator_, attr),
+            getattr(ref.estimator_, attr),
+            rtol=2e-4,
+            atol=1e-5,
         )
     assert ours.estimator_.noise_variance_ == pytest.approx(
         ref.estimator_.noise_variance_, rel=1e-3
@@ -303,8 +316,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match="Expected 2D"):
         PCAConcepts(2).fit(torch.from_numpy(X[:, 0]))
     est = PCAConcepts(2).fit(X)
-    with pytest.raises(ValueError, match="X has 4 features, but PCAConcepts is "
-                       "expecting 5"):
+    with pytest.raises(
+        ValueError, match="X has 4 features, but PCAConcepts is expecting 5"
+    ):
         est.transform(X[:, :4])
     with pytest.raises(ValueError, match="X has 4 features"):
         est.transform(torch.from_numpy(X[:, :4]))
@@ -316,3 +330,12 @@ def test_bad_input():
         PCAConcepts(2, device="gpu").fit(X)
     with pytest.raises(InvalidParameterError, match="whiten"):
         ICAConcepts(2, whiten=False).fit(X)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_cuda_requested_without_cuda(as_tensor):
+    X = np.random.default_rng(0).normal(size=(20, 5)).astype(np.float32)
+    data = torch.from_numpy(X) if as_tensor else X
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        PCAConcepts(2, device="cuda").fit(data)
