@@ -202,7 +202,7 @@ class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
         Divisor per feature (one repeated value for ``"norm"``).
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during ``fit``, when ``X`` has string column
         names.
 
@@ -280,7 +280,7 @@ class NonNegative(_TensorAwareTransformer):
         Added per feature (only with ``strategy="shift"``).
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during ``fit``, when ``X`` has string column
         names.
 

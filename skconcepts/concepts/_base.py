@@ -265,7 +265,7 @@ class ConceptMixin(TransformerMixin):
         return _r2(X_checked, X_hat)
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output features: ``concept0 … concept{k-1}``.
+        """Get output feature names: ``concept0 … concept{k-1}``.
 
         Parameters
         ----------

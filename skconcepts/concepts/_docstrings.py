@@ -20,7 +20,7 @@ _SHARED = {
         ``C @ components_`` (plus the offset of the method, if any).
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during ``fit``, when ``X`` has string column
         names.""",
 }
