@@ -43,6 +43,7 @@ __all__ = [
     "squared_error",
     "inner_sweeps",
     "top_singular",
+    "largest_eigenvalue_gram",
     "init_nndsvd",
     "init_random",
     "init_kmeans",
@@ -128,12 +129,12 @@ def inner_sweeps(k: int, d: int) -> int:
 def top_singular(X: torch.Tensor, k: int, generator=None):
     """Top-``k`` singular triplets of ``X``: ``U`` (n, k), ``S`` (k,), ``Vt`` (k, d).
 
-    For ``d <= 2048`` through the ``d x d`` Gram matrix (eigendecomposition in
+    For ``d <= 1024`` through the ``d x d`` Gram matrix (eigendecomposition in
     float64, exact and deterministic); else a randomized range finder (Halko et
     al., 2011) with 4 power iterations seeded by ``generator``. Never ``n x n``.
     """
     n, d = X.shape
-    if d <= 2048:
+    if d <= 1024:
         G = X.T @ X  # (d, d)
         evals, evecs = torch.linalg.eigh(G.double())
         order = torch.argsort(evals, descending=True)[:k]
@@ -152,6 +153,22 @@ def top_singular(X: torch.Tensor, k: int, generator=None):
         V = vt[:k].T.to(X.dtype)  # (d, k)
     U = (X @ V) * _safe_reciprocal(S)  # (n, k)
     return U, S, V.T.contiguous()
+
+
+def largest_eigenvalue_gram(X: torch.Tensor, n_iter: int = 30) -> torch.Tensor:
+    """``||X||_2^2``, the largest eigenvalue of ``X^T X``, by power iteration.
+
+    Deterministic (starts from the all-ones vector); ``2 n_iter`` products with
+    ``X``, never ``X^T X`` itself. A float64 0-d tensor.
+    """
+    v = torch.ones(X.shape[1], dtype=X.dtype, device=X.device)  # (d,)
+    v = v / torch.linalg.vector_norm(v)
+    lam = torch.zeros((), dtype=torch.float64, device=X.device)
+    for _ in range(n_iter):
+        w = X.T @ (X @ v)  # (d,)
+        lam = torch.dot(v.double(), w.double())
+        v = w / torch.clamp(torch.linalg.vector_norm(w), min=1e-30)
+    return lam
 
 
 def init_nndsvd(X: torch.Tensor, k: int, variant: str = "nndsvda", generator=None):
@@ -304,7 +321,7 @@ def least_squares_dictionary(M, N):
     L, info = torch.linalg.cholesky_ex(N64 + ridge * eye)
     if int(info) != 0:  # pragma: no cover - ridge makes N positive definite
         return (torch.linalg.pinv(N64) @ M.double()).to(M.dtype)
-    return torch.cholesky_solve(M.double(), L).to(M.dtype)
+    return torch.cholesky_solve(M.double(), L).to(M.dtype).contiguous()
 
 
 def nnls_codes(
@@ -548,18 +565,15 @@ def convex_nmf_pg(X, W, *, max_iter=200, tol=1e-4, inner=None, progress=False):
     The codes step is ``inner`` HALS sweeps (default :func:`inner_sweeps`). The
     weights step is one projected gradient step on ``W`` with exact line search
     along the projected direction: the gradient ``(Z^T Z D - Z^T X) X^T`` is
-    (k, n), so the ``n x n`` Gram ``X X^T`` is never formed. The step length adapts (doubled when the full
-    step is taken, halved when the line search cuts it below one half). Rows of
-    ``W`` are renormalised to sum to one after each step, the codes absorbing the
-    scale (the objective does not change). ``W`` (k, n) is the initialisation.
+    (k, n), so the ``n x n`` Gram ``X X^T`` is never formed. The step length
+    adapts (doubled when the full step is taken, halved when the line search cuts
+    it below one half). Rows of ``W`` are renormalised to sum to one after each
+    step, the codes absorbing the scale (the objective does not change). ``W``
+    (k, n) is the initialisation.
     """
     inner = inner or inner_sweeps(W.shape[0], X.shape[1])
     xx = sum_squares(X)
-    sigma2 = (
-        torch.linalg.eigvalsh((X.T @ X).double())[-1] if X.shape[1] <= 2048 else None
-    )
-    if sigma2 is None:  # pragma: no cover - large d: bound by the Frobenius norm
-        sigma2 = xx
+    sigma2 = largest_eigenvalue_gram(X)  # ||X||_2^2, for the step length
     buf = X.new_empty(X.shape[0])
     D = W @ X  # (k, d)
     Ct, B = D @ X.T, D @ D.T

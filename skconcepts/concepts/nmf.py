@@ -50,9 +50,9 @@ _COMMON_DOCS = {
     ``min_{C >= 0} ||X - C @ components_||`` row by row with the dictionary fixed
     (HALS sweeps from the clipped least-squares solution, batched, memory
     ``O(batch * n_concepts)``), whatever the solver used in ``fit``; a row's codes
-    do not depend on the other rows. ``fit_transform`` returns the codes found by
-    the solver, which match ``transform`` of the training data up to the solver's
-    tolerance.""",
+    do not depend on the other rows. ``fit`` ends with this step on the training
+    rows, so ``fit_transform(X)`` equals ``fit(X).transform(X)`` and
+    ``reconstruction_err_`` is the error of ``inverse_transform(transform(X))``.""",
 }
 _docs = Substitution(**_COMMON_DOCS)
 
@@ -103,17 +103,16 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
         generator = torch_generator(rng)  # CPU stream: same init on every device
         if self.solver.startswith("oc-"):
             seed = int(rng.randint(0, 2**31 - 1))
+            # overcomplete draws from the global RNG: seed it, scoped and restored
             with torch.random.fork_rng(devices=_cuda_devices(device)):
-                torch.manual_seed(
-                    seed
-                )  # scoped: overcomplete draws from the global RNG
+                torch.manual_seed(seed)
                 result = self._fit_overcomplete(X, generator)
         else:
             result = self._fit_torch(X, generator)
-        codes, sq_error = _solvers.codes_and_error(
-            X, result.components, progress=self.progress
-        )
-        self.components_ = to_numpy(result.components)
+        self.components_ = np.ascontiguousarray(to_numpy(result.components))
+        # the codes of the training rows are exactly what transform returns
+        D = torch.as_tensor(self.components_, device=device)
+        codes, sq_error = _solvers.codes_and_error(X, D, progress=self.progress)
         self.n_iter_ = int(result.n_iter)
         self.reconstruction_err_ = float(np.sqrt(max(sq_error, 0.0)))
         return codes
@@ -122,16 +121,11 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
         device = self._runtime_device()
         X = _as_tensor(X, device)
         self._check_input_values(X, "transform")
-        D = torch.as_tensor(self.components_, device=device)
+        D = torch.as_tensor(np.ascontiguousarray(self.components_), device=device)
         return _solvers.nnls_codes(X, D, progress=self.progress)
 
     def _check_input_values(self, X, method):
         """Hook: NMF rejects negative values."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
 
 
 def _constraints(solvers, inits):
@@ -149,7 +143,8 @@ def _constraints(solvers, inits):
 
 
 def _cuda_devices(device):
-    return [device] if device.type == "cuda" else []
+    """CUDA devices whose RNG ``torch.manual_seed`` touches (all of them)."""
+    return list(range(torch.cuda.device_count())) if device.type == "cuda" else []
 
 
 def _oc_sq_error(X, Z, D):
@@ -187,7 +182,7 @@ class NMFConcepts(_BaseNMFConcepts):
         Initialisation, as in :class:`sklearn.decomposition.NMF`. ``None`` takes
         ``"nndsvda"`` when ``n_concepts <= min(n_samples, n_features)``, else
         ``"random"``. The SVD behind NNDSVD goes through the ``d x d`` Gram
-        matrix (a randomized range finder when ``d > 2048``).
+        matrix (a randomized range finder when ``d > 1024``).
 
     %(solver_common)s
 
@@ -470,9 +465,8 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
     init : {"kmeans", "random"}, default=None
         ``"kmeans"`` (the default when ``None``): k-means++ seeding and 10 Lloyd
         iterations; the weights start as the normalised cluster memberships, so
-        the first concepts are the centroids. ``"random"``: ``n_concepts``
-        training rows drawn at random (k-means++ seeding without Lloyd
-        iterations).
+        the first concepts are the centroids. ``"random"``: the k-means++
+        seeds only (``n_concepts`` training rows drawn at random, spread out).
 
     %(solver_common)s
 
