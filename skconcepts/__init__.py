@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "SplitPointActivations": "skconcepts.activations",
     "ActivationStore": "skconcepts.store",
+    "extract_to_store": "skconcepts.store",
+    "transform_store": "skconcepts.store",
+    "write_array_store": "skconcepts.store",
     "ActivationScaler": "skconcepts.preprocessing",
     "NonNegative": "skconcepts.preprocessing",
     "NMFConcepts": "skconcepts.concepts",

@@ -47,6 +47,7 @@ __all__ = [
     "StoreTooLargeError",
     "extract_to_store",
     "transform_store",
+    "write_array_store",
     "DEFAULT_SHARD_BYTES",
     "MEMORY_FRACTION",
 ]
@@ -59,8 +60,9 @@ MEMORY_FRACTION = 0.25
 STREAMING_ESTIMATORS = (
     "PCAConcepts (IncrementalPCA)",
     "KMeansConcepts (MiniBatchKMeans)",
-    "NMFConcepts (mini-batch)",
-    "DictionaryLearningConcepts (mini-batch)",
+    "NMFConcepts (online HALS)",
+    "SemiNMFConcepts (online least squares)",
+    "DictionaryLearningConcepts (MiniBatchDictionaryLearning)",
     "the SAE concepts (SAEConcepts, TopKSAEConcepts, BatchTopKSAEConcepts, "
     "JumpReLUSAEConcepts, MPSAEConcepts)",
 )
@@ -272,9 +274,13 @@ class ActivationStore:
     manifest; a shard is memory-mapped when first needed, and its size and
     sha256 are checked then (once per shard). Every read returns float32.
 
-    Concept estimators accept a store as ``X``: it is loaded with
-    :meth:`to_numpy`, which refuses when it does not fit in memory and names
-    the estimators that stream it instead.
+    Concept estimators accept a store as ``X``. Those with ``partial_fit``
+    stream it in ``fit``; the others load it with :meth:`to_numpy`, which
+    refuses when it does not fit in their memory budget and names the
+    estimators that stream it instead. ``transform`` and ``score`` of a store
+    read it batch by batch, and ``transform_to_store`` writes the concept
+    activations to another store. :func:`write_array_store` makes a store of
+    an in-memory (or memory-mapped) array.
 
     Parameters
     ----------
@@ -674,11 +680,9 @@ class ActivationStore:
                 f"does not fit in memory: {who} {needed} bytes "
                 f"({_fmt_bytes(needed)}) of float32 but the budget is {budget} "
                 f"bytes ({_fmt_bytes(budget)}, {origin}). Raise the budget (pass "
-                "max_bytes=..., or set the estimator's max_bytes), or fit a "
-                "streaming estimator with partial_fit over "
-                "store.iter_batches(batch_size): "
-                + ", ".join(STREAMING_ESTIMATORS)
-                + "."
+                "max_bytes=..., or set the estimator's max_bytes), or use an "
+                "estimator whose fit streams the store batch by batch (fit(store) "
+                "or partial_fit): " + ", ".join(STREAMING_ESTIMATORS) + "."
             )
         return self._read_rows(0, n)
 
@@ -1211,6 +1215,109 @@ def extract_to_store(
             bar.update(b - a)
         if frames:
             flush(len(texts))
+    return writer.finish()
+
+
+def write_array_store(
+    X, path, *, shard_rows=None, dtype="float32", overwrite=False, progress=False
+):
+    """Write an array of activations to an on-disk store, resumably.
+
+    The rows are written in shards of ``shard_rows`` rows, read from ``X`` one
+    shard at a time, so ``X`` may be a ``numpy.memmap`` larger than memory.
+    Each row is its own unit (``units()`` has one column, ``sample``, the row
+    number). Shards are published atomically, and rerunning the same call
+    after an interruption resumes it, as for :func:`extract_to_store`.
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor of shape (n_rows, n_features)
+        The activations.
+    path : str or os.PathLike
+        Folder of the store (created if needed).
+    shard_rows : int or None, default=None
+        Rows per shard (the last one may be shorter). ``None`` aims at
+        ``DEFAULT_SHARD_BYTES`` (64 MiB) per shard.
+    dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        Stored dtype.
+    overwrite : bool, default=False
+        Replace an existing store at ``path`` instead of resuming it.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows.
+
+    Returns
+    -------
+    store : ActivationStore
+        The complete store, ``store[:]`` equal to ``X`` (in ``dtype``).
+
+    Raises
+    ------
+    StoreMismatchError
+        If ``path`` holds a store written from other data or with another
+        dtype or shard size.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from skconcepts.store import write_array_store
+    >>> X = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = write_array_store(X, folder.name, shard_rows=20)
+    >>> store.shape, store.n_shards, bool((store[:] == X).all())
+    ((50, 4), 3, True)
+    >>> folder.cleanup()
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    if getattr(X, "ndim", None) != 2:
+        raise ValueError(
+            f"X must be a 2-D array of shape (n_rows, n_features), got "
+            f"{type(X).__name__} of shape {getattr(X, 'shape', None)}."
+        )
+    dtype = _check_dtype(dtype)
+    if shard_rows is not None:
+        shard_rows = _check_positive_int(shard_rows, "shard_rows")
+    n, d = (int(v) for v in X.shape)
+    limit = _resolve_shard_rows(shard_rows, d, dtype)
+    digest = hashlib.sha256()
+    for a in range(0, n, limit):
+        digest.update(_to_storage(X[a : a + limit], "float32").tobytes())
+    header = {
+        "kind": "array",
+        "source": {"array": {"shape": [n, d], "sha256": digest.hexdigest()}},
+        "dtype": dtype,
+        "shard_rows": shard_rows,
+        "chunk_texts": None,
+        "n_texts": n,
+        "texts_sha256": None,
+    }
+    writer = _StoreWriter(
+        path,
+        header,
+        compare=("kind", "source", "dtype", "shard_rows"),
+        overwrite=overwrite,
+    )
+    if writer.manifest["n_features"] is None:
+        writer.manifest["n_features"] = d
+    start = writer.next_text
+    with tqdm(
+        total=n,
+        initial=start,
+        disable=not progress,
+        unit="row",
+        desc="write_array_store",
+    ) as bar:
+        for a in range(start, n, limit):
+            b = min(a + limit, n)
+            writer.write_shard(
+                [_to_storage(X[a:b], dtype)],
+                units=pd.DataFrame({_SAMPLE: np.arange(a, b, dtype=np.int64)}),
+                texts=(a, b),
+                texts_sha256=None,
+            )
+            bar.update(b - a)
     return writer.finish()
 
 

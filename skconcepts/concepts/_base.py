@@ -16,6 +16,13 @@ private hooks:
     Optional offset added by the decoder (e.g. PCA's mean); ``None`` for none.
 ``_max_concepts(n_samples, n_features)``
     Optional upper bound on ``n_concepts`` (``None``: unbounded).
+
+``X`` may also be an :class:`~skconcepts.ActivationStore`. ``fit`` streams it
+when the class can (``StreamingConceptsMixin`` of
+:mod:`skconcepts.concepts._streaming`, which adds ``partial_fit``), else loads
+it with ``to_numpy`` within the estimator's ``max_bytes`` budget; ``transform``
+and ``score`` read it batch by batch, and ``transform_to_store`` writes the
+concept activations of a store to another store.
 """
 
 from __future__ import annotations
@@ -67,8 +74,10 @@ class ConceptMixin(TransformerMixin):
     def _check_X(self, X, *, reset, name="X"):
         """Validate ``X`` and return a float32 array or tensor (never float64)."""
         if is_store(X):
-            X = X.to_numpy(max_bytes=getattr(self, "max_bytes", None),
-                           estimator=type(self).__name__)
+            X = X.to_numpy(
+                max_bytes=getattr(self, "max_bytes", None),
+                estimator=type(self).__name__,
+            )
         if is_tensor(X):
             return self._check_tensor(X, reset=reset, name=name)
         X = validate_data(
@@ -144,8 +153,11 @@ class ConceptMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Activations, one row per unit.
+        X : array-like, torch.Tensor or ActivationStore of shape \
+(n_samples, n_features)
+            Activations, one row per unit. A store is streamed by the
+            estimators that have ``partial_fit``; the others load it if it fits
+            in their ``max_bytes`` budget.
         y : Ignored
             Not used, present for API consistency.
 
@@ -154,7 +166,10 @@ class ConceptMixin(TransformerMixin):
         self : object
             The fitted estimator.
         """
-        self._fit_full(X)
+        if is_store(X) and hasattr(self, "_fit_store"):
+            self._fit_store(X)
+        else:
+            self._fit_full(X)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -163,8 +178,9 @@ class ConceptMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Activations, one row per unit.
+        X : array-like, torch.Tensor or ActivationStore of shape \
+(n_samples, n_features)
+            Activations, one row per unit (a store as in ``fit``).
         y : Ignored
             Not used, present for API consistency.
         **fit_params : dict
@@ -175,6 +191,9 @@ class ConceptMixin(TransformerMixin):
         C : ndarray or torch.Tensor of shape (n_samples, n_concepts)
             Concept activations, float32.
         """
+        if is_store(X) and hasattr(self, "_fit_store"):
+            self._fit_store(X)
+            return self.transform(X)
         was_tensor = is_tensor(X)
         X, codes = self._fit_full(X)
         if codes is None:
@@ -201,8 +220,11 @@ class ConceptMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Activations.
+        X : array-like, torch.Tensor or ActivationStore of shape \
+(n_samples, n_features)
+            Activations. A store is read batch by batch into one array, which
+            must fit in the ``max_bytes`` budget; use ``transform_to_store``
+            to write the concepts of a larger store to disk.
 
         Returns
         -------
@@ -210,6 +232,10 @@ class ConceptMixin(TransformerMixin):
             Concept activations, float32. A tensor input gives a tensor.
         """
         check_is_fitted(self)
+        if is_store(X):
+            from skconcepts.concepts._streaming import transform_store_to_array
+
+            return transform_store_to_array(self, X)
         was_tensor = is_tensor(X)
         X = self._check_X(X, reset=False)
         return self._format_output(self._transform(X), was_tensor, X)
@@ -242,8 +268,9 @@ class ConceptMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Activations.
+        X : array-like, torch.Tensor or ActivationStore of shape \
+(n_samples, n_features)
+            Activations (a store is read batch by batch).
         y : Ignored
             Not used, present for API consistency.
 
@@ -253,6 +280,10 @@ class ConceptMixin(TransformerMixin):
             ``1 - ||X - X_hat||² / ||X - mean(X)||²``.
         """
         check_is_fitted(self)
+        if is_store(X):
+            from skconcepts.concepts._streaming import score_store
+
+            return score_store(self, X)
         from skconcepts.utils._torch_free import is_tensor as _is_t
 
         X_checked = self._check_X(X, reset=False)
@@ -263,6 +294,34 @@ class ConceptMixin(TransformerMixin):
 
             X_checked, X_hat = to_numpy(X_checked), to_numpy(X_hat)
         return _r2(X_checked, X_hat)
+
+    def transform_to_store(self, store, path, **kwargs):
+        """Write the concept activations of a store to a new store on disk.
+
+        Delegates to :func:`skconcepts.store.transform_store`: the store is
+        read one shard at a time and each concept shard keeps the units of its
+        activation shard; an interrupted call resumes when rerun.
+
+        Parameters
+        ----------
+        store : ActivationStore or str or os.PathLike
+            The activations (a complete store).
+        path : str or os.PathLike
+            Folder of the concept store.
+        **kwargs : dict
+            ``batch_size``, ``dtype``, ``overwrite`` and ``progress`` of
+            :func:`~skconcepts.store.transform_store`.
+
+        Returns
+        -------
+        concept_store : ActivationStore
+            One row per row of ``store`` and ``n_concepts`` columns named
+            ``concept0 …``; ``concept_store[:]`` equals ``transform(store[:])``.
+        """
+        from skconcepts.store import transform_store
+
+        check_is_fitted(self)
+        return transform_store(self, store, path, **kwargs)
 
     def get_feature_names_out(self, input_features=None):
         """Get output feature names: ``concept0 … concept{k-1}``.
@@ -373,7 +432,8 @@ def _make_affine_decoder_class():
             super().__init__()
             dtype = dtype or torch.float32
             self.register_buffer(
-                "weight", torch.as_tensor(np.asarray(weight), dtype=dtype, device=device)
+                "weight",
+                torch.as_tensor(np.asarray(weight), dtype=dtype, device=device),
             )
             if bias is not None:
                 bias = torch.as_tensor(np.asarray(bias), dtype=dtype, device=device)

@@ -38,11 +38,29 @@ class SklearnConceptsMixin(ConceptMixin):
     _n_concepts_param = "n_components"
     #: whether the method iterates (then ``n_iter_`` and ``reconstruction_err_``)
     _iterative = False
+    #: streaming classes (with ``StreamingConceptsMixin``): the mini-batch sklearn
+    #: class built by the first ``partial_fit``, the parameters passed to it
+    #: under the same name, and fixed keyword arguments
+    _stream_estimator_class = None
+    _stream_estimator_params: tuple = ()
+    _stream_estimator_kwargs: dict = {}
 
     def _make_estimator(self):
         params = {name: getattr(self, name) for name in self._estimator_params}
         params[self._n_concepts_param] = self.n_concepts
         return self._estimator_class(**params)
+
+    def _partial_fit(self, X, first):
+        """One mini-batch step of ``_stream_estimator_class`` (streaming hook)."""
+        if first:
+            names = self._stream_estimator_params
+            params = {name: getattr(self, name) for name in names}
+            params[self._n_concepts_param] = self.n_concepts
+            self.estimator_ = self._stream_estimator_class(
+                **params, **self._stream_estimator_kwargs
+            )
+        self.estimator_.partial_fit(X)
+        self._read_fitted()
 
     def _fit(self, X):
         self.estimator_ = self._make_estimator()

@@ -9,19 +9,21 @@ would rank the farthest rows as a concept's best examples.
 Numpy input on the CPU runs ``sklearn.cluster.KMeans``; a tensor, or
 ``device="cuda"``, runs the torch Lloyd implementation below (k-means++ init,
 same tolerance rule and empty-cluster relocation as scikit-learn).
+``partial_fit`` and ``fit`` of an activation store run
+``sklearn.cluster.MiniBatchKMeans``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -34,6 +36,7 @@ from skconcepts.concepts._sklearn_wrapper import (
     reconstruction_error,
     sklearn_constraints,
 )
+from skconcepts.concepts._streaming import StreamingConceptsMixin, stream_docs
 from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
 
 __all__ = ["KMeansConcepts"]
@@ -150,11 +153,11 @@ def _kmeans_torch(X, k, *, init, n_init, max_iter, tol, generator, progress=Fals
 
 
 # ---------------------------------------------------------------------- class
-_docs = Substitution()
+_docs = Substitution(**stream_docs(batch_size=1024, n_passes=10))
 
 
 @_docs
-class KMeansConcepts(SklearnConceptsMixin, BaseEstimator):
+class KMeansConcepts(StreamingConceptsMixin, SklearnConceptsMixin, BaseEstimator):
     """Concepts as k-means centroids (``sklearn.cluster.KMeans``).
 
     ``components_`` are the centroids. ``transform`` returns a *membership*
@@ -170,6 +173,10 @@ class KMeansConcepts(SklearnConceptsMixin, BaseEstimator):
     ``inverse_transform(C) = C @ components_`` maps either back to (a mixture
     of) centroids.
 
+    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
+    ``sklearn.cluster.MiniBatchKMeans`` (its centroids become
+    ``components_``, with the same membership semantics).
+
     Parameters
     ----------
     %(n_concepts)s At most ``n_samples``.
@@ -179,7 +186,8 @@ class KMeansConcepts(SklearnConceptsMixin, BaseEstimator):
     temperature : float or "auto", default="auto"
         Temperature of the soft membership. ``"auto"`` uses the mean squared
         distance of the training rows to their centroid (``inertia / n_samples``),
-        so the softness does not depend on the scale of the activations. Stored
+        so the softness does not depend on the scale of the activations (over
+        the last pass, or the last ``partial_fit`` chunk, when streamed). Stored
         in ``temperature_``.
     init : {"k-means++", "random"} or array-like of shape (n_concepts, n_features), \
 default="k-means++"
@@ -200,25 +208,39 @@ default="k-means++"
         init), whose results match scikit-learn within float32 tolerance for the
         same ``init`` array.
     progress : bool, default=False
-        Show a tqdm bar of the Lloyd iterations (torch implementation).
+        Show a tqdm bar of the Lloyd iterations (torch implementation), and of
+        the rows when ``fit`` streams an :class:`~skconcepts.ActivationStore` or
+        ``transform``/``score`` read one.
+    %(batch_size_stream)s
+    %(n_passes)s
+    %(max_bytes_stream)s
 
     Attributes
     ----------
     %(concept_attributes)s
     n_iter_ : int
-        Lloyd iterations of the best run.
+        Lloyd iterations of the best run; passes over the data after
+        ``partial_fit`` or a ``fit`` of a store (each ``partial_fit`` call
+        counting one).
     reconstruction_err_ : float
         Frobenius norm of ``X - inverse_transform(transform(X))`` on the
-        training data (``sqrt(inertia)`` for hard membership).
+        training data (``sqrt(inertia)`` for hard membership); after
+        ``partial_fit`` or a ``fit`` of a store, on the rows of the last call or
+        pass, each taken just after its update.
     temperature_ : float
         The temperature used by the soft membership.
-    estimator_ : sklearn.cluster.KMeans
+    estimator_ : sklearn.cluster.KMeans or MiniBatchKMeans
         The fitted scikit-learn estimator (``labels_``, ``inertia_``, ...); on
-        the torch path it holds the torch results.
+        the torch path it holds the torch results; a ``MiniBatchKMeans`` after
+        ``partial_fit`` or a ``fit`` of a store.
 
     See Also
     --------
     PCAConcepts : Directions rather than prototypes.
+
+    Notes
+    -----
+    %(store_notes)s
 
     Examples
     --------
@@ -229,11 +251,19 @@ default="k-means++"
     >>> C = km.transform(X[:2])
     >>> C.sum(axis=1), km.inverse_transform(C).shape
     (array([1., 1.], dtype=float32), (2, 5))
+    >>> online = KMeansConcepts(3, random_state=0)
+    >>> for chunk in np.array_split(X, 4):
+    ...     online = online.partial_fit(chunk)
+    >>> online.n_iter_, online.transform(X[:2]).sum(axis=1)
+    (4, array([1., 1.], dtype=float32))
     """
 
     _estimator_class = KMeans
     _estimator_params = ("init", "n_init", "max_iter", "tol", "random_state")
     _n_concepts_param = "n_clusters"
+    _stream_estimator_class = MiniBatchKMeans
+    _stream_estimator_params = ("init", "n_init", "random_state", "batch_size")
+    _stream_estimator_kwargs = {"compute_labels": False}
     _parameter_constraints: dict = {
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(KMeans, _estimator_params),
@@ -245,6 +275,9 @@ default="k-means++"
         ],
         "device": DEVICE_CONSTRAINT,
         "progress": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_passes": [Interval(Integral, 1, None, closed="left")],
+        "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
     }
     _torch_native = True
     _iterative = True
@@ -262,6 +295,9 @@ default="k-means++"
         random_state=None,
         device="cpu",
         progress=False,
+        batch_size=1024,
+        n_passes=10,
+        max_bytes=None,
     ):
         self.n_concepts = n_concepts
         self.membership = membership
@@ -273,6 +309,9 @@ default="k-means++"
         self.random_state = random_state
         self.device = device
         self.progress = progress
+        self.batch_size = batch_size
+        self.n_passes = n_passes
+        self.max_bytes = max_bytes
 
     def _max_concepts(self, n_samples, n_features):
         return n_samples
@@ -285,16 +324,29 @@ default="k-means++"
             self._fit_torch(X)
         else:
             self.estimator_.fit(X)
-        self.components_ = self.estimator_.cluster_centers_
+        self._read_fitted()
         self.n_iter_ = int(self.estimator_.n_iter_)
-        if self.temperature == "auto":
-            inertia = float(self.estimator_.inertia_)
-            self.temperature_ = inertia / X.shape[0] if inertia > 0 else 1.0
-        else:
-            self.temperature_ = float(self.temperature)
+        self._set_temperature(float(self.estimator_.inertia_), X.shape[0])
         codes = self._transform(X)
         self.reconstruction_err_ = reconstruction_error(X, codes, self.components_)
         return codes
+
+    def _read_fitted(self):
+        self.components_ = self.estimator_.cluster_centers_
+
+    def _set_temperature(self, inertia, n_samples):
+        if self.temperature == "auto":
+            self.temperature_ = inertia / n_samples if inertia > 0 else 1.0
+        else:
+            self.temperature_ = float(self.temperature)
+
+    def _track_batch(self, X, stats):
+        # the temperature first: soft codes of the batch depend on it
+        d2 = euclidean_distances(X, self.estimator_.cluster_centers_, squared=True)
+        stats["inertia"] = stats.get("inertia", 0.0) + float(d2.min(axis=1).sum())
+        stats["rows"] = stats.get("rows", 0) + len(X)
+        self._set_temperature(stats["inertia"], stats["rows"])
+        super()._track_batch(X, stats)
 
     def _fit_torch(self, X):
         init = self.init

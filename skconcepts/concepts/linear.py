@@ -10,6 +10,8 @@ the scikit-learn path within float32 tolerance (same sign convention as
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
@@ -17,10 +19,12 @@ from sklearn.decomposition import (
     PCA,
     DictionaryLearning,
     FastICA,
+    IncrementalPCA,
+    MiniBatchDictionaryLearning,
     SparsePCA,
     TruncatedSVD,
 )
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
 from skconcepts.concepts._docstrings import Substitution
@@ -28,6 +32,7 @@ from skconcepts.concepts._sklearn_wrapper import (
     SklearnConceptsMixin,
     sklearn_constraints,
 )
+from skconcepts.concepts._streaming import StreamingConceptsMixin, stream_docs
 from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
 
 __all__ = [
@@ -43,8 +48,17 @@ _docs = Substitution(
         is ``"cuda"``/``"auto"`` (a tensor is moved to ``device``); numpy input
         on the CPU runs scikit-learn. Both give the same ``components_`` (signs
         fixed as by ``svd_flip``) within float32 tolerance, and ``estimator_``
-        holds the results either way."""
+        holds the results either way.""",
+    **stream_docs(batch_size=1024),
 )
+_dico_docs = Substitution(**stream_docs(batch_size=256, n_passes=10))
+#: constraints of the store-related parameters
+_MAX_BYTES = {"max_bytes": [Interval(Integral, 0, None, closed="left"), None]}
+_STREAM = {
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "n_passes": [Interval(Integral, 1, None, closed="left")],
+    "progress": ["boolean"],
+}
 
 
 # ---------------------------------------------------------------- torch numerics
@@ -191,12 +205,17 @@ class _TorchLinearMixin(SklearnConceptsMixin):
 
 # ------------------------------------------------------------------------ PCA
 @_docs
-class PCAConcepts(_TorchLinearMixin, BaseEstimator):
+class PCAConcepts(StreamingConceptsMixin, _TorchLinearMixin, BaseEstimator):
     """Concepts as principal components (``sklearn.decomposition.PCA``).
 
     The concepts are the orthonormal directions of largest variance; a concept
     activation is the (signed) projection of the centred activation on it.
     Activations only need to be centred, not non-negative.
+
+    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
+    ``sklearn.decomposition.IncrementalPCA`` (one pass, in order) instead; its
+    ``components_``, ``mean_``, ``explained_variance_``... feed the same
+    attributes, decoder and ``transform``.
 
     Parameters
     ----------
@@ -218,18 +237,29 @@ default="auto"
     %(random_state)s
     %(device)s
         %(torch_input)s
+    %(batch_size_stream)s
+        The incremental SVD is exact whatever the batch size; a store is read
+        once, in order.
+    %(max_bytes_stream)s
+    %(progress_stream)s
 
     Attributes
     ----------
     %(concept_attributes)s
-    estimator_ : sklearn.decomposition.PCA
+    estimator_ : sklearn.decomposition.PCA or IncrementalPCA
         The fitted scikit-learn estimator (``mean_``, ``explained_variance_``,
-        ``explained_variance_ratio_``, ``singular_values_``, ...).
+        ``explained_variance_ratio_``, ``singular_values_``, ...);
+        an ``IncrementalPCA`` after ``partial_fit`` or a ``fit`` of a store.
+    %(stream_attributes)s
 
     See Also
     --------
     SVDConcepts : Uncentred truncated SVD.
     ICAConcepts : Independent rather than uncorrelated concepts.
+
+    Notes
+    -----
+    %(store_notes)s
 
     Examples
     --------
@@ -241,9 +271,15 @@ default="auto"
     ((3, 6), dtype('float32'))
     >>> pca.get_feature_names_out()
     array(['concept0', 'concept1', 'concept2'], dtype=object)
+    >>> streamed = PCAConcepts(3).partial_fit(X[:25]).partial_fit(X[25:])
+    >>> int(streamed.estimator_.n_samples_seen_), streamed.n_iter_
+    (50, 2)
     """
 
     _estimator_class = PCA
+    _stream_estimator_class = IncrementalPCA
+    _stream_estimator_params = ("whiten", "batch_size")
+    _shuffle_stream = False
     _estimator_params = (
         "whiten",
         "svd_solver",
@@ -256,6 +292,9 @@ default="auto"
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(PCA, _estimator_params),
         "device": DEVICE_CONSTRAINT,
+        "batch_size": _STREAM["batch_size"],
+        "progress": _STREAM["progress"],
+        **_MAX_BYTES,
     }
 
     def __init__(
@@ -269,6 +308,9 @@ default="auto"
         n_oversamples=10,
         random_state=None,
         device="cpu",
+        batch_size=1024,
+        max_bytes=None,
+        progress=False,
     ):
         self.n_concepts = n_concepts
         self.whiten = whiten
@@ -278,6 +320,9 @@ default="auto"
         self.n_oversamples = n_oversamples
         self.random_state = random_state
         self.device = device
+        self.batch_size = batch_size
+        self.max_bytes = max_bytes
+        self.progress = progress
 
     def _max_concepts(self, n_samples, n_features):
         if n_samples < 2:
@@ -288,6 +333,9 @@ default="auto"
         if self.svd_solver == "arpack":
             return min(n_samples, n_features) - 1
         return min(n_samples, n_features)
+
+    def _stream_n_passes(self):
+        return 1  # the incremental SVD is exact in one pass
 
     def _fit_torch(self, X):
         return _pca_torch(
@@ -343,6 +391,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
     %(random_state)s
     %(device)s
         %(torch_input)s
+    %(max_bytes_load)s
 
     Attributes
     ----------
@@ -378,6 +427,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(TruncatedSVD, _estimator_params),
         "device": DEVICE_CONSTRAINT,
+        **_MAX_BYTES,
     }
 
     def __init__(
@@ -391,6 +441,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         tol=0.0,
         random_state=None,
         device="cpu",
+        max_bytes=None,
     ):
         self.n_concepts = n_concepts
         self.algorithm = algorithm
@@ -400,6 +451,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.device = device
+        self.max_bytes = max_bytes
 
     def _max_concepts(self, n_samples, n_features):
         if n_features < 2:
@@ -449,6 +501,7 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
     whiten_solver : {"svd", "eigh"}, default="svd"
         Solver of the whitening step.
     %(random_state)s
+    %(max_bytes_load)s
 
     Attributes
     ----------
@@ -490,6 +543,7 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(FastICA, _estimator_params),
         "whiten": [StrOptions({"unit-variance", "arbitrary-variance"})],
+        **_MAX_BYTES,
     }
     _iterative = True
 
@@ -505,6 +559,7 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         tol=1e-4,
         whiten_solver="svd",
         random_state=None,
+        max_bytes=None,
     ):
         self.n_concepts = n_concepts
         self.algorithm = algorithm
@@ -515,6 +570,7 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         self.tol = tol
         self.whiten_solver = whiten_solver
         self.random_state = random_state
+        self.max_bytes = max_bytes
 
     def _max_concepts(self, n_samples, n_features):
         return min(n_samples, n_features)
@@ -549,6 +605,7 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
     method : {"lars", "cd"}, default="lars"
         Lasso solver (``"cd"`` is faster for sparse components).
     %(random_state)s
+    %(max_bytes_load)s
 
     Attributes
     ----------
@@ -587,6 +644,7 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
     _parameter_constraints: dict = {
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(SparsePCA, _estimator_params),
+        **_MAX_BYTES,
     }
     _iterative = True
 
@@ -600,6 +658,7 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
         tol=1e-8,
         method="lars",
         random_state=None,
+        max_bytes=None,
     ):
         self.n_concepts = n_concepts
         self.alpha = alpha
@@ -608,20 +667,27 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
         self.tol = tol
         self.method = method
         self.random_state = random_state
+        self.max_bytes = max_bytes
 
     def _decoder_offset(self):
         return self.estimator_.mean_
 
 
 # --------------------------------------------------------- DictionaryLearning
-@_docs
-class DictionaryLearningConcepts(SklearnConceptsMixin, BaseEstimator):
+@_dico_docs
+class DictionaryLearningConcepts(
+    StreamingConceptsMixin, SklearnConceptsMixin, BaseEstimator
+):
     """Concepts as a sparse-coding dictionary (``DictionaryLearning``).
 
     Learns atoms ``components_`` such that each activation is a sparse
     combination of few atoms; ``transform`` is the sparse code (by
     ``transform_algorithm``) and ``inverse_transform(C) = C @ components_``. The
     dictionary may be overcomplete (``n_concepts > n_features``).
+
+    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
+    ``sklearn.decomposition.MiniBatchDictionaryLearning`` (online updates from
+    running sufficient statistics) with the same parameters.
 
     Parameters
     ----------
@@ -649,21 +715,34 @@ default="omp"
     positive_dict : bool, default=False
         Force a non-negative dictionary.
     %(random_state)s
+    %(batch_size_stream)s
+    %(n_passes)s
+    %(max_bytes_stream)s
+    %(progress_stream)s
 
     Attributes
     ----------
     %(concept_attributes)s
     n_iter_ : int
-        Iterations run.
+        Iterations run; passes over the data after ``partial_fit`` or a
+        ``fit`` of a store (each ``partial_fit`` call counting one).
     reconstruction_err_ : float
         Frobenius norm of ``X - inverse_transform(transform(X))`` on the
-        training data.
-    estimator_ : sklearn.decomposition.DictionaryLearning
-        The fitted scikit-learn estimator (``error_``, ...).
+        training data; after ``partial_fit`` or a ``fit`` of a store, on the
+        rows of the last call or pass, each taken just after its update.
+    estimator_ : sklearn.decomposition.DictionaryLearning or \
+MiniBatchDictionaryLearning
+        The fitted scikit-learn estimator (``error_``, ...); a
+        ``MiniBatchDictionaryLearning`` after ``partial_fit`` or a ``fit`` of a
+        store.
 
     See Also
     --------
     SparsePCAConcepts : Sparse components instead of sparse codes.
+
+    Notes
+    -----
+    %(store_notes)s
 
     Examples
     --------
@@ -673,9 +752,25 @@ default="omp"
     >>> dico = DictionaryLearningConcepts(4, max_iter=5, random_state=0).fit(X)
     >>> dico.components_.shape
     (4, 6)
+    >>> online = DictionaryLearningConcepts(4, random_state=0).partial_fit(X)
+    >>> online.partial_fit(X).n_iter_
+    2
     """
 
     _estimator_class = DictionaryLearning
+    _stream_estimator_class = MiniBatchDictionaryLearning
+    _stream_estimator_params = (
+        "alpha",
+        "fit_algorithm",
+        "transform_algorithm",
+        "transform_n_nonzero_coefs",
+        "transform_alpha",
+        "transform_max_iter",
+        "positive_code",
+        "positive_dict",
+        "random_state",
+        "batch_size",
+    )
     _estimator_params = (
         "alpha",
         "max_iter",
@@ -692,6 +787,8 @@ default="omp"
     _parameter_constraints: dict = {
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(DictionaryLearning, _estimator_params),
+        **_STREAM,
+        **_MAX_BYTES,
     }
     _iterative = True
 
@@ -710,6 +807,10 @@ default="omp"
         positive_code=False,
         positive_dict=False,
         random_state=None,
+        batch_size=256,
+        n_passes=10,
+        max_bytes=None,
+        progress=False,
     ):
         self.n_concepts = n_concepts
         self.alpha = alpha
@@ -723,3 +824,7 @@ default="omp"
         self.positive_code = positive_code
         self.positive_dict = positive_dict
         self.random_state = random_state
+        self.batch_size = batch_size
+        self.n_passes = n_passes
+        self.max_bytes = max_bytes
+        self.progress = progress

@@ -5,6 +5,12 @@
 combinations of training rows). The default solvers are the torch solvers of
 :mod:`skconcepts.concepts._solvers`; ``solver="oc-..."`` runs the corresponding
 optimiser of ``overcomplete.optimization`` instead (imported lazily).
+
+:class:`NMFConcepts` and :class:`SemiNMFConcepts` also learn online
+(``partial_fit``, ``fit`` of an activation store): each mini-batch gets its
+codes from the current dictionary, adds ``Z^T Z`` and ``Z^T X`` to running
+statistics, and the dictionary is updated from them (HALS sweeps for NMF, the
+exact least-squares step for semi-NMF), as in Mairal et al. (2010).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from skconcepts.concepts import _solvers
 from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
 from skconcepts.concepts._docstrings import Substitution
+from skconcepts.concepts._streaming import StreamingConceptsMixin, stream_docs
 from skconcepts.utils._torch import to_numpy, torch_generator
 
 __all__ = ["NMFConcepts", "SemiNMFConcepts", "ConvexNMFConcepts"]
@@ -40,12 +47,28 @@ _COMMON_DOCS = {
         their own rule (relative change of the codes).""",
     "progress": """progress : bool, default=False
         Show a tqdm progress bar over the iterations of ``fit`` and the row
-        batches of ``transform``.""",
+        batches of ``transform`` (over the rows when ``fit`` streams an
+        :class:`~skconcepts.ActivationStore`).""",
     "fit_attributes": """n_iter_ : int
         Number of iterations run. Overcomplete's solvers do not report it: for
         ``solver="oc-..."`` it is ``max_iter``.
     reconstruction_err_ : float
         Frobenius norm of ``X - codes @ components_`` on the training data.""",
+    "forget_factor": """forget_factor : float, default=0.1
+        When ``fit`` streams an :class:`~skconcepts.ActivationStore`: weight
+        kept by the running statistics of the earlier passes when a new pass
+        begins (0 forgets them, 1 keeps them all). Successive ``partial_fit``
+        calls on arrays count as one pass and forget nothing.""",
+    "online_notes": """``partial_fit``, and ``fit`` of an
+    :class:`~skconcepts.ActivationStore`, learn online (Mairal et al., 2010):
+    the codes of each mini-batch are
+    computed with the current dictionary (as by ``transform``), ``C^T C`` and
+    ``C^T X`` are added to running statistics, and the dictionary is updated
+    from the statistics alone, so memory does not grow with the number of rows.
+    The first batch initialises the dictionary. ``n_iter_`` then counts the
+    passes (each ``partial_fit`` call counting one) and ``reconstruction_err_``
+    is measured on the rows of the last pass or call, each just after its
+    update.""",
     "transform_notes": """``transform`` solves the non-negative least squares problem
     ``min_{C >= 0} ||X - C @ components_||`` row by row with the dictionary fixed
     (HALS sweeps from the clipped least-squares solution, batched, memory
@@ -54,7 +77,7 @@ _COMMON_DOCS = {
     rows, so ``fit_transform(X)`` equals ``fit(X).transform(X)`` and
     ``reconstruction_err_`` is the error of ``inverse_transform(transform(X))``.""",
 }
-_docs = Substitution(**_COMMON_DOCS)
+_docs = Substitution(**_COMMON_DOCS, **stream_docs(batch_size=1024, n_passes=10))
 
 
 def _as_tensor(X, device):
@@ -84,6 +107,7 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
         random_state=None,
         device="cpu",
         progress=False,
+        max_bytes=None,
     ):
         self.n_concepts = n_concepts
         self.solver = solver
@@ -93,6 +117,7 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.progress = progress
+        self.max_bytes = max_bytes
 
     # ------------------------------------------------------------------ hooks
     def _fit(self, X):
@@ -128,9 +153,46 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
         """Hook: NMF rejects negative values."""
 
 
-def _constraints(solvers, inits):
+class _OnlineNMFMixin(StreamingConceptsMixin):
+    """Online learning (``partial_fit``, streamed ``fit``) of NMF and semi-NMF.
+
+    Subclasses say how the first batch initialises the dictionary
+    (``_stream_init``) and how the dictionary is updated from the running
+    statistics ``A = sum C^T C`` (k, k) and ``B = sum C^T X`` (k, d)
+    (``_dict_step``).
+    """
+
+    #: track reconstruction_err_ over the last pass
+    _iterative = True
+
+    def _partial_fit(self, X, first):
+        device = self._runtime_device()
+        X = _as_tensor(X, device)  # (m, d)
+        self._check_input_values(X, "partial_fit")
+        if first:
+            generator = torch_generator(check_random_state(self.random_state))
+            D = self._stream_init(X, generator)  # (k, d)
+            k, d = D.shape
+            self._stream_stats = (np.zeros((k, k)), np.zeros((k, d)))
+        else:
+            D = torch.as_tensor(self.components_, device=device)
+        Z = _solvers.nnls_codes(X, D)  # (m, k), as transform
+        A, B = self._stream_stats
+        A += to_numpy(Z.T @ Z, dtype=np.float64)
+        B += to_numpy(Z.T @ X, dtype=np.float64)
+        A32 = torch.as_tensor(A, dtype=torch.float32, device=device)
+        B32 = torch.as_tensor(B, dtype=torch.float32, device=device)
+        self.components_ = np.ascontiguousarray(to_numpy(self._dict_step(D, A32, B32)))
+
+    def _begin_pass(self):
+        A, B = self._stream_stats
+        A *= self.forget_factor
+        B *= self.forget_factor
+
+
+def _constraints(solvers, inits, streaming=False):
     """``_parameter_constraints`` of a subclass with its solver and init names."""
-    return {
+    constraints = {
         **ConceptMixin._parameter_constraints,
         "solver": [StrOptions(set(solvers))],
         "init": [StrOptions(set(inits)), None],
@@ -139,7 +201,15 @@ def _constraints(solvers, inits):
         "random_state": ["random_state"],
         "device": DEVICE_CONSTRAINT,
         "progress": ["boolean"],
+        "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
     }
+    if streaming:
+        constraints.update(
+            batch_size=[Interval(Integral, 1, None, closed="left")],
+            n_passes=[Interval(Integral, 1, None, closed="left")],
+            forget_factor=[Interval(Real, 0, 1, closed="both")],
+        )
+    return constraints
 
 
 def _cuda_devices(device):
@@ -158,7 +228,7 @@ def _oc_sq_error(X, Z, D):
 
 # ===================================================================== NMF
 @_docs
-class NMFConcepts(_BaseNMFConcepts):
+class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
     """Concepts from non-negative matrix factorisation: ``X ~ C @ components_``.
 
     Both the concept activations ``C`` and the dictionary ``components_`` are
@@ -192,6 +262,14 @@ class NMFConcepts(_BaseNMFConcepts):
 
     %(progress)s
 
+    %(batch_size_stream)s
+
+    %(n_passes)s
+
+    %(forget_factor)s
+
+    %(max_bytes_stream)s
+
     Attributes
     ----------
     %(concept_attributes)s
@@ -212,6 +290,10 @@ class NMFConcepts(_BaseNMFConcepts):
 
     %(transform_notes)s
 
+    %(online_notes)s The dictionary update is HALS sweeps on the statistics.
+
+    %(store_notes)s
+
     Examples
     --------
     >>> import numpy as np
@@ -222,11 +304,17 @@ class NMFConcepts(_BaseNMFConcepts):
     ((4, 16), (3, 4))
     >>> bool((nmf.transform(X) >= 0).all())
     True
+    >>> online = NMFConcepts(n_concepts=4, random_state=0)
+    >>> for chunk in np.array_split(X, 4):
+    ...     online = online.partial_fit(chunk)
+    >>> online.n_iter_, bool((online.components_ >= 0).all())
+    (4, True)
     """
 
     _parameter_constraints = _constraints(
         solvers=("hals", "oc-hals", "oc-mu", "oc-pgd", "oc-anls"),
         inits=("nndsvd", "nndsvda", "nndsvdar", "random"),
+        streaming=True,
     )
 
     def __init__(
@@ -240,6 +328,10 @@ class NMFConcepts(_BaseNMFConcepts):
         random_state=None,
         device="cpu",
         progress=False,
+        batch_size=1024,
+        n_passes=10,
+        forget_factor=0.1,
+        max_bytes=None,
     ):
         super().__init__(
             n_concepts,
@@ -250,7 +342,11 @@ class NMFConcepts(_BaseNMFConcepts):
             random_state=random_state,
             device=device,
             progress=progress,
+            max_bytes=max_bytes,
         )
+        self.batch_size = batch_size
+        self.n_passes = n_passes
+        self.forget_factor = forget_factor
 
     def _check_input_values(self, X, method):
         low = float(X.amin()) if X.numel() else 0.0
@@ -277,6 +373,14 @@ class NMFConcepts(_BaseNMFConcepts):
                 "or init=None."
             )
         return _solvers.init_nndsvd(X, self.n_concepts, init, generator)
+
+    def _stream_init(self, X, generator):
+        return self._initialize(X, generator)[1]
+
+    def _dict_step(self, D, A, B):
+        k, d = D.shape
+        sweeps = 2 * _solvers.inner_sweeps(k, d)  # as in a step of nmf_hals
+        return _solvers.hals_sweeps_(D.clone(), B, A, sweeps)
 
     def _fit_torch(self, X, generator):
         Zt, D = self._initialize(X, generator)
@@ -314,7 +418,7 @@ class NMFConcepts(_BaseNMFConcepts):
 
 # ================================================================ semi-NMF
 @_docs
-class SemiNMFConcepts(_BaseNMFConcepts):
+class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
     """Concepts from semi-non-negative matrix factorisation: ``X ~ C @ components_``.
 
     The concept activations ``C`` are non-negative, the dictionary is signed, so
@@ -346,6 +450,14 @@ class SemiNMFConcepts(_BaseNMFConcepts):
 
     %(progress)s
 
+    %(batch_size_stream)s
+
+    %(n_passes)s
+
+    %(forget_factor)s
+
+    %(max_bytes_stream)s
+
     Attributes
     ----------
     %(concept_attributes)s
@@ -363,6 +475,12 @@ class SemiNMFConcepts(_BaseNMFConcepts):
 
     %(transform_notes)s
 
+    %(online_notes)s The dictionary update is the exact least-squares step
+    ``components_ = A^{-1} B``; the first batch initialises it as ``fit``
+    does (``init``).
+
+    %(store_notes)s
+
     Examples
     --------
     >>> import numpy as np
@@ -377,6 +495,7 @@ class SemiNMFConcepts(_BaseNMFConcepts):
     _parameter_constraints = _constraints(
         solvers=("als", "oc-mu", "oc-pgd"),
         inits=("kmeans", "random"),
+        streaming=True,
     )
 
     def __init__(
@@ -390,6 +509,10 @@ class SemiNMFConcepts(_BaseNMFConcepts):
         random_state=None,
         device="cpu",
         progress=False,
+        batch_size=1024,
+        n_passes=10,
+        forget_factor=0.1,
+        max_bytes=None,
     ):
         super().__init__(
             n_concepts,
@@ -400,7 +523,11 @@ class SemiNMFConcepts(_BaseNMFConcepts):
             random_state=random_state,
             device=device,
             progress=progress,
+            max_bytes=max_bytes,
         )
+        self.batch_size = batch_size
+        self.n_passes = n_passes
+        self.forget_factor = forget_factor
 
     def _initialize(self, X, generator):
         """Initial codes ``Zt`` (k, n)."""
@@ -411,6 +538,13 @@ class SemiNMFConcepts(_BaseNMFConcepts):
         scale = float(torch.sqrt(X.abs().mean() / self.n_concepts))
         Zt = torch.randn(self.n_concepts, n, generator=generator).abs_().mul_(scale)
         return Zt.to(X.device)
+
+    def _stream_init(self, X, generator):
+        Zt = self._initialize(X, generator)  # (k, m)
+        return _solvers.least_squares_dictionary(Zt @ X, Zt @ Zt.T)
+
+    def _dict_step(self, D, A, B):
+        return _solvers.least_squares_dictionary(B, A)
 
     def _fit_torch(self, X, generator):
         Zt = self._initialize(X, generator)
@@ -476,6 +610,8 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
 
     %(progress)s
 
+    %(max_bytes_load)s
+
     Attributes
     ----------
     %(concept_attributes)s
@@ -526,6 +662,7 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
         random_state=None,
         device="cpu",
         progress=False,
+        max_bytes=None,
     ):
         super().__init__(
             n_concepts,
@@ -536,6 +673,7 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
             random_state=random_state,
             device=device,
             progress=progress,
+            max_bytes=max_bytes,
         )
 
     def _initialize(self, X, generator):
