@@ -24,7 +24,7 @@ def run(quick=True):
     from skconcepts.datasets import load_embedded_model
 
     model, tokenizer = load_embedded_model()
-    texts, source = load_texts(400 if quick else 1000)
+    texts, source = load_texts(200 if quick else 1000)
     texts = np.asarray(texts, dtype=object)
     folds = list(KFold(3).split(texts))
 

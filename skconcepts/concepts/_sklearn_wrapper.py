@@ -64,10 +64,15 @@ class SklearnConceptsMixin(ConceptMixin):
 
     def _fit(self, X):
         self.estimator_ = self._make_estimator()
+        self.estimator_.fit(X)
+        self._read_fitted()
+        if not self._iterative:
+            # no statistic needs the codes: ``fit`` stays as cheap as sklearn's,
+            # and ``fit_transform`` computes them through ``_transform``
+            return None
         # fit then transform (not fit_transform): the codes of the training rows
         # are then exactly those of ``transform``, whatever the method
-        codes = self.estimator_.fit(X).transform(X)
-        self._read_fitted()
+        codes = self.estimator_.transform(X)
         self._set_iteration_stats(X, codes)
         return codes
 

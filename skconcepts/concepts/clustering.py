@@ -327,6 +327,11 @@ default="k-means++"
         self._read_fitted()
         self.n_iter_ = int(self.estimator_.n_iter_)
         self._set_temperature(float(self.estimator_.inertia_), X.shape[0])
+        if self.membership == "hard" and not torch.is_tensor(X):
+            # one-hot codes reconstruct each row by its centroid: the error is
+            # sqrt(inertia_), with no second pass over X
+            self.reconstruction_err_ = float(np.sqrt(self.estimator_.inertia_))
+            return None
         codes = self._transform(X)
         self.reconstruction_err_ = reconstruction_error(X, codes, self.components_)
         return codes
