@@ -39,6 +39,32 @@ _CHUNK_TEXTS = 4096
 _TOKEN_LEVEL = ("all_tokens", "token", "cls")
 
 
+def pad_encodings(tokenizer, encodings, device, width=None):
+    """Right-padded model inputs of a list of ``tokenizers.Encoding``.
+
+    Shared by the extraction and the attribution rerun so that both feed the
+    model exactly the same tensors. ``width`` defaults to the longest encoding.
+    """
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    n = len(encodings)
+    if width is None:
+        width = max(len(e.ids) for e in encodings)
+    input_ids = torch.full((n, width), pad, dtype=torch.long)  # (B, T)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)  # (B, T)
+    token_type_ids = torch.zeros((n, width), dtype=torch.long)  # (B, T)
+    for row, enc in enumerate(encodings):
+        length = len(enc.ids)
+        input_ids[row, :length] = torch.as_tensor(enc.ids)
+        attention_mask[row, :length] = 1
+        token_type_ids[row, :length] = torch.as_tensor(enc.type_ids)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
+        inputs["token_type_ids"] = token_type_ids
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
 class _TextResult(NamedTuple):
     """Activations of one text: rows, their character spans, truncation flag."""
 
@@ -763,22 +789,8 @@ default="token"
     def _forward(self, encodings, width):
         """Right-padded forward pass stopped after the split module."""
         tokenizer, model = self.tokenizer_, self.model_
-        pad = tokenizer.pad_token_id
-        if pad is None:
-            pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
         n = len(encodings)
-        input_ids = torch.full((n, width), pad, dtype=torch.long)  # (B, T)
-        attention_mask = torch.zeros((n, width), dtype=torch.long)  # (B, T)
-        token_type_ids = torch.zeros((n, width), dtype=torch.long)  # (B, T)
-        for row, enc in enumerate(encodings):
-            length = len(enc.ids)
-            input_ids[row, :length] = torch.as_tensor(enc.ids)
-            attention_mask[row, :length] = 1
-            token_type_ids[row, :length] = torch.as_tensor(enc.type_ids)
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
-            inputs["token_type_ids"] = token_type_ids
-        inputs = {k: v.to(self.device_) for k, v in inputs.items()}
+        inputs = pad_encodings(tokenizer, encodings, self.device_, width=width)
         with torch.inference_mode(), _eval_mode(model):
             with stop_after(self._split_module) as captured:
                 model(**inputs, use_cache=False)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
 from skconcepts._split import replace_output
+from skconcepts.activations import pad_encodings
 from skconcepts.metrics import _concept_step
 from skconcepts.utils._torch import resolve_device, to_numpy
 from skconcepts.utils._validation import check_texts
@@ -187,7 +188,7 @@ or None, default=None
                         f"inputs[{start + i}] = {chunk[i]!r} has no tokens; the "
                         "model cannot run on it. Remove it from inputs."
                     )
-            batch_inputs = _pad(activations.tokenizer_, encodings, device)
+            batch_inputs = pad_encodings(activations.tokenizer_, encodings, device)
             batch_targets = (
                 None if targets is None else targets[start : start + len(chunk)]
             )
@@ -307,26 +308,6 @@ def _attribution_mode(model, device):
             m.training = training
         for p, flag in flags:
             p.requires_grad_(flag)
-
-
-def _pad(tokenizer, encodings, device):
-    """Right-padded model inputs of a list of ``tokenizers.Encoding``."""
-    pad = tokenizer.pad_token_id
-    if pad is None:
-        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-    n, width = len(encodings), max(len(e.ids) for e in encodings)
-    input_ids = torch.full((n, width), pad, dtype=torch.long)  # (B, T)
-    attention_mask = torch.zeros((n, width), dtype=torch.long)  # (B, T)
-    token_type_ids = torch.zeros((n, width), dtype=torch.long)  # (B, T)
-    for row, enc in enumerate(encodings):
-        length = len(enc.ids)
-        input_ids[row, :length] = torch.as_tensor(enc.ids)
-        attention_mask[row, :length] = 1
-        token_type_ids[row, :length] = torch.as_tensor(enc.type_ids)
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
-        inputs["token_type_ids"] = token_type_ids
-    return {k: v.to(device) for k, v in inputs.items()}
 
 
 def _select_outputs(outputs, inputs, targets, output_fn):

@@ -36,9 +36,11 @@ def load_demo_corpus(as_frame=False):
     >>> len(texts), sorted(set(labels)), sorted(set(topics))[:2]
     (320, [0, 1], ['food', 'music'])
     """
-    with resources.files("skconcepts").joinpath("data/demo_corpus.csv").open(
-        encoding="utf-8", newline=""
-    ) as f:
+    with (
+        resources.files("skconcepts")
+        .joinpath("data/demo_corpus.csv")
+        .open(encoding="utf-8", newline="") as f
+    ):
         rows = list(csv.DictReader(f))
     texts = [r["text"] for r in rows]
     labels = [int(r["label"]) for r in rows]

@@ -55,8 +55,12 @@ def minilm_token_activations(minilm, demo_corpus):
     with torch.inference_mode():
         for start in range(0, len(texts), 50):
             batch = texts[start : start + 50]
-            enc = tokenizer(batch, padding=True, return_tensors="pt",
-                            return_special_tokens_mask=True)
+            enc = tokenizer(
+                batch,
+                padding=True,
+                return_tensors="pt",
+                return_special_tokens_mask=True,
+            )
             special = enc.pop("special_tokens_mask").bool()
             hidden = model(**enc, output_hidden_states=True).hidden_states[SPLIT + 1]
             keep = enc["attention_mask"].bool() & ~special

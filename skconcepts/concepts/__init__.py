@@ -1,6 +1,7 @@
 """Concept estimators: dictionaries learned from activations.
 
-Every class here follows the contract of :class:`~skconcepts.concepts._base.ConceptMixin`.
+Every class here follows the contract of
+:class:`~skconcepts.concepts._base.ConceptMixin`.
 Names resolve lazily so that importing one method does not import the others'
 dependencies.
 """

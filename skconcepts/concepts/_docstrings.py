@@ -15,8 +15,8 @@ _SHARED = {
         Maximum number of iterations of the solver.""",
     "tol": """tol : float, default=1e-4
         Relative decrease of the objective under which the solver stops.""",
-    "concept_attributes": """components_ : ndarray of shape (n_concepts, n_features), dtype float32
-        The dictionary: one concept per row. ``inverse_transform(C)`` is
+    "concept_attributes": """components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
         ``C @ components_`` (plus the offset of the method, if any).
     n_features_in_ : int
         Number of features seen during ``fit``.

@@ -32,7 +32,7 @@ def resolve_device(device) -> torch.device:
 
 
 def resolve_dtype(dtype, name="dtype") -> torch.dtype:
-    """Turn a dtype name (``"float32"``, ``"bfloat16"``, ...) or torch dtype into one."""
+    """Turn a dtype name (``"float32"``, ``"bfloat16"``, ...) into a torch dtype."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None:
@@ -67,7 +67,7 @@ def to_numpy(x, dtype=np.float32) -> np.ndarray:
 
 
 def torch_generator(random_state, device="cpu") -> torch.Generator:
-    """A local ``torch.Generator`` seeded from ``random_state`` (never the global seed)."""
+    """A local ``torch.Generator`` seeded from ``random_state`` (not the global one)."""
     rng = check_random_state(random_state)
     gen = torch.Generator(device=device)
     gen.manual_seed(int(rng.randint(0, 2**31 - 1)))

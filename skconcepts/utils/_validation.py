@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numbers
 
-from skconcepts.utils._torch_free import is_store, is_tensor
-
 
 def check_texts(texts, name="texts"):
     """Validate a list of texts and return it as a list of str.
@@ -63,4 +61,3 @@ def check_finite_tensor(X, name="X"):
             f"Input {name} contains NaN or infinity; clean the activations "
             "(e.g. np.nan_to_num) before fitting."
         )
-
