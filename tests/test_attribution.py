@@ -13,11 +13,11 @@ from skconcepts import (
     concept_output_gradient,
 )
 from skconcepts._split import replace_output
+from skconcepts.activations import pad_encodings
 from skconcepts.attribution import (
     _batch_gradients,
     _decoder_parts,
     _make_codec,
-    _pad,
 )
 from skconcepts.utils._testing import make_tiny_model
 
@@ -60,7 +60,7 @@ def _codec(pipe):
 
 def _inputs(pipe, texts):
     acts = pipe[0]
-    return _pad(acts.tokenizer_, acts._encode(texts), acts.device_)
+    return pad_encodings(acts.tokenizer_, acts._encode(texts), acts.device_)
 
 
 @pytest.mark.parametrize("which", ["cls", "lm"])
