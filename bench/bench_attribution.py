@@ -29,11 +29,11 @@ N_TARGETS = 10
 def naive_loop(texts, acts, pipe, output_fn, batch_size):
     """Per batch and per target: one forward and one backward pass."""
     from skconcepts._split import replace_output
+    from skconcepts.activations import pad_encodings
     from skconcepts.attribution import (
         _attribution_mode,
         _decoder_parts,
         _make_codec,
-        _pad,
     )
 
     model = acts.model_
@@ -43,7 +43,7 @@ def naive_loop(texts, acts, pipe, output_fn, batch_size):
     with _attribution_mode(model, acts.device_):
         encode, decode = _make_codec(preprocess, est, acts.device_, torch.float32)
         for start in range(0, len(texts), batch_size):
-            inputs = _pad(
+            inputs = pad_encodings(
                 acts.tokenizer_,
                 acts._encode(texts[start : start + batch_size]),
                 acts.device_,

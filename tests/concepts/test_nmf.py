@@ -62,6 +62,17 @@ def test_nmf_r2_matches_sklearn(positive_X, k):
     assert ours.n_iter_ <= ref.n_iter_
 
 
+def test_nmf_r2_matches_overcomplete(positive_X):
+    from overcomplete.optimization import NMF as OcNMF
+
+    X = positive_X[:1000]  # same settings: k=8, max_iter=200, tol=1e-4
+    ours = NMFConcepts(n_concepts=8, random_state=0).fit(X)
+    torch.manual_seed(0)
+    Z, D = OcNMF(8, solver="hals", tol=1e-4).fit(torch.from_numpy(X), max_iter=200)
+    r2_ref = r2(X, (Z @ D).numpy())
+    assert ours.score(X) >= r2_ref - 0.005, (ours.score(X), r2_ref)
+
+
 def test_semi_nmf_r2_matches_overcomplete(signed_X):
     from overcomplete.optimization import SemiNMF
 
