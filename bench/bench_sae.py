@@ -26,7 +26,7 @@ from bench._common import load_texts, markdown_table, row, timed  # noqa: E402
 
 SPLIT = 3
 #: (texts, n_concepts, top_k, epochs, GPU rows) for quick and full runs
-SIZES = {True: (300, 128, 16, 5, 200_000), False: (2000, 1024, 32, 5, 1_000_000)}
+SIZES = {True: (300, 128, 16, 5, 200_000), False: (2000, 256, 32, 5, 1_000_000)}
 
 
 def minilm_activations(n_texts):
