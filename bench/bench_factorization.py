@@ -113,6 +113,11 @@ def convex_rows(X_signed, n_small):
             quality=f"R² {q_ours:.4f} / {q_oc:.4f}",
             target="≥ 5× at ≥ R²",
             met=t_oc / t_ours >= 5 and q_ours >= q_oc - 1e-4,
+            note=""
+            if t_oc / t_ours >= 5
+            else f"short by {5 * t_ours / t_oc:.2f}×; ours needs many projected-"
+            "gradient iterations on the convex problem, while overcomplete's pgd "
+            "diverges here (its R² in the quality column)",
         )
     ]
 
@@ -226,11 +231,13 @@ def sklearn_rows(X_signed, n_small):
     rows = []
     for name, ours, theirs, data in pairs:
         # alternate the two so that warm-up and load hit both alike; best of 2
-        t_sk, _ = timed(theirs.fit, data)
-        t_ours, _ = timed(ours.fit, data)
-        t_sk = min(t_sk, timed(theirs.fit, data)[0])
-        t_ours = min(t_ours, timed(ours.fit, data)[0])
+        sk_times, our_times = [], []
+        for _ in range(3):
+            sk_times.append(timed(theirs.fit, data)[0])
+            our_times.append(timed(ours.fit, data)[0])
+        t_sk, t_ours = min(sk_times), min(our_times)
         overhead = t_ours / t_sk - 1
+        spread = max(sk_times) / t_sk - 1
         rows.append(
             row(
                 f"4. {name} k={K}, {len(data)}×{data.shape[1]}",
@@ -240,7 +247,15 @@ def sklearn_rows(X_signed, n_small):
                 quality=f"R² ours {ours.score(data):.4f}",
                 target="overhead < 10%",
                 met=overhead < 0.10,
-                note=f"overhead {100 * overhead:+.1f}%",
+                note=f"overhead {100 * overhead:+.1f}% (best of 3 alternating runs); "
+                f"sklearn's own run-to-run spread here: +{100 * spread:.0f}%"
+                + (
+                    ""
+                    if overhead < 0.10
+                    else f"; short by {100 * (overhead - 0.10):.0f} points. The "
+                    "wrapper adds input validation and, for iterative methods, one "
+                    "transform of the training rows to report reconstruction_err_"
+                ),
             )
         )
     return rows
@@ -313,7 +328,7 @@ def run(X_signed, quick=True):
     if quick:  # quick: a third of the rows for the iterative baselines
         X_signed = np.ascontiguousarray(X_signed[:10_000])
     rows, fitted = nmf_rows(X_signed)
-    rows += convex_rows(X_signed, 3000 if quick else 8000)
+    rows += convex_rows(X_signed, 3000 if quick else 16000)
     rows += convex_memory_rows()
     rows += sklearn_rows(X_signed, 1000 if quick else 5000)
     rows += flop_rows(fitted)
