@@ -45,7 +45,7 @@ def naive_loop(texts, acts, pipe, output_fn, batch_size):
         for start in range(0, len(texts), batch_size):
             inputs = pad_encodings(
                 acts.tokenizer_,
-                acts._encode(texts[start : start + batch_size]),
+                acts.encode(texts[start : start + batch_size]),
                 acts.device_,
             )
             per_target = []
@@ -87,7 +87,7 @@ def _max_diff(ours_out, naive_out, acts, texts, batch_size):
     worst = 0.0
     for b, grads in enumerate(naive_out):
         chunk = texts[b * batch_size : (b + 1) * batch_size]
-        for i, enc in enumerate(acts._encode(chunk)):
+        for i, enc in enumerate(acts.encode(chunk)):
             ref = grads[:, i, : len(enc.ids)]
             got = ours_out[b * batch_size + i]
             worst = max(worst, float((got - ref).abs().max()))

@@ -32,7 +32,7 @@ from skconcepts.utils._validation import check_texts
 __all__ = ["SplitPointActivations"]
 
 _STORAGE_DTYPES = ("float32", "float16", "bfloat16")
-#: texts per chunk of :meth:`SplitPointActivations._iter_batches`: texts are
+#: texts per chunk of :meth:`SplitPointActivations.iter_batches`: texts are
 #: sorted by length within a chunk, and a chunk's results are yielded at once
 _CHUNK_TEXTS = 4096
 #: granularities whose rows are single tokens (no aggregation)
@@ -327,7 +327,7 @@ default="token"
         check_is_fitted(self)
         texts = check_texts(X, name="X")
         rows = []
-        for _, text_rows, _ in self._iter_batches(texts):
+        for _, text_rows, _ in self.iter_batches(texts):
             rows.extend(text_rows)
         out = torch.cat(rows) if rows else torch.zeros(0, self._feature_dim())
         if self.dtype == "bfloat16":
@@ -378,7 +378,7 @@ default="token"
                 todo.append(text)
         for start in range(0, len(todo), _CHUNK_TEXTS):
             chunk = todo[start : start + _CHUNK_TEXTS]
-            for text, enc in zip(chunk, self._encode(chunk)):
+            for text, enc in zip(chunk, self.encode(chunk)):
                 spans[text] = self._unit_index(text, enc)[1]
         per_text = [spans[t] for t in texts]
         counts = np.array([len(s) for s in per_text], dtype=np.int64)
@@ -415,7 +415,7 @@ default="token"
         """Write the activations of ``X`` to an on-disk activation store.
 
         Delegates to :func:`skconcepts.store.extract_to_store`, which streams
-        the batches (see ``_iter_batches``) so that the activations never
+        the batches (see ``iter_batches``) so that the activations never
         need to fit in memory. An unfitted estimator is fitted first (it only
         loads the model). Rerunning the same call after an interruption resumes
         after the last complete shard.
@@ -529,7 +529,7 @@ default="token"
         else:
             self.max_length_ = None
         if self.granularity == "cls":
-            enc = self._encode(["a"])[0]
+            enc = self.encode(["a"])[0]
             if not enc.special_tokens_mask or not enc.special_tokens_mask[0]:
                 name = type(self.tokenizer_).__name__
                 raise ValueError(
@@ -618,8 +618,32 @@ default="token"
             str(self.device_),
         )
 
-    def _encode(self, texts):
-        """Tokenize (no padding, truncated): one ``tokenizers.Encoding`` each."""
+    def encode(self, texts):
+        """Tokenize texts as :meth:`transform` does (no padding, truncated).
+
+        The tokenization step of extraction, public for the consumers that
+        rerun the model from the same inputs (attribution, intervention).
+
+        Parameters
+        ----------
+        texts : list of str
+            The texts.
+
+        Returns
+        -------
+        encodings : list of tokenizers.Encoding
+            One encoding per text, with offsets and the special-tokens mask,
+            truncated at ``max_length`` and not padded.
+
+        Examples
+        --------
+        >>> from skconcepts import SplitPointActivations
+        >>> acts = SplitPointActivations(split_point=1).fit()
+        >>> enc = acts.encode(["a good film"])[0]
+        >>> enc.tokens[0], enc.tokens[-1]
+        ('[CLS]', '[SEP]')
+        """
+        check_is_fitted(self)
         truncate = self.max_length_ is not None
         batch = self.tokenizer_(
             list(texts),
@@ -642,7 +666,7 @@ default="token"
             exclude_special_tokens=self.exclude_special_tokens,
         )
 
-    def _iter_batches(self, texts, *, use_cache=None, chunk_size=None):
+    def iter_batches(self, texts, *, use_cache=None, chunk_size=None):
         """Stream the activations of ``texts``, chunk by chunk, in input order.
 
         The streaming primitive behind :meth:`transform`, for consumers that
@@ -673,6 +697,14 @@ default="token"
         spans : list of ndarray
             Per text, the ``(n_units_i, 2)`` character spans of its rows (see
             :meth:`units`).
+
+        Examples
+        --------
+        >>> from skconcepts import SplitPointActivations
+        >>> acts = SplitPointActivations(split_point=1, granularity="sample").fit()
+        >>> for idx, rows, spans in acts.iter_batches(["a good film", "dull"]):
+        ...     print(idx.tolist(), [tuple(r.shape) for r in rows])
+        [0, 1] [(1, 384), (1, 384)]
         """
         check_is_fitted(self)
         texts = check_texts(texts, name="texts")
@@ -741,7 +773,7 @@ default="token"
         """Run the model on distinct texts: ``{text: _TextResult}``."""
         if not texts:
             return {}
-        encodings = self._encode(texts)
+        encodings = self.encode(texts)
         lengths = [len(e.ids) for e in encodings]
         results = {}
         for batch in self._batches(lengths):
@@ -821,7 +853,7 @@ default="token"
         """Width of the split output (one tiny forward pass the first time)."""
         dims = self._shared_state().dims
         if self._dim_key() not in dims:
-            encodings = self._encode(["a"])
+            encodings = self.encode(["a"])
             self._forward(encodings, len(encodings[0].ids))
         return dims[self._dim_key()]
 

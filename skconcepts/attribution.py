@@ -181,7 +181,7 @@ or None, default=None
             starts, desc="concept_output_gradient", unit="batch", disable=not progress
         ):
             chunk = texts[start : start + batch_size]
-            encodings = activations._encode(chunk)
+            encodings = activations.encode(chunk)
             for i, enc in enumerate(encodings):
                 if len(enc.ids) == 0:
                     raise ValueError(

@@ -1038,13 +1038,13 @@ def _extract_chunk(activations, texts, offset, dtype):
 
     ``offset`` is the position of ``texts[0]`` in the whole corpus; the units'
     ``sample`` column counts from it. The chunk is one call of
-    ``activations._iter_batches`` (one length-sorted chunk, no cache), so the
+    ``activations.iter_batches`` (one length-sorted chunk, no cache), so the
     rows depend only on these texts: a resumed run recomputes them bitwise.
     """
     import pandas as pd
 
     rows, spans = [], []
-    for _, text_rows, text_spans in activations._iter_batches(
+    for _, text_rows, text_spans in activations.iter_batches(
         texts, use_cache=False, chunk_size=len(texts)
     ):
         rows += text_rows
@@ -1145,7 +1145,7 @@ def extract_to_store(
     dtype = _check_dtype(dtype)
     if shard_rows is not None:
         shard_rows = _check_positive_int(shard_rows, "shard_rows")
-    if not hasattr(activations, "_iter_batches"):
+    if not hasattr(activations, "iter_batches"):
         raise TypeError(
             "activations must be a SplitPointActivations, got "
             f"{type(activations).__name__}; to store concept activations use "

@@ -460,7 +460,7 @@ def test_iter_batches_streams_in_input_order(model_tok):
     acts = make(model_tok, granularity="word").fit()
     X = acts.transform(TEXTS)
     units = acts.units(TEXTS)
-    chunks = list(acts._iter_batches(TEXTS, use_cache=False, chunk_size=4))
+    chunks = list(acts.iter_batches(TEXTS, use_cache=False, chunk_size=4))
     assert [c[0].tolist() for c in chunks] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
     rows = [r for _, per_text, _ in chunks for r in per_text]
     spans = [s for _, _, per_text in chunks for s in per_text]

@@ -60,7 +60,7 @@ def _codec(pipe):
 
 def _inputs(pipe, texts):
     acts = pipe[0]
-    return pad_encodings(acts.tokenizer_, acts._encode(texts), acts.device_)
+    return pad_encodings(acts.tokenizer_, acts.encode(texts), acts.device_)
 
 
 @pytest.mark.parametrize("which", ["cls", "lm"])

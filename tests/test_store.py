@@ -53,7 +53,7 @@ class FakeActivations(BaseEstimator):
         spans = [m.span() for m in re.finditer(r"\S+", text)]
         return np.asarray(spans, dtype=np.int64).reshape(-1, 2)
 
-    def _iter_batches(self, texts, *, use_cache=None, chunk_size=None):
+    def iter_batches(self, texts, *, use_cache=None, chunk_size=None):
         chunk_size = chunk_size or 4096
         for a in range(0, len(texts), chunk_size):
             chunk = texts[a : a + chunk_size]
@@ -443,11 +443,11 @@ _SCRIPT = textwrap.dedent(
                                  batch_size=4).fit()
     delay = float(os.environ.get("STORE_TEST_DELAY", "0"))
     if delay:  # slow each chunk down so that the kill lands mid-way
-        inner = acts._iter_batches
+        inner = acts.iter_batches
         def slow(*args, **kwargs):
             time.sleep(delay)
             yield from inner(*args, **kwargs)
-        acts._iter_batches = slow
+        acts.iter_batches = slow
     texts = load_demo_corpus()[0][:60]
     for path in sys.argv[1:]:
         extract_to_store(acts, texts, path, shard_rows=50)
