@@ -1,9 +1,9 @@
 """The five sparse-autoencoder concept estimators and their shared base class.
 
-Each estimator builds, in ``fit``, a skorch net (:class:`._net._SAENet`) around a
-:class:`._module._SAEModule` and keeps it as ``net_``; the dead-concept monitor
-(:class:`._callbacks._DeadConceptMonitor`) is always one of its callbacks, and
-streamed data is read through :mod:`._data`.
+Each estimator builds, in ``fit``, a skorch net (``_net._SAENet``) around a
+``_module._SAEModule`` and keeps it as ``net_``; the dead-concept monitor
+(``_callbacks._DeadConceptMonitor``) is always one of its callbacks, and streamed
+data is read through ``_data``.
 """
 
 from __future__ import annotations

@@ -31,13 +31,14 @@ def _loss_of(sae, x):
         return y_pred, sae.net_.get_loss(y_pred, x)
 
 
-@pytest.mark.parametrize("dead_concepts", [None, "auxiliary"])
-@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize(
+    ("cls", "dead_concepts"),
+    [(cls, None) for cls in ALL]
+    + [(cls, "auxiliary") for cls in ALL if cls is not MPSAEConcepts],
+)
 def test_net_is_a_neuralnet_whose_loss_is_the_old_four_tuple_loss(
     cls, dead_concepts, small_X, make
 ):
-    if cls is MPSAEConcepts and dead_concepts == "auxiliary":
-        pytest.skip("matching pursuit has no auxiliary loss")
     coef = {"l1_coef": 0.05} if cls is SAEConcepts else {}
     coef = {"l0_coef": 0.05} if cls is JumpReLUSAEConcepts else coef
     sae = make(cls, dead_concepts=dead_concepts, aux_coef=0.3, **coef).fit(small_X)
