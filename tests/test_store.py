@@ -252,7 +252,7 @@ def test_to_numpy_refuses_over_budget(fake_store):
     needed = n * d * 4
     with pytest.raises(StoreTooLargeError, match=f"to_numpy needs {needed} bytes"):
         fake_store.to_numpy(max_bytes=needed - 1)
-    with pytest.raises(MemoryError, match="IncrementalPCA.*MiniBatchKMeans"):
+    with pytest.raises(MemoryError, match="KMeansConcepts.*PCAConcepts"):
         fake_store.to_numpy(max_bytes=100)
     np.testing.assert_array_equal(fake_store.to_numpy(max_bytes=needed), fake_store[:])
 
