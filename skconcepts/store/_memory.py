@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 from skconcepts.exceptions import StoreTooLargeError
-from skconcepts.utils.discovery import all_estimators
 
 __all__ = [
     "MEMORY_FRACTION",
@@ -113,7 +112,7 @@ def memory_budget(max_bytes=None) -> tuple[int, str]:
     return int(max_bytes), f"max_bytes={max_bytes!r}"
 
 
-def check_memory_budget(needed_bytes, max_bytes=None, *, what, fix):
+def check_memory_budget(needed_bytes, max_bytes=None, *, what, fix, budget=None):
     """Raise ``StoreTooLargeError`` when an array would exceed the memory budget.
 
     Call it before allocating: nothing is allocated here.
@@ -134,6 +133,11 @@ def check_memory_budget(needed_bytes, max_bytes=None, *, what, fix):
         What to do instead, appended to the message; a callable is called
         (without arguments) only when the error is raised, so an expensive
         message costs nothing when the array fits.
+    budget : tuple of (int, str) or None, default=None
+        A ``(budget, origin)`` pair from :func:`memory_budget`, used instead of
+        ``max_bytes``: checking a growing size batch after batch against one
+        reading of the available RAM. Give ``max_bytes`` or ``budget``, not
+        both.
 
     Returns
     -------
@@ -148,8 +152,11 @@ def check_memory_budget(needed_bytes, max_bytes=None, *, what, fix):
 
     Examples
     --------
-    >>> from skconcepts.store import check_memory_budget
+    >>> from skconcepts.store import check_memory_budget, memory_budget
     >>> check_memory_budget(800, 1000, what="to_numpy", fix="Raise max_bytes.")
+    1000
+    >>> once = memory_budget(1000)  # several checks against one budget
+    >>> check_memory_budget(900, budget=once, what="transform", fix="Stream it.")
     1000
     >>> check_memory_budget(4000, 1000, what="to_numpy", fix="Raise max_bytes.")
     Traceback (most recent call last):
@@ -158,7 +165,15 @@ def check_memory_budget(needed_bytes, max_bytes=None, *, what, fix):
     the budget is 1000 bytes (1000 B, max_bytes=1000). Raise max_bytes.
     """
     needed = int(needed_bytes)
-    budget, origin = memory_budget(max_bytes)
+    if budget is None:
+        budget, origin = memory_budget(max_bytes)
+    elif max_bytes is not None:
+        raise ValueError(
+            f"pass max_bytes={max_bytes!r} or budget={budget!r}, not both: budget "
+            "is the (bytes, origin) pair that memory_budget(max_bytes) returns."
+        )
+    else:
+        budget, origin = budget
     if needed > budget:
         advice = fix() if callable(fix) else fix
         raise StoreTooLargeError(
@@ -187,6 +202,10 @@ def streaming_estimator_names() -> list[str]:
     >>> "PCAConcepts" in names, "ICAConcepts" in names
     (True, False)
     """
+    # deferred: discovery imports every estimator module, and the concept
+    # modules import the store (a module-level import here would be a circle)
+    from skconcepts.utils.discovery import all_estimators
+
     return [
         name
         for name, cls in all_estimators(type_filter="concept")

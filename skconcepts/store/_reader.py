@@ -432,13 +432,7 @@ class ActivationStore:
                 f"The ActivationStore at '{self.path}' ({n} rows x {d} float32 "
                 f"features) does not fit in memory: {who}"
             ),
-            fix=lambda: (
-                "Raise the budget (pass max_bytes=..., or set the estimator's "
-                "max_bytes), or use an estimator whose fit streams the store batch "
-                "by batch (fit(store) or partial_fit): "
-                + ", ".join(streaming_estimator_names())
-                + "."
-            ),
+            fix=_stream_instead,
         )
         return self._read_rows(0, n)
 
@@ -471,3 +465,16 @@ def _rebatch(readers, batch_size, concat):
                 buf, n = [], 0
     if n:
         yield buf[0] if len(buf) == 1 else concat(buf)
+
+
+def _stream_instead() -> str:
+    """The fix of a store too large to load: the budget, or a streaming estimator."""
+    try:
+        names = ", ".join(streaming_estimator_names())
+    except ImportError:  # an optional dependency of some module is missing
+        names = "the concept estimators that have partial_fit"
+    return (
+        "Raise the budget (pass max_bytes=..., or set the estimator's max_bytes), "
+        "or use an estimator whose fit streams the store batch by batch (fit(store) "
+        f"or partial_fit): {names}."
+    )

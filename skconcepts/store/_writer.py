@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from skconcepts import __version__
+import skconcepts
 from skconcepts.exceptions import StoreCorruptedError, StoreMismatchError
 from skconcepts.store._format import (
     _FORMAT,
@@ -76,7 +76,7 @@ class _StoreWriter:
             manifest = {
                 "format": _FORMAT,
                 "format_version": _FORMAT_VERSION,
-                "skconcepts_version": __version__,
+                "skconcepts_version": skconcepts.__version__,
                 "n_features": None,
                 "units_columns": None,
                 "feature_names": None,

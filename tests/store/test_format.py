@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import skconcepts.store._writer as writer_module
+import skconcepts
 from skconcepts.store import extract_to_store, write_array_store
 
 #: sha256 over (name, bytes) of every file of the store, in name order
@@ -44,7 +44,7 @@ def _digest(path):
 @pytest.fixture(autouse=True)
 def _version(monkeypatch):
     # the manifest records the version that wrote it: pin the one of the digests
-    monkeypatch.setattr(writer_module, "__version__", "0.1.0")
+    monkeypatch.setattr(skconcepts, "__version__", "0.1.0")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])

@@ -97,3 +97,15 @@ def test_deprecated_and_moved_names():
     assert skconcepts.store._fmt_bytes is format_bytes
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         skconcepts.store.nope  # noqa: B018
+
+
+def test_a_budget_read_once_serves_several_checks(monkeypatch):
+    free = iter([4000, 400])
+    monkeypatch.setattr(memory_module, "available_memory", lambda: next(free))
+    once = memory_budget()
+    for n_bytes in (100, 500, 1000):  # the available RAM is read only once
+        assert check_memory_budget(n_bytes, budget=once, what="x", fix="y") == 1000
+    with pytest.raises(StoreTooLargeError, match="25% of the available RAM"):
+        check_memory_budget(1001, budget=once, what="x", fix="y")
+    with pytest.raises(ValueError, match="not both"):
+        check_memory_budget(1, 10, budget=once, what="x", fix="y")

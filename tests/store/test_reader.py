@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator
 
+import skconcepts.store._reader as reader
 from skconcepts.concepts._base import ConceptMixin
 from skconcepts.exceptions import StoreCorruptedError
 from skconcepts.store import ActivationStore, StoreTooLargeError
@@ -178,3 +179,12 @@ def test_incomplete_and_missing_stores(fresh_store, tmp_path):
     assert partial.n_shards == 2
     with pytest.raises(FileNotFoundError, match="No ActivationStore at"):
         ActivationStore(tmp_path / "nowhere")
+
+
+def test_budget_error_survives_a_failing_estimator_list(fake_store, monkeypatch):
+    def broken():
+        raise ImportError("no optional dependency")
+
+    monkeypatch.setattr(reader, "streaming_estimator_names", broken)
+    with pytest.raises(StoreTooLargeError, match="estimators that have partial_fit"):
+        fake_store.to_numpy(max_bytes=100)
