@@ -420,8 +420,9 @@ class ActivationStore:
         ------
         StoreTooLargeError
             A ``MemoryError`` raised before allocating when the array needs more
-            than ``max_bytes``; its message gives the size needed and the
-            estimators that stream the store instead.
+            than ``max_bytes`` (see :func:`~skconcepts.store.check_memory_budget`);
+            its message gives the size needed, the budget and the estimators that
+            stream the store instead (those with ``partial_fit``).
         """
         n, d = self.shape
         who = estimator or "to_numpy"
