@@ -4,8 +4,9 @@ Extracts MiniLM token activations (split point 3, float32, default shard size)
 of a small and a large corpus into an ActivationStore, each in a fresh
 subprocess, and reads the peak resident set size of that subprocess from the
 kernel (``os.wait4`` returns the child's ``rusage``; ``ru_maxrss``, no psutil).
-A store writer with bounded memory gives the same peak for both sizes: the
-difference must stay under 100 MB. A third subprocess that only loads the model
+A store writer with bounded memory (``skconcepts/store/_writer.py`` publishes
+one shard at a time) gives the same peak for both sizes: the difference must
+stay under 100 MB. A third subprocess that only loads the model
 gives the fixed baseline (torch, transformers, the weights).
 
 Texts come from ``rt_polarity.csv`` in ``../shared/data`` (relative to the
@@ -48,9 +49,8 @@ def load_texts():
 
 def _worker(n_rows, path):
     """Extract about ``n_rows`` token rows into ``path``; print a JSON line."""
-    from skconcepts import SplitPointActivations
+    from skconcepts import SplitPointActivations, extract_to_store
     from skconcepts.datasets import load_embedded_model
-    from skconcepts.store import extract_to_store
 
     start = time.perf_counter()
     model, tokenizer = load_embedded_model()

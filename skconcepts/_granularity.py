@@ -5,7 +5,8 @@ a whole text (sample) or its leading special token (cls). For one text,
 :func:`unit_index` gives every token the id of its unit (``-1`` for tokens that
 belong to none: special tokens when they are excluded) and the character span
 of every unit; :func:`aggregate` turns the token activations into one row per
-unit.
+unit, and :func:`units_table` turns the spans of many texts into the table that
+says which text and characters every row covers.
 
 Granularities
 -------------
@@ -39,6 +40,7 @@ import bisect
 import re
 
 import numpy as np
+import pandas as pd
 import torch
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "split_sentences",
     "unit_index",
     "aggregate",
+    "units_table",
 ]
 
 GRANULARITIES = ("all_tokens", "token", "word", "sentence", "sample", "cls")
@@ -304,3 +307,58 @@ def aggregate(
     if aggregation == "min":
         return lo
     return torch.where(hi.abs() >= lo.abs(), hi, lo)
+
+
+def units_table(texts, spans, *, offset=0):
+    """The units table of consecutive texts: which text and span every row covers.
+
+    The one place that builds this table: ``SplitPointActivations.units`` and
+    the shards of an activation store both use it.
+
+    Parameters
+    ----------
+    texts : list of str
+        The texts, in order.
+    spans : list of ndarray of shape (n_units_i, 2)
+        Per text, the ``(start, end)`` character span of each of its units (as
+        :func:`unit_index` returns).
+    offset : int, default=0
+        Index of ``texts[0]`` in the whole corpus; the ``sample`` column counts
+        from it.
+
+    Returns
+    -------
+    units : pandas.DataFrame
+        One row per unit, columns ``sample`` (index of the text, plus
+        ``offset``), ``unit`` (index of the unit within its text), ``start``
+        and ``end`` (int64 character offsets) and ``text``
+        (``texts[i][start:end]``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts._granularity import units_table
+    >>> units_table(["Hi there", "Yes"], [np.array([[0, 2], [3, 8]]),
+    ...                                   np.array([[0, 3]])], offset=10)
+       sample  unit  start  end   text
+    0      10     0      0    2     Hi
+    1      10     1      3    8  there
+    2      11     0      0    3    Yes
+    """
+    counts = np.array([len(s) for s in spans], dtype=np.int64)
+    if len(spans):
+        flat = np.concatenate(spans).reshape(-1, 2).astype(np.int64, copy=False)
+        unit = np.concatenate([np.arange(c) for c in counts])
+    else:
+        flat = np.zeros((0, 2), dtype=np.int64)
+        unit = np.zeros(0, dtype=np.int64)
+    local = np.repeat(np.arange(len(texts)), counts)
+    return pd.DataFrame(
+        {
+            "sample": local + offset,
+            "unit": unit,
+            "start": flat[:, 0],
+            "end": flat[:, 1],
+            "text": [texts[i][s:e] for i, (s, e) in zip(local, flat)],
+        }
+    )

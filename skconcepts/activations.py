@@ -23,7 +23,13 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
+from skconcepts._granularity import (
+    AGGREGATIONS,
+    GRANULARITIES,
+    aggregate,
+    unit_index,
+    units_table,
+)
 from skconcepts._split import resolve_split_module, stop_after
 from skconcepts.exceptions import TruncationWarning
 from skconcepts.utils._torch import resolve_device, resolve_dtype
@@ -362,8 +368,6 @@ default="token"
         0       0     0      0    2     Hi
         1       0     1      3    8  there
         """
-        import pandas as pd
-
         check_is_fitted(self)
         texts = check_texts(X, name="X")
         cache = self._shared_state().cache if self.cache else None
@@ -380,19 +384,7 @@ default="token"
             chunk = todo[start : start + _CHUNK_TEXTS]
             for text, enc in zip(chunk, self.encode(chunk)):
                 spans[text] = self._unit_index(text, enc)[1]
-        per_text = [spans[t] for t in texts]
-        counts = np.array([len(s) for s in per_text], dtype=np.int64)
-        flat = np.concatenate(per_text) if per_text else np.zeros((0, 2), np.int64)
-        sample = np.repeat(np.arange(len(texts)), counts)
-        return pd.DataFrame(
-            {
-                "sample": sample,
-                "unit": np.concatenate([np.arange(c) for c in counts]),
-                "start": flat[:, 0],
-                "end": flat[:, 1],
-                "text": [texts[i][s:e] for i, (s, e) in zip(sample, flat)],
-            }
-        )
+        return units_table(texts, [spans[t] for t in texts])
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ``hidden0 … hidden{d-1}``.

@@ -9,6 +9,7 @@ __all__ = [
     "StoreMismatchError",
     "StoreCorruptedError",
     "TruncationWarning",
+    "StoreTooLargeError",
 ]
 
 
@@ -34,3 +35,11 @@ class StoreCorruptedError(SkconceptsError, OSError):
 
 class TruncationWarning(UserWarning):
     """Some texts were longer than ``max_length`` tokens and were truncated."""
+
+
+class StoreTooLargeError(SkconceptsError, MemoryError):
+    """An array read from an activation store does not fit in its memory budget.
+
+    Raised before anything is allocated; the message gives the bytes needed, the
+    budget and what to do instead (stream the store, or raise ``max_bytes``).
+    """

@@ -9,6 +9,7 @@ from skconcepts._granularity import (
     aggregate,
     split_sentences,
     unit_index,
+    units_table,
 )
 
 
@@ -142,3 +143,20 @@ def test_unit_index_errors():
         unit_index("char", "a b", [(0, 1), (2, 3)], [0, 0])
     with pytest.raises(ValueError, match="special_mask has 1 entries"):
         unit_index("token", "a b", [(0, 1), (2, 3)], [0])
+
+
+def test_units_table_counts_texts_from_the_offset():
+    texts = ["ab cd", "", "efg"]
+    spans = [
+        np.array([[0, 2], [3, 5]], dtype=np.int64),
+        np.zeros((0, 2), dtype=np.int64),  # a text without units
+        np.array([[0, 3]], dtype=np.int64),
+    ]
+    units = units_table(texts, spans, offset=7)
+    assert units.columns.tolist() == ["sample", "unit", "start", "end", "text"]
+    assert units["sample"].tolist() == [7, 7, 9]
+    assert units["unit"].tolist() == [0, 1, 0]
+    assert units["text"].tolist() == ["ab", "cd", "efg"]
+    assert all(units[c].dtype == np.int64 for c in ("sample", "unit", "start", "end"))
+    empty = units_table([], [])
+    assert len(empty) == 0 and empty.columns.tolist() == units.columns.tolist()

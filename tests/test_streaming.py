@@ -366,8 +366,8 @@ def test_non_streaming_estimators_load_a_store_within_the_budget(
     assert f"{name} needs {needed} bytes" in message
     assert f"max_bytes={needed - 1}" in message
     for streaming in (
-        "PCAConcepts (IncrementalPCA)",
-        "KMeansConcepts (MiniBatchKMeans)",
+        "PCAConcepts",
+        "KMeansConcepts",
         "DictionaryLearningConcepts",
         "NMFConcepts",
         "SAEConcepts",

@@ -1,0 +1,278 @@
+"""extract_to_store: the activations of texts, written to a store resumably.
+
+The texts are cut into chunks of ``batch_size`` texts; each chunk is one call
+of the public :meth:`SplitPointActivations.iter_batches
+<skconcepts.SplitPointActivations.iter_batches>` (no cache), so its rows depend
+only on its texts and a resumed run recomputes them bitwise. The manifest
+records what identifies the call (model, split point, granularity, texts), so
+a rerun with anything else is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from skconcepts._granularity import units_table
+from skconcepts.store._format import (
+    _check_dtype,
+    _check_positive_int,
+    _hash_texts,
+    _resolve_shard_rows,
+    _to_storage,
+)
+from skconcepts.store._reader import ActivationStore
+from skconcepts.store._writer import _StoreWriter
+from skconcepts.utils._validation import check_texts
+
+__all__ = ["extract_to_store"]
+
+#: parameters of the activations extractor that do not change the values
+_RUNTIME_PARAMS = frozenset(
+    {
+        "batch_size",
+        "max_tokens_per_batch",
+        "sort_by_length",
+        "cache",
+        "device",
+        "progress",
+        "verbose",
+        "n_jobs",
+    }
+)
+
+
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
+        return str(value).replace("torch.", "")
+    if isinstance(value, np.generic):
+        return value.item()
+    return f"<{type(value).__name__}>"
+
+
+def _model_identity(activations) -> dict:
+    """Name, class, config hash and a weight fingerprint of the loaded model."""
+    params = activations.get_params(deep=False)
+    given = params.get("model")
+    model = getattr(activations, "model_", None)
+    if model is None:
+        model = given
+    info = {"name": given if isinstance(given, str) else None}
+    if model is None or isinstance(model, str):
+        return info
+    info["name"] = info["name"] or getattr(model, "name_or_path", None) or None
+    info["class"] = type(model).__name__
+    config = getattr(model, "config", None)
+    if config is not None:
+        conf = {
+            k: v
+            for k, v in config.to_dict().items()
+            if k
+            not in ("_name_or_path", "transformers_version", "dtype", "torch_dtype")
+        }
+        blob = json.dumps(conf, sort_keys=True, default=str).encode()
+        info["config_sha256"] = hashlib.sha256(blob).hexdigest()
+    named = getattr(model, "named_parameters", None)
+    if named is not None:
+        h = hashlib.sha256()
+        with torch.no_grad():
+            for name, p in named():
+                h.update(name.encode())
+                h.update(str(tuple(p.shape)).encode())
+                sample = p.detach().reshape(-1)[:64].to("cpu", torch.float32)
+                h.update(sample.numpy().tobytes())
+        info["weights_fingerprint"] = h.hexdigest()
+    return info
+
+
+def _activations_source(activations) -> dict:
+    params = activations.get_params(deep=False)
+    named = ("model", "tokenizer", "split_point", "granularity", "aggregation")
+    return {
+        "model": _model_identity(activations),
+        "split_point": _jsonable(params.get("split_point")),
+        "split_module": getattr(activations, "split_module_name_", None),
+        "granularity": _jsonable(params.get("granularity")),
+        "aggregation": _jsonable(params.get("aggregation")),
+        "params": {
+            k: _jsonable(v)
+            for k, v in sorted(params.items())
+            if k not in named and k not in _RUNTIME_PARAMS
+        },
+    }
+
+
+def _extract_chunk(activations, texts, offset, dtype):
+    """Activations (stored dtype) and units table of consecutive texts.
+
+    ``offset`` is the position of ``texts[0]`` in the whole corpus; the units'
+    ``sample`` column counts from it. The chunk is one call of
+    ``activations.iter_batches`` (one length-sorted chunk, no cache), so the
+    rows depend only on these texts: a resumed run recomputes them bitwise.
+    """
+    rows, spans = [], []
+    for _, text_rows, text_spans in activations.iter_batches(
+        texts, use_cache=False, chunk_size=len(texts)
+    ):
+        rows += text_rows
+        spans += text_spans
+    units = units_table(texts, spans, offset=offset)
+    return [_to_storage(torch.cat(rows), dtype)], units
+
+
+def extract_to_store(
+    activations,
+    texts,
+    path,
+    *,
+    shard_rows=None,
+    dtype="float32",
+    overwrite=False,
+    progress=False,
+):
+    """Write the activations of texts to an on-disk store, resumably.
+
+    The texts are processed in chunks of ``activations.batch_size`` texts, and a
+    shard is published once it holds at least ``shard_rows`` rows, so memory
+    stays bounded by about one shard plus one batch. Each shard holds whole
+    texts and becomes visible only when complete; the manifest is rewritten
+    atomically after each one. After an interruption (even ``SIGKILL``),
+    rerunning the same call resumes after the last complete shard and gives a
+    store bitwise equal to an uninterrupted run.
+
+    Parameters
+    ----------
+    activations : SplitPointActivations
+        The extractor; fitted on ``texts`` first if it is not fitted.
+    texts : list of str
+        The texts, in order.
+    path : str or os.PathLike
+        Folder of the store (created if needed).
+    shard_rows : int or None, default=None
+        Rows after which a shard is closed (a shard may exceed it by one chunk
+        of texts). ``None`` aims at ``DEFAULT_SHARD_BYTES`` (64 MiB) per shard.
+    dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        Stored dtype. bfloat16 is stored as its raw 16 bits and read back as
+        float32.
+    overwrite : bool, default=False
+        Replace an existing store at ``path`` instead of resuming it.
+    progress : bool, default=False
+        Show a tqdm progress bar over the texts.
+
+    Returns
+    -------
+    store : ActivationStore
+        The complete store.
+
+    Raises
+    ------
+    StoreMismatchError
+        If ``path`` holds a store written with another model, split point,
+        granularity, aggregation, dtype, shard size or other texts; the message
+        names what differs.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skconcepts import SplitPointActivations
+    >>> from skconcepts.datasets import load_demo_corpus, load_embedded_model
+    >>> from skconcepts.store import extract_to_store
+    >>> model, tokenizer = load_embedded_model()
+    >>> acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=0,
+    ...                              batch_size=2)
+    >>> texts = load_demo_corpus()[0][:6]
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = extract_to_store(acts, texts, folder.name, shard_rows=20)
+    >>> store.shape, store.n_shards
+    ((59, 384), 2)
+    >>> store.units().columns.tolist()
+    ['sample', 'unit', 'start', 'end', 'text']
+    >>> folder.cleanup()
+    """
+    texts = check_texts(texts)
+    dtype = _check_dtype(dtype)
+    if shard_rows is not None:
+        shard_rows = _check_positive_int(shard_rows, "shard_rows")
+    if not hasattr(activations, "iter_batches"):
+        raise TypeError(
+            "activations must be a SplitPointActivations, got "
+            f"{type(activations).__name__}; to store concept activations use "
+            "transform_store(estimator, store, path)."
+        )
+    try:
+        check_is_fitted(activations)
+    except NotFittedError:
+        activations.fit(texts)
+    if getattr(activations, "progress", False):  # one bar here, not one a chunk
+        activations = copy.copy(activations)
+        activations.progress = False
+    chunk = int(getattr(activations, "batch_size", None) or 32)
+    header = {
+        "kind": "activations",
+        "source": _activations_source(activations),
+        "dtype": dtype,
+        "shard_rows": shard_rows,
+        "chunk_texts": chunk,
+        "n_texts": len(texts),
+        "texts_sha256": _hash_texts(texts),
+    }
+    writer = _StoreWriter(
+        path,
+        header,
+        compare=("kind", "source", "dtype", "shard_rows", "n_texts", "texts_sha256"),
+        overwrite=overwrite,
+        texts=texts,
+    )
+    chunk = writer.manifest["chunk_texts"]  # a resumed store keeps its chunks
+    start = writer.next_text
+    if writer.manifest["complete"]:
+        return ActivationStore(writer.path)
+
+    pieces, frames, first, n_rows = [], [], start, 0
+    limit = _resolve_shard_rows(shard_rows, writer.manifest["n_features"], dtype)
+
+    def flush(stop):
+        units = pd.concat(frames, ignore_index=True)
+        writer.write_shard(
+            pieces,
+            units=units,
+            texts=(first, stop),
+            texts_sha256=_hash_texts(texts[first:stop]),
+        )
+
+    with tqdm(
+        total=len(texts),
+        initial=start,
+        disable=not progress,
+        unit="text",
+        desc="extract_to_store",
+    ) as bar:
+        for a in range(start, len(texts), chunk):
+            b = min(a + chunk, len(texts))
+            chunk_pieces, units = _extract_chunk(activations, texts[a:b], a, dtype)
+            pieces += chunk_pieces
+            frames.append(units)
+            n_rows += len(units)
+            if limit is None and pieces:
+                limit = _resolve_shard_rows(None, pieces[0].shape[1], dtype)
+            if limit is not None and n_rows >= limit:
+                flush(b)
+                pieces, frames, first, n_rows = [], [], b, 0
+            bar.update(b - a)
+        if frames:
+            flush(len(texts))
+    return writer.finish()

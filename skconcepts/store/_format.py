@@ -1,0 +1,233 @@
+"""The on-disk format of an ActivationStore: files, manifest, dtypes, hashing.
+
+A store is a folder::
+
+    manifest.json             what wrote it, dtype, dims, the list of shards
+    shard-00000.npy           activations (rows, n_features): float32, float16,
+                              or bfloat16 kept as its raw uint16 bits
+    shard-00000.units.npy     the units' numeric columns (a structured array)
+    shard-00000.units.jsonl   the units' string columns, one JSON list a line
+    shard-00001.npy ...
+
+Every file is written under a temporary name, fsynced, then ``os.replace``-d
+(:func:`_write_atomic`), and the manifest records its size and sha256. This
+module holds everything that decides the bytes on disk; the reader, the writer,
+extraction and transform only call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skconcepts.exceptions import StoreCorruptedError
+
+__all__ = ["DEFAULT_SHARD_BYTES"]
+
+#: target size of one shard of activations when ``shard_rows=None``
+DEFAULT_SHARD_BYTES = 64 * 2**20
+
+_FORMAT = "skconcepts.ActivationStore"
+_FORMAT_VERSION = 1
+_MANIFEST = "manifest.json"
+#: on-disk dtype of each stored dtype (bfloat16 as its raw bits)
+_STORAGE = {"float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}
+_SHARD_FILE = re.compile(r"^\.?shard-\d+\.(npy|units\.npy|units\.jsonl)(\.tmp)?$")
+_HASH_CHUNK = 1 << 22
+#: name of the units column that holds the index of the text
+_SAMPLE = "sample"
+
+
+# ---------------------------------------------------------------- file helpers
+class _HashingWriter:
+    """File-like wrapper that hashes and counts what is written through it."""
+
+    def __init__(self, f):
+        self._f = f
+        self.sha256 = hashlib.sha256()
+        self.n_bytes = 0
+
+    def write(self, data):
+        self._f.write(data)
+        self.sha256.update(data)
+        self.n_bytes += len(memoryview(data).cast("B"))
+
+
+def _write_atomic(path: Path, write) -> dict:
+    """Write ``path`` through ``write(fp)`` under a temporary name, then publish it.
+
+    Returns ``{"name", "bytes", "sha256"}`` of the file.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        fp = _HashingWriter(f)
+        write(fp)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return {"name": path.name, "bytes": fp.n_bytes, "sha256": fp.sha256.hexdigest()}
+
+
+def _fsync_dir(path: Path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hash_texts(texts) -> str:
+    """sha256 of an ordered list of texts (length-prefixed UTF-8)."""
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def _copy_file(src: Path):
+    """A ``write(fp)`` callback that copies the file ``src`` chunk by chunk."""
+
+    def write(fp):
+        with open(src, "rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                fp.write(chunk)
+
+    return write
+
+
+def _is_store_file(p: Path) -> bool:
+    return p.name in (_MANIFEST, f".{_MANIFEST}.tmp") or bool(_SHARD_FILE.match(p.name))
+
+
+def _read_manifest(path: Path) -> dict:
+    file = path / _MANIFEST
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"No ActivationStore at '{path}': '{_MANIFEST}' is missing. Write one "
+            "with extract_to_store (or SplitPointActivations.transform_to_store)."
+        )
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StoreCorruptedError(f"The manifest '{file}' is not valid JSON: {exc}")
+    if manifest.get("format") != _FORMAT:
+        raise StoreCorruptedError(
+            f"'{file}' is not the manifest of an ActivationStore (format="
+            f"{manifest.get('format')!r})."
+        )
+    if manifest.get("format_version", 0) > _FORMAT_VERSION:
+        raise StoreCorruptedError(
+            f"The store at '{path}' has format version {manifest['format_version']};"
+            f" this skconcepts reads up to {_FORMAT_VERSION}: upgrade skconcepts."
+        )
+    return manifest
+
+
+# ------------------------------------------------------------- dtype helpers
+def _check_dtype(dtype) -> str:
+    key = str(dtype).replace("torch.", "")
+    if key not in _STORAGE:
+        raise ValueError(
+            f"dtype={dtype!r} is not supported by ActivationStore; use one of "
+            f"{sorted(_STORAGE)}."
+        )
+    return key
+
+
+def _check_positive_int(value, name):
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}={value!r} must be an integer >= 1.")
+    return int(value)
+
+
+def _resolve_shard_rows(shard_rows, n_features, dtype):
+    """Rows per shard: ``shard_rows``, or ``DEFAULT_SHARD_BYTES`` worth of rows."""
+    if shard_rows is not None:
+        return shard_rows
+    if n_features is None:
+        return None
+    itemsize = np.dtype(_STORAGE[dtype]).itemsize
+    return max(1, DEFAULT_SHARD_BYTES // (int(n_features) * itemsize))
+
+
+def _to_storage(x, dtype: str) -> np.ndarray:
+    """Rows (numpy array or torch tensor) in the on-disk dtype, C-contiguous."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if dtype == "bfloat16":
+            bits = x.to(torch.bfloat16).contiguous().view(torch.int16)
+            return bits.cpu().numpy().view("<u2")
+        target = torch.float16 if dtype == "float16" else torch.float32
+        return np.ascontiguousarray(x.to(target).cpu().numpy(), _STORAGE[dtype])
+    x = np.asarray(x)
+    if dtype == "bfloat16":
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return t.to(torch.bfloat16).view(torch.int16).numpy().view("<u2")
+    return np.ascontiguousarray(x, dtype=_STORAGE[dtype])
+
+
+def _decode_into(out: np.ndarray, raw: np.ndarray, dtype: str):
+    """Write stored rows ``raw`` into the float32 array ``out``."""
+    if dtype == "bfloat16":
+        out[...] = (raw.astype(np.uint32) << 16).view(np.float32)
+    else:
+        out[...] = raw
+
+
+def _decode(raw: np.ndarray, dtype: str) -> np.ndarray:
+    out = np.empty(raw.shape, dtype=np.float32)
+    _decode_into(out, raw, dtype)
+    return out
+
+
+# ---------------------------------------------------------------- units I/O
+def _units_schema(units) -> list:
+    """``[[name, dtype]]`` of a units table; ``"str"`` for text columns."""
+    schema = []
+    for name in units.columns:
+        dt = units[name].dtype
+        if dt.kind in "iub":
+            schema.append([str(name), np.dtype(dt).newbyteorder("<").str])
+        elif dt.kind == "f":
+            schema.append([str(name), "<f8"])
+        else:
+            schema.append([str(name), "str"])
+    return schema
+
+
+def _write_units(units, schema, fp_numeric, fp_strings=None):
+    """Write a units table: numeric columns to a .npy, strings to JSON lines."""
+    numeric = [(n, dt) for n, dt in schema if dt != "str"]
+    strings = [n for n, dt in schema if dt == "str"]
+    arr = np.empty(len(units), dtype=np.dtype([(n, dt) for n, dt in numeric]))
+    for n, _ in numeric:
+        arr[n] = units[n].to_numpy()
+    if fp_numeric is not None:
+        np.lib.format.write_array(fp_numeric, arr, allow_pickle=False)
+    if fp_strings is not None:
+        cols = [units[n].tolist() for n in strings]
+        lines = [json.dumps(list(row), ensure_ascii=False) for row in zip(*cols)]
+        if lines:
+            fp_strings.write(("\n".join(lines) + "\n").encode("utf-8"))

@@ -1,0 +1,481 @@
+"""ActivationStore: read a store lazily, shard by shard.
+
+Opening a store reads only its manifest; a shard is memory-mapped when it is
+first needed, its size and sha256 are checked then, and reads stream shard by
+shard. See :mod:`skconcepts.store._format` for the files.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skconcepts.exceptions import StoreCorruptedError
+from skconcepts.store._format import (
+    _STORAGE,
+    _check_positive_int,
+    _decode,
+    _decode_into,
+    _read_manifest,
+    _sha256_file,
+)
+from skconcepts.store._memory import check_memory_budget, streaming_estimator_names
+
+__all__ = ["ActivationStore"]
+
+
+class ActivationStore:
+    """Activations stored on disk in shards, read lazily and streamed.
+
+    A store is written by :func:`extract_to_store` (activations of a
+    :class:`~skconcepts.SplitPointActivations`) or :func:`transform_store`
+    (concept activations of a fitted estimator). Opening it reads only the
+    manifest; a shard is memory-mapped when first needed, and its size and
+    sha256 are checked then (once per shard). Every read returns float32.
+
+    Concept estimators accept a store as ``X``. Those with ``partial_fit``
+    stream it in ``fit``; the others load it with :meth:`to_numpy`, which
+    refuses when it does not fit in their memory budget and names the
+    estimators that stream it instead. ``transform`` and ``score`` of a store
+    read it batch by batch, and ``transform_to_store`` writes the concept
+    activations to another store. :func:`write_array_store` makes a store of
+    an in-memory (or memory-mapped) array.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder of the store.
+    verify : bool, default=True
+        Check the sha256 of each shard file on its first read. The cheap size and
+        shape checks are always made.
+    allow_incomplete : bool, default=False
+        Open a store whose extraction was interrupted, with the shards written
+        so far. By default such a store is refused, since it lacks texts.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The folder of the store.
+    manifest : dict
+        The parsed ``manifest.json``: source (model, split point, granularity,
+        aggregation), dtype, dims and the shard list with checksums.
+    n_features : int
+        Number of columns (``d_model``, or ``n_concepts`` for a concept store).
+    n_shards : int
+        Number of shards.
+    shape : tuple of int
+        ``(n_rows, n_features)``.
+    dtype : str
+        Stored dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+
+    See Also
+    --------
+    extract_to_store : Write the activations of texts into a store.
+    transform_store : Write the concept activations of a store into a store.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skconcepts import SplitPointActivations
+    >>> from skconcepts.datasets import load_demo_corpus
+    >>> acts = SplitPointActivations(split_point=1, batch_size=4).fit()
+    >>> texts = load_demo_corpus()[0][:8]
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = acts.transform_to_store(texts, folder.name, shard_rows=30)
+    >>> store.shape, store.n_shards > 1
+    ((79, 384), True)
+    >>> [X.shape for X in store.iter_batches(32)]
+    [(32, 384), (32, 384), (15, 384)]
+    >>> store[30:40].dtype
+    dtype('float32')
+    >>> folder.cleanup()
+    """
+
+    def __init__(self, path, *, verify=True, allow_incomplete=False):
+        self.path = Path(path)
+        self.verify = verify
+        self.manifest = _read_manifest(self.path)
+        if not self.manifest["complete"] and not allow_incomplete:
+            m = self.manifest
+            done = m["shards"][-1]["texts"][1] if m["shards"] else 0
+            raise ValueError(
+                f"The ActivationStore at '{self.path}' is incomplete: its "
+                f"extraction stopped after {len(m['shards'])} shards ({done} of "
+                f"{m['n_texts']} texts). Rerun the same extract_to_store call to "
+                "finish it, or open it with allow_incomplete=True."
+            )
+        self._index()
+
+    @classmethod
+    def _from_manifest(cls, path, manifest, *, verify=True):
+        """A store over an in-memory manifest (used by the writer)."""
+        store = cls.__new__(cls)
+        store.path, store.verify, store.manifest = Path(path), verify, manifest
+        store._index()
+        return store
+
+    def _index(self):
+        self._shards = self.manifest["shards"]
+        self._offsets = np.cumsum([0] + [s["rows"] for s in self._shards])
+        self._verified = set()
+
+    # ---------------------------------------------------------- properties
+    @property
+    def n_features(self):
+        return self.manifest["n_features"]
+
+    @property
+    def n_shards(self):
+        return len(self._shards)
+
+    @property
+    def shape(self):
+        return (len(self), self.n_features)
+
+    @property
+    def dtype(self):
+        return self.manifest["dtype"]
+
+    @property
+    def complete(self):
+        """Whether the extraction that wrote the store finished."""
+        return self.manifest["complete"]
+
+    @property
+    def feature_names(self):
+        """Names of the columns (concept stores), or ``None``."""
+        return self.manifest.get("feature_names")
+
+    def __len__(self):
+        return int(self._offsets[-1])
+
+    def __repr__(self):
+        n, d = self.shape
+        return (
+            f"ActivationStore('{self.path}', rows={n}, n_features={d}, "
+            f"dtype={self.dtype!r}, shards={self.n_shards})"
+        )
+
+    # -------------------------------------------------------- shard access
+    def _file(self, i, role) -> Path:
+        """The checked path of file ``role`` of shard ``i``."""
+        info = self._shards[i]["files"][role]
+        path = self.path / info["name"]
+        if not path.is_file():
+            raise StoreCorruptedError(
+                f"Shard file '{path}' is missing. Rerun the extract_to_store (or "
+                "transform_store) call that wrote the store to rewrite it."
+            )
+        size = path.stat().st_size
+        if size != info["bytes"]:
+            raise StoreCorruptedError(
+                f"Shard file '{path}' has {size} bytes but the manifest records "
+                f"{info['bytes']}: it is truncated or was modified. Rerun the call "
+                "that wrote the store to rewrite it."
+            )
+        if self.verify and (i, role) not in self._verified:
+            digest = _sha256_file(path)
+            if digest != info["sha256"]:
+                raise StoreCorruptedError(
+                    f"Shard file '{path}' fails its checksum (sha256 {digest[:12]}…, "
+                    f"manifest {info['sha256'][:12]}…): it is corrupted. Rerun "
+                    "the call that wrote the store to rewrite it."
+                )
+            self._verified.add((i, role))
+        return path
+
+    def _memmap(self, i) -> np.ndarray:
+        """Shard ``i`` as a read-only memmap in its stored dtype."""
+        path = self._file(i, "data")
+        try:
+            mm = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise StoreCorruptedError(
+                f"Shard file '{path}' is not a readable .npy file ({exc})."
+            ) from exc
+        expected = (self._shards[i]["rows"], self.n_features)
+        if mm.shape != expected or mm.dtype != np.dtype(_STORAGE[self.dtype]):
+            raise StoreCorruptedError(
+                f"Shard file '{path}' holds {mm.dtype} rows of shape {mm.shape}, "
+                f"but the manifest expects {np.dtype(_STORAGE[self.dtype])} of "
+                f"shape {expected}."
+            )
+        return mm
+
+    def _shard_units(self, i):
+        """The units table of shard ``i`` (index: global row numbers)."""
+        schema = self.manifest["units_columns"]
+        arr = np.load(self._file(i, "units"), allow_pickle=False)
+        rows = self._shards[i]["rows"]
+        if arr.shape != (rows,):
+            raise StoreCorruptedError(
+                f"Shard file '{self.path / self._shards[i]['files']['units']['name']}'"
+                f" holds {arr.shape[0]} units but the shard has {rows} rows."
+            )
+        strings = [n for n, dt in schema if dt == "str"]
+        values = []
+        if strings:
+            path = self._file(i, "strings")
+            with open(path, encoding="utf-8") as f:
+                values = [json.loads(line) for line in f]
+            if len(values) != rows:
+                raise StoreCorruptedError(
+                    f"Shard file '{path}' holds {len(values)} lines but the shard "
+                    f"has {rows} rows."
+                )
+        cols = {}
+        for n, dt in schema:
+            if dt == "str":
+                j = strings.index(n)
+                cols[n] = [v[j] for v in values]
+            else:
+                cols[n] = arr[n].astype(np.dtype(dt).newbyteorder("="), copy=False)
+        start = int(self._offsets[i])
+        return pd.DataFrame(cols, index=pd.RangeIndex(start, start + rows))
+
+    def _read_rows(self, start, stop) -> np.ndarray:
+        """Rows ``start:stop`` as float32, across shard boundaries."""
+        out = np.empty((stop - start, self.n_features), dtype=np.float32)
+        first = int(np.searchsorted(self._offsets, start, side="right")) - 1
+        pos = start
+        for i in range(max(first, 0), self.n_shards):
+            if pos >= stop:
+                break
+            lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+            if hi <= pos:
+                continue
+            end = min(stop, hi)
+            _decode_into(
+                out[pos - start : end - start],
+                self._memmap(i)[pos - lo : end - lo],
+                self.dtype,
+            )
+            pos = end
+        return out
+
+    def _take(self, idx) -> np.ndarray:
+        """Rows at the integer positions ``idx`` (any order) as float32."""
+        out = np.empty((len(idx), self.n_features), dtype=np.float32)
+        owner = np.searchsorted(self._offsets, idx, side="right") - 1
+        for i in np.unique(owner):
+            mask = owner == i
+            local = idx[mask] - self._offsets[i]
+            out[mask] = _decode(self._memmap(int(i))[local], self.dtype)
+        return out
+
+    # --------------------------------------------------------------- reads
+    def __getitem__(self, key):
+        """Rows as a float32 array: ``store[i]``, ``store[a:b]``, ``store[idx]``.
+
+        Slices and index arrays may cross shard boundaries; a tuple key indexes
+        the rows first, then the columns (``store[a:b, :10]``).
+        """
+        if isinstance(key, tuple):
+            rows, *cols = key
+            return self[rows][(slice(None), *cols)]
+        n = len(self)
+        if isinstance(key, Integral) and not isinstance(key, bool):
+            i = operator.index(key)
+            if not -n <= i < n:
+                raise IndexError(f"row {key} is out of range for a store of {n} rows.")
+            i %= n
+            return self._read_rows(i, i + 1)[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step == 1:
+                return self._read_rows(start, max(start, stop))
+            return self._take(np.arange(start, stop, step))
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise IndexError(
+                    f"boolean index of shape {idx.shape} does not match the "
+                    f"store's {n} rows."
+                )
+            idx = np.flatnonzero(idx)
+        elif idx.dtype.kind not in "iu" and idx.size:
+            raise TypeError(
+                f"cannot index an ActivationStore with {type(key).__name__} of "
+                f"dtype {idx.dtype}; use an int, a slice, or an integer or "
+                "boolean array."
+            )
+        idx = idx.astype(np.int64).reshape(-1)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(
+                f"row indices must lie in [-{n}, {n}) for a store of {n} rows."
+            )
+        return self._take(np.where(idx < 0, idx + n, idx))
+
+    def __array__(self, dtype=None, copy=None):
+        X = self.to_numpy()
+        return X if dtype is None else X.astype(dtype, copy=False)
+
+    def iter_batches(self, batch_size=1024, *, shuffle=False, seed=None):
+        """Stream the rows in float32 batches, shard by shard.
+
+        Parameters
+        ----------
+        batch_size : int, default=1024
+            Rows per batch; the last batch may be smaller. Batches span shard
+            boundaries.
+        shuffle : bool, default=False
+            Visit the shards in a random order and the rows of each shard in a
+            random order. Memory stays bounded by one shard.
+        seed : int, numpy.random.Generator or None, default=None
+            Seed of the shuffle; the same seed gives the same batches.
+
+        Yields
+        ------
+        X : ndarray of shape (n_rows, n_features), dtype float32
+            A batch of activations (a fresh array the caller may modify).
+        """
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        rng = np.random.default_rng(seed) if shuffle else None
+        order = rng.permutation(self.n_shards) if shuffle else range(self.n_shards)
+
+        def readers():
+            for i in order:
+                i = int(i)
+                rows = self._shards[i]["rows"]
+                if rows == 0:
+                    continue
+                if shuffle:
+                    X = self._read_rows(
+                        int(self._offsets[i]), int(self._offsets[i + 1])
+                    )
+                    perm = rng.permutation(rows)
+                    yield rows, lambda a, b, X=X, p=perm: X[p[a:b]]
+                else:
+                    mm = self._memmap(i)
+                    yield rows, lambda a, b, mm=mm: _decode(mm[a:b], self.dtype)
+
+        yield from _rebatch(readers(), batch_size, np.concatenate)
+
+    def iter_units(self, batch_size=None):
+        """Stream the units table, per shard or in batches of rows.
+
+        Parameters
+        ----------
+        batch_size : int or None, default=None
+            ``None`` yields one table per shard; an int yields the same row
+            batches as ``iter_batches(batch_size)`` (without shuffling).
+
+        Yields
+        ------
+        units : pandas.DataFrame
+            Which text and span each row comes from; the index holds the
+            global row numbers.
+        """
+        if batch_size is None:
+            for i in range(self.n_shards):
+                yield self._shard_units(i)
+            return
+        batch_size = _check_positive_int(batch_size, "batch_size")
+
+        def readers():
+            for i in range(self.n_shards):
+                units = self._shard_units(i)
+                yield len(units), lambda a, b, u=units: u.iloc[a:b]
+
+        yield from _rebatch(readers(), batch_size, pd.concat)
+
+    def units(self):
+        """The whole units table, one row per activation row.
+
+        Returns
+        -------
+        units : pandas.DataFrame
+            Same table as ``SplitPointActivations.units(texts)`` of the texts the
+            store was extracted from.
+        """
+        frames = list(self.iter_units())
+        if not frames:
+            return pd.DataFrame(
+                {n: [] for n, _ in self.manifest.get("units_columns") or []}
+            )
+        return pd.concat(frames).reset_index(drop=True)
+
+    def to_numpy(self, max_bytes=None, estimator=None):
+        """Load every row into one float32 array, if it fits the memory budget.
+
+        Parameters
+        ----------
+        max_bytes : int or None, default=None
+            Largest array (in bytes) to allocate. ``None`` allows
+            ``MEMORY_FRACTION`` (25%) of the RAM available now.
+        estimator : str or None, default=None
+            Name of the estimator that asks, for the error message.
+
+        Returns
+        -------
+        X : ndarray of shape (n_rows, n_features), dtype float32
+            All activations.
+
+        Raises
+        ------
+        StoreTooLargeError
+            A ``MemoryError`` raised before allocating when the array needs more
+            than ``max_bytes`` (see :func:`~skconcepts.store.check_memory_budget`);
+            its message gives the size needed, the budget and the estimators that
+            stream the store instead (those with ``partial_fit``).
+        """
+        n, d = self.shape
+        who = estimator or "to_numpy"
+        check_memory_budget(
+            n * d * 4,
+            max_bytes,
+            what=(
+                f"The ActivationStore at '{self.path}' ({n} rows x {d} float32 "
+                f"features) does not fit in memory: {who}"
+            ),
+            fix=_stream_instead,
+        )
+        return self._read_rows(0, n)
+
+    def verify_all(self):
+        """Check the size and sha256 of every file of every shard now.
+
+        Raises
+        ------
+        StoreCorruptedError
+            Naming the first shard file that is missing, truncated or corrupted.
+        """
+        for i, shard in enumerate(self._shards):
+            for role in shard["files"]:
+                self._file(i, role)
+            self._memmap(i)
+
+
+def _rebatch(readers, batch_size, concat):
+    """Cut a stream of ``(length, get(a, b))`` readers into equal batches."""
+    buf, n = [], 0
+    for length, get in readers:
+        pos = 0
+        while pos < length:
+            take = min(batch_size - n, length - pos)
+            buf.append(get(pos, pos + take))
+            n += take
+            pos += take
+            if n == batch_size:
+                yield buf[0] if len(buf) == 1 else concat(buf)
+                buf, n = [], 0
+    if n:
+        yield buf[0] if len(buf) == 1 else concat(buf)
+
+
+def _stream_instead() -> str:
+    """The fix of a store too large to load: the budget, or a streaming estimator."""
+    try:
+        names = ", ".join(streaming_estimator_names())
+    except ImportError:  # an optional dependency of some module is missing
+        names = "the concept estimators that have partial_fit"
+    return (
+        "Raise the budget (pass max_bytes=..., or set the estimator's max_bytes), "
+        "or use an estimator whose fit streams the store batch by batch (fit(store) "
+        f"or partial_fit): {names}."
+    )

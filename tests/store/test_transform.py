@@ -1,0 +1,68 @@
+"""Tests of transform_store (skconcepts/store/_transform.py)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+
+from skconcepts.exceptions import StoreMismatchError
+from skconcepts.store import transform_store
+
+
+def test_transform_store_writes_concepts_with_the_same_units(fake_store, tmp_path):
+    X = fake_store[:]
+    pca = PCA(n_components=3, random_state=0).fit(X)
+    concepts = transform_store(pca, fake_store, tmp_path / "c", batch_size=7)
+    assert concepts.shape == (len(X), 3)
+    assert [s["rows"] for s in concepts.manifest["shards"]] == [
+        s["rows"] for s in fake_store.manifest["shards"]
+    ]
+    np.testing.assert_allclose(concepts[:], pca.transform(X), rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(concepts.units(), fake_store.units())
+    assert concepts.feature_names == ["pca0", "pca1", "pca2"]
+    assert concepts.manifest["kind"] == "concepts"
+    for role in ("units", "strings"):
+        assert (
+            concepts.manifest["shards"][1]["files"][role]["sha256"]
+            == fake_store.manifest["shards"][1]["files"][role]["sha256"]
+        )
+
+
+def test_transform_store_resumes_and_refuses_another_estimator(
+    fake_store, tmp_path, files_of
+):
+    X = fake_store[:]
+    pca = PCA(n_components=3, random_state=0).fit(X)
+    done = transform_store(pca, fake_store, tmp_path / "c")
+    reference = files_of(done.path)
+    manifest = json.loads((done.path / "manifest.json").read_text())
+    manifest["complete"] = False
+    del manifest["shards"][1:]
+    (done.path / "manifest.json").write_text(json.dumps(manifest))
+    transform_store(pca, fake_store, done.path)  # resumes at shard 1
+    assert files_of(done.path) == reference
+    other = PCA(n_components=3, random_state=0).fit(X[:50])
+    with pytest.raises(StoreMismatchError, match="estimator.probe_sha256"):
+        transform_store(other, fake_store, done.path)
+
+
+class _TorchScaler(TransformerMixin, BaseEstimator):
+    """Returns a float64 torch tensor: the store writes it as float32."""
+
+    def fit(self, X, y=None):
+        self.fitted_ = True
+        return self
+
+    def transform(self, X):
+        return torch.from_numpy(np.asarray(X, dtype=np.float64) * 2)
+
+
+def test_transform_store_accepts_tensor_outputs(fake_store, tmp_path):
+    est = _TorchScaler().fit(fake_store[:])
+    out = transform_store(est, fake_store, tmp_path / "t")
+    np.testing.assert_array_equal(out[:], fake_store[:] * 2)
+    assert out.feature_names is None
