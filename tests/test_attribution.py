@@ -311,9 +311,7 @@ def test_rejects_steps_without_torch_inverse(cls_pipe):
 
     X = cls_pipe[0].transform(TEXTS)
     pipe = make_pipeline(StandardScaler(), PCAConcepts(n_concepts=2)).fit(X)
-    with pytest.raises(
-        TypeError, match="StandardScaler has no decoder_torch"
-    ):
+    with pytest.raises(TypeError, match="StandardScaler has no decoder_torch"):
         concept_output_gradient(TEXTS, extractor=cls_pipe[0], concepts=pipe)
     with pytest.raises(TypeError, match="Expected a concept estimator"):
         concept_output_gradient(
@@ -330,3 +328,18 @@ def test_cuda_matches_cpu_and_model_goes_back(cls_pipe):
         assert b.device.type == "cpu"
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
     assert next(cls_pipe[0].model_.parameters()).device.type == "cpu"
+
+
+def test_activations_keyword_is_a_deprecated_alias_of_extractor(cls_pipe):
+    kw = dict(concepts=cls_pipe, granularity="word", normalization=False)
+    new = concept_output_gradient(TEXTS[:2], extractor=cls_pipe[0], **kw)
+    with pytest.warns(FutureWarning, match=r"activations=.*extractor="):
+        old = concept_output_gradient(TEXTS[:2], activations=cls_pipe[0], **kw)
+    for a, b in zip(new, old):
+        assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="once, as extractor="):
+        concept_output_gradient(
+            TEXTS[:2], extractor=cls_pipe[0], activations=cls_pipe[0], **kw
+        )
+    with pytest.raises(TypeError, match="missing the keyword argument 'extractor'"):
+        concept_output_gradient(TEXTS[:2], **kw)
