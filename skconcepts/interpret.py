@@ -315,7 +315,7 @@ def _batches_from_activations(parts, texts, activations, batch_size):
             if hi <= lo:
                 continue
             X = activations[lo:hi]
-            X = to_numpy(X) if is_tensor(X) else np.asarray(X, dtype=np.float32)
+            X = to_numpy(X)
             yield encode(parts, X), units.iloc[lo:hi]
 
     return batches(), len(edges) - 1
