@@ -2,10 +2,11 @@
 
 Ours runs one forward pass per batch and one vectorised backward pass for all
 10 targets (``torch.autograd.grad(..., is_grads_batched=True)``). The baseline
-is what a user would write: for every target, rerun the model from the split
-point with the concepts as leaf tensor (forward) and back-propagate that one
-target (backward), i.e. 10 forward + 10 backward passes. Both give the same
-gradients (the max absolute difference is reported).
+is what a user would write with public skconcepts API and plain torch: for every
+target, rerun the model from the split point (a forward hook on the split module)
+with the concepts as leaf tensor (forward) and back-propagate that one target
+(backward), i.e. 10 forward + 10 backward passes. Both give the same gradients
+(the max absolute difference is reported).
 
 Run alone with ``python bench/bench_attribution.py`` or through
 ``python -m bench --only attribution``.
@@ -26,44 +27,90 @@ from bench._common import load_texts, row, timed  # noqa: E402
 N_TARGETS = 10
 
 
-def naive_loop(texts, acts, pipe, output_fn, batch_size):
-    """Per batch and per target: one forward and one backward pass."""
-    from skconcepts._split import replace_output
-    from skconcepts.activations import pad_encodings
-    from skconcepts.attribution import (
-        _attribution_mode,
-        _decoder_parts,
-        _make_codec,
-    )
+def _padded_inputs(acts, texts):
+    """Right-padded model inputs from the extractor's public ``encode``."""
+    tokenizer = acts.tokenizer_
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    encodings = acts.encode(texts)
+    width = max(len(e.ids) for e in encodings)
+    input_ids = torch.full((len(texts), width), pad, dtype=torch.long)  # (B, T)
+    attention_mask = torch.zeros((len(texts), width), dtype=torch.long)  # (B, T)
+    token_type_ids = torch.zeros((len(texts), width), dtype=torch.long)  # (B, T)
+    for i, enc in enumerate(encodings):
+        input_ids[i, : len(enc.ids)] = torch.as_tensor(enc.ids)
+        attention_mask[i, : len(enc.ids)] = 1
+        token_type_ids[i, : len(enc.ids)] = torch.as_tensor(enc.type_ids)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in tokenizer.model_input_names:
+        inputs["token_type_ids"] = token_type_ids
+    return {k: v.to(acts.device_) for k, v in inputs.items()}
 
+
+def naive_loop(texts, acts, pipe, output_fn, batch_size):
+    """Per batch and per target: one forward and one backward pass.
+
+    Written with public skconcepts API and plain torch only: a forward hook on
+    the split module encodes its output with the public ``transform`` methods,
+    and decodes with the estimator's and the preprocessing steps' public
+    ``decoder_torch``.
+    """
     model = acts.model_
     module = model.get_submodule(acts.split_module_name_)
-    preprocess, est = _decoder_parts(pipe)
+    steps, est = list(pipe[1:-1]), pipe[-1]  # preprocessing, concept estimator
+    dtype = next(model.parameters()).dtype
+    decoders = [est.decoder_torch(device=acts.device_, dtype=dtype)] + [
+        step.decoder_torch(device=acts.device_, dtype=dtype) for step in steps[::-1]
+    ]
+
+    def encode(h):  # (B, T, d) -> (B, T, k), no gradient
+        X = h.detach().reshape(-1, h.shape[-1]).float().cpu().numpy()
+        for step in steps:
+            X = step.transform(X)
+        C = torch.as_tensor(est.transform(X), device=h.device, dtype=h.dtype)
+        return C.reshape(*h.shape[:-1], -1)
+
+    def decode(C):  # (B, T, k) -> (B, T, d), differentiable
+        for decoder in decoders:
+            C = decoder(C)
+        return C
+
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    training = model.training
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
     grads = []
-    with _attribution_mode(model, acts.device_):
-        encode, decode = _make_codec(preprocess, est, acts.device_, torch.float32)
+    try:
         for start in range(0, len(texts), batch_size):
-            inputs = pad_encodings(
-                acts.tokenizer_,
-                acts.encode(texts[start : start + batch_size]),
-                acts.device_,
-            )
+            inputs = _padded_inputs(acts, texts[start : start + batch_size])
             per_target = []
             for j in range(N_TARGETS):
                 state = {}
 
-                def splice(h, state=state):
+                def hook(mod, args, output, state=state):
+                    h = output[0] if isinstance(output, tuple) else output
                     with torch.no_grad():
                         codes = encode(h)
                         residual = h - decode(codes)
                     state["C"] = codes.requires_grad_(True)
-                    return decode(state["C"]) + residual
+                    new = decode(state["C"]) + residual
+                    return (new, *output[1:]) if isinstance(output, tuple) else new
 
-                with torch.enable_grad(), replace_output(module, splice):
-                    y = output_fn(model(**inputs, use_cache=False))[:, j]
-                    (g,) = torch.autograd.grad(y.sum(), state["C"])
+                handle = module.register_forward_hook(hook)
+                try:
+                    with torch.enable_grad():
+                        y = output_fn(model(**inputs, use_cache=False))[:, j]
+                        (g,) = torch.autograd.grad(y.sum(), state["C"])
+                finally:
+                    handle.remove()
                 per_target.append(g)
             grads.append(torch.stack(per_target))  # (t, B, T, k)
+    finally:
+        model.train(training)
+        for p, flag in flags:
+            p.requires_grad_(flag)
     return grads
 
 
@@ -72,7 +119,7 @@ def ours(texts, acts, pipe, output_fn, batch_size):
 
     return concept_output_gradient(
         texts,
-        activations=acts,
+        extractor=acts,
         concepts=pipe,
         granularity="all_tokens",
         concepts_x_gradients=False,

@@ -10,7 +10,7 @@ outputs, and its gradient with respect to ``C`` says what each concept does.
 
 from __future__ import annotations
 
-import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -18,10 +18,17 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
-from skconcepts._split import replace_output
-from skconcepts.activations import pad_encodings
-from skconcepts.metrics import _concept_step
-from skconcepts.utils._torch import resolve_device, to_numpy
+from skconcepts._pipeline import split_pipeline, torch_codec
+from skconcepts._rerun import (
+    ConceptSplice,
+    check_targets,
+    frozen_model,
+    model_dtype,
+    model_inputs,
+    rerun,
+    select_outputs,
+)
+from skconcepts.utils._torch import resolve_device
 from skconcepts.utils._validation import check_texts
 
 __all__ = ["concept_output_gradient"]
@@ -30,7 +37,7 @@ __all__ = ["concept_output_gradient"]
 def concept_output_gradient(
     inputs,
     *,
-    activations,
+    extractor=None,
     concepts,
     targets=None,
     granularity=None,
@@ -41,10 +48,11 @@ def concept_output_gradient(
     device=None,
     progress=False,
     output_fn=None,
+    activations=None,
 ):
     """Gradient of model outputs with respect to the concepts, per unit of each text.
 
-    The model of ``activations`` is rerun from its split point: the forward pass
+    The model of ``extractor`` is rerun from its split point: the forward pass
     reaches the split module, the split output ``h`` of every token position is
     encoded into concepts ``C = t(h)`` with the estimator's public ``transform``
     (no gradient), replaced by ``t⁻¹(C) + r`` with the constant residual
@@ -65,7 +73,7 @@ def concept_output_gradient(
     ----------
     inputs : list of str
         The texts.
-    activations : SplitPointActivations
+    extractor : SplitPointActivations
         The fitted activation extractor the concepts were learned on: its model
         (``model_``, with the head whose outputs are attributed), tokenizer,
         split point, truncation, special-token rule and (by default) its
@@ -76,7 +84,7 @@ def concept_output_gradient(
         ``NonNegative``...) ending in one. A leading ``SplitPointActivations``
         step is skipped, so the whole fitted pipeline can be passed. The
         decoder is the estimator's ``decoder_torch`` followed by every
-        preprocessing step's ``inverse_transform_torch``, in reverse order.
+        preprocessing step's ``decoder_torch``, in reverse order.
     targets : int, array-like of int or None, default=None
         The outputs to explain. An int or a 1-D sequence applies to every text;
         a 2-D array of shape (n_inputs, t) gives each text its own targets.
@@ -87,7 +95,7 @@ def concept_output_gradient(
         With ``output_fn`` they index its columns (``None``: all).
     granularity : {"token", "all_tokens", "word", "sentence", "sample", "cls"} \
 or None, default=None
-        Units of the result; ``None`` takes ``activations.granularity``.
+        Units of the result; ``None`` takes ``extractor.granularity``.
     aggregation : {"sum", "mean", "max", "min", "signed_max", "first", "last"} \
 or None, default=None
         How the token values of a unit are combined; ``None`` is ``"sum"``.
@@ -99,9 +107,9 @@ or None, default=None
         that ``|result|`` sums to 1 over (units, concepts); an all-zero slice
         stays zero.
     batch_size : int or None, default=None
-        Texts per forward pass; ``None`` takes ``activations.batch_size``.
+        Texts per forward pass; ``None`` takes ``extractor.batch_size``.
     device : str, torch.device or None, default=None
-        Where to compute; ``None`` is the device of ``activations``. Another
+        Where to compute; ``None`` is the device of ``extractor``. Another
         device moves the model there for the call and back afterwards.
     progress : bool, default=False
         Show a tqdm progress bar over the batches.
@@ -110,12 +118,16 @@ or None, default=None
         heads other than the two above (e.g. a bare encoder:
         ``lambda out: out.last_hidden_state[:, 0]``). It receives the model's
         output object for a right-padded batch.
+    activations : SplitPointActivations or None, default=None
+        Deprecated spelling of ``extractor`` (``activations=`` names a matrix or
+        store of activations elsewhere in skconcepts); it emits a
+        ``FutureWarning`` and goes in the next release.
 
     Returns
     -------
     attributions : list of torch.Tensor
         One CPU tensor per text, of shape (t, g, c): t targets, g units of that
-        text (the rows that ``activations.units`` lists for it at this
+        text (the rows that ``extractor.units`` lists for it at this
         granularity), c concepts. float64 when the model is float64, else
         float32.
 
@@ -139,28 +151,29 @@ or None, default=None
     ...     PCAConcepts(n_concepts=3),
     ... ).fit(texts)
     >>> attr = concept_output_gradient(
-    ...     texts, activations=pipe[0], concepts=pipe, granularity="word"
+    ...     texts, extractor=pipe[0], concepts=pipe, granularity="word"
     ... )
     >>> attr[0].shape  # 2 classes, 4 words ("A", "fine", "day", "."), 3 concepts
     torch.Size([2, 4, 3])
     >>> float(attr[0][0].abs().sum())
     1.0
     """
+    extractor = _deprecated_extractor(extractor, activations)
     texts = check_texts(inputs, name="inputs")
-    check_is_fitted(activations)
-    preprocess, est = _decoder_parts(concepts)
-    granularity = activations.granularity if granularity is None else granularity
+    check_is_fitted(extractor)
+    parts = split_pipeline(concepts)
+    granularity = extractor.granularity if granularity is None else granularity
     if granularity not in GRANULARITIES:
         raise ValueError(
             f"granularity={granularity!r} is not one of {list(GRANULARITIES)}; "
-            "or pass None to use the granularity of activations."
+            "or pass None to use the granularity of extractor."
         )
     aggregation = "sum" if aggregation is None else aggregation
     if aggregation not in AGGREGATIONS:
         raise ValueError(
             f"aggregation={aggregation!r} is not one of {list(AGGREGATIONS)}."
         )
-    batch_size = activations.batch_size if batch_size is None else batch_size
+    batch_size = extractor.batch_size if batch_size is None else batch_size
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
     if output_fn is not None and not callable(output_fn):
@@ -168,27 +181,22 @@ or None, default=None
             f"output_fn must be a callable (model outputs -> (batch, n_outputs) "
             f"tensor) or None, got {type(output_fn).__name__}."
         )
-    targets = _check_targets(targets, len(texts))
-    model = activations.model_
-    module = model.get_submodule(activations.split_module_name_)
-    device = activations.device_ if device is None else resolve_device(device)
+    targets = check_targets(targets, len(texts))
+    model = extractor.model_
+    module = model.get_submodule(extractor.split_module_name_)
+    device = extractor.device_ if device is None else resolve_device(device)
+    encode, decode = torch_codec(parts, device, model_dtype(model))
 
     results = []
     starts = range(0, len(texts), batch_size)
-    with _attribution_mode(model, device):
-        encode, decode = _make_codec(preprocess, est, device, _model_dtype(model))
+    with frozen_model(model, device):
         for start in tqdm(
             starts, desc="concept_output_gradient", unit="batch", disable=not progress
         ):
             chunk = texts[start : start + batch_size]
-            encodings = activations.encode(chunk)
-            for i, enc in enumerate(encodings):
-                if len(enc.ids) == 0:
-                    raise ValueError(
-                        f"inputs[{start + i}] = {chunk[i]!r} has no tokens; the "
-                        "model cannot run on it. Remove it from inputs."
-                    )
-            batch_inputs = pad_encodings(activations.tokenizer_, encodings, device)
+            encodings, batch_inputs = model_inputs(
+                extractor, chunk, device, start=start
+            )
             batch_targets = (
                 None if targets is None else targets[start : start + len(chunk)]
             )
@@ -202,7 +210,7 @@ or None, default=None
                     enc.offsets,
                     enc.special_tokens_mask,
                     enc.word_ids,
-                    exclude_special_tokens=activations.exclude_special_tokens,
+                    exclude_special_tokens=extractor.exclude_special_tokens,
                 )
                 length = len(enc.ids)
                 values = grads[:, row, :length]  # (t, L, k)
@@ -215,139 +223,28 @@ or None, default=None
 
 
 # ------------------------------------------------------------------ helpers
-def _decoder_parts(concepts):
-    """``(preprocessing steps, concept estimator)`` of ``concepts``."""
-    before, est = _concept_step(concepts)
-    check_is_fitted(est)
-    steps = [] if before is None else [step for _, step in before.steps]
-    if steps and hasattr(steps[0], "units"):  # a leading SplitPointActivations
-        steps = steps[1:]
-    for step in steps:
-        if step in (None, "passthrough"):
-            continue
-        if not hasattr(step, "inverse_transform_torch"):
+def _deprecated_extractor(extractor, activations):
+    """``extractor``, or the deprecated ``activations=`` with a FutureWarning."""
+    if activations is not None:
+        if extractor is not None:
             raise TypeError(
-                f"The preprocessing step {type(step).__name__} has no "
-                "inverse_transform_torch, so the concept decoder cannot map back "
-                "through it; use skconcepts.preprocessing steps (ActivationScaler, "
-                "NonNegative) in front of the concept estimator."
+                "Pass the SplitPointActivations once, as extractor=; activations= "
+                "is its deprecated spelling."
             )
-    return [s for s in steps if s not in (None, "passthrough")], est
-
-
-def _check_targets(targets, n_inputs):
-    """``None`` or an int64 array of shape (n_inputs, t)."""
-    if targets is None:
-        return None
-    arr = np.asarray(targets)
-    if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or arr.ndim > 2:
-        raise ValueError(
-            f"targets={targets!r} must be an int, a 1-D sequence of ints (shared by "
-            "all inputs) or a 2-D array of shape (n_inputs, t), or None."
+        warnings.warn(
+            "concept_output_gradient(activations=...) is deprecated and will be "
+            "removed in the next release; pass the SplitPointActivations as "
+            "extractor=... instead.",
+            FutureWarning,
+            stacklevel=3,
         )
-    if arr.ndim < 2:
-        arr = np.broadcast_to(arr.reshape(1, -1), (n_inputs, arr.size))
-    elif arr.shape[0] != n_inputs:
-        raise ValueError(
-            f"targets has {arr.shape[0]} rows but there are {n_inputs} inputs; "
-            "give one row of targets per input, or a 1-D sequence for all."
+        return activations
+    if extractor is None:
+        raise TypeError(
+            "concept_output_gradient() missing the keyword argument 'extractor': "
+            "pass the fitted SplitPointActivations, e.g. extractor=pipe[0]."
         )
-    return arr.astype(np.int64)
-
-
-def _make_codec(preprocess, est, device, dtype):
-    """``(encode, decode)``: split output to concepts (no gradient) and back.
-
-    ``encode`` runs the public ``transform`` of every preprocessing step and of
-    the concept estimator on float32 numpy rows; ``decode`` is the estimator's
-    ``decoder_torch`` followed by each step's ``inverse_transform_torch`` in
-    reverse order, differentiable, in ``dtype`` on ``device``.
-    """
-    decoder = est.decoder_torch(device=device, dtype=dtype)
-
-    def encode(h):  # h: (..., d) -> C: (..., k)
-        X = to_numpy(h.reshape(-1, h.shape[-1]))  # (n, d) float32
-        for step in preprocess:
-            X = step.transform(X)
-        C = to_numpy(est.transform(X))  # (n, k)
-        C = torch.as_tensor(C, device=h.device, dtype=h.dtype)
-        return C.reshape(*h.shape[:-1], C.shape[-1])
-
-    def decode(C):  # C: (..., k) -> (..., d), differentiable
-        x = decoder(C)
-        for step in reversed(preprocess):
-            x = step.inverse_transform_torch(x)
-        return x
-
-    return encode, decode
-
-
-def _model_dtype(model):
-    param = next(model.parameters(), None)
-    return torch.float32 if param is None else param.dtype
-
-
-@contextlib.contextmanager
-def _attribution_mode(model, device):
-    """Eval mode, frozen parameters, model on ``device``; everything restored."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    modes = [(m, m.training) for m in model.modules()]
-    param = next(model.parameters(), None)
-    home = None if param is None else param.device
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        model.eval()
-        if home is not None and home != device:
-            model.to(device)
-        yield model
-    finally:
-        if home is not None and home != device:
-            model.to(home)
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def _select_outputs(outputs, inputs, targets, output_fn):
-    """The attributed outputs ``Y`` of shape (B, t)."""
-    if output_fn is not None:
-        full = output_fn(outputs)
-        if not isinstance(full, torch.Tensor) or full.ndim != 2:
-            raise ValueError(
-                "output_fn must return a tensor of shape (batch, n_outputs), got "
-                f"{getattr(full, 'shape', type(full).__name__)}."
-            )
-        default = None
-    else:
-        logits = getattr(outputs, "logits", None)
-        if logits is None:
-            raise ValueError(
-                f"The outputs of this model ({type(outputs).__name__}) have no "
-                "logits, e.g. a bare encoder; pass output_fn, e.g. "
-                "output_fn=lambda out: out.last_hidden_state[:, 0]."
-            )
-        if logits.ndim == 3:  # per-position logits (causal LM): last real token
-            last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
-            full = logits[torch.arange(logits.shape[0]), last]  # (B, V)
-            default = full.detach().argmax(dim=1, keepdim=True)  # (B, 1)
-        else:  # (B, n_classes)
-            full = logits
-            default = None
-    if targets is None:
-        if default is None:
-            return full
-        targets = default
-    else:
-        targets = torch.as_tensor(targets, device=full.device)
-    n_out = full.shape[1]
-    if bool((targets < 0).any()) or bool((targets >= n_out).any()):
-        raise ValueError(
-            f"targets hold {sorted(set(targets.flatten().tolist()))} but the model "
-            f"output has {n_out} entries; use targets in [0, {n_out - 1}]."
-        )
-    return full.gather(1, targets)  # (B, t)
+    return extractor
 
 
 def _batch_gradients(model, module, inputs, encode, decode, targets, output_fn):
@@ -362,25 +259,11 @@ def _batch_gradients(model, module, inputs, encode, decode, targets, output_fn):
     outputs : Tensor of shape (B, t)
         The attributed outputs of the rerun.
     """
-    state = {}
-
-    def splice(h):  # h: (B, T, d)
-        with torch.no_grad():
-            codes = encode(h)  # (B, T, k)
-            residual = h - decode(codes)  # (B, T, d), constant
-        codes = codes.detach().requires_grad_(True)
-        state["codes"] = codes
-        return decode(codes) + residual
-
-    with torch.enable_grad(), replace_output(module, splice):
-        outputs = model(**inputs, use_cache=False)
-        if "codes" not in state:
-            raise RuntimeError(
-                "The split module did not run during the forward pass; choose a "
-                "split point on the path from the inputs to the outputs."
-            )
-        Y = _select_outputs(outputs, inputs, targets, output_fn)  # (B, t)
-        codes = state["codes"]
+    splice = ConceptSplice(encode, decode)
+    with torch.enable_grad():
+        outputs = rerun(model, module, inputs, splice, use_cache=False)
+        Y = select_outputs(outputs, inputs, targets, output_fn)  # (B, t)
+        codes = splice.codes
         grads = _grad_per_target(Y, codes)  # (t, B, T, k)
     return grads.detach(), codes.detach(), Y.detach()
 

@@ -6,12 +6,11 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skconcepts.metrics import _concept_step
+from skconcepts._pipeline import encode, split_pipeline
+from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_store, is_tensor
 from skconcepts.utils._validation import check_texts
 
@@ -121,9 +120,9 @@ class TopKInputs:
         ----------
         pipeline : Pipeline
             A fitted pipeline whose first step is a ``SplitPointActivations`` and
-            that contains a concept estimator (its last step with
-            ``decoder_torch``); the steps between them (e.g. ``ActivationScaler``,
-            ``NonNegative``) are applied, the steps after it are ignored.
+            that contains a concept estimator (its last ``ConceptMixin`` step);
+            the steps between them (e.g. ``ActivationScaler``, ``NonNegative``)
+            are applied, the steps after it are ignored.
         texts : list of str or None
             The texts to search; ``None`` only with an ``ActivationStore``.
         activations : array-like, torch.Tensor or ActivationStore, default=None
@@ -153,23 +152,21 @@ class TopKInputs:
             self.get_params(),
             caller_name=type(self).__name__,
         )
-        reader, preprocess, est = _split_reader_pipeline(pipeline)
-        concepts = _check_concepts(self.concepts, est.components_.shape[0])
+        parts = split_pipeline(pipeline, require_extractor=True)
+        concepts = _check_concepts(self.concepts, parts.concepts.components_.shape[0])
 
         if is_store(activations):
             batches, n_batches = _batches_from_store(
-                preprocess, est, activations, _STORE_ROWS * self.batch_size
+                parts, activations, _STORE_ROWS * self.batch_size
             )
         elif activations is None:
             texts = check_texts(texts)
-            batches = _batches_from_texts(
-                reader, preprocess, est, texts, self.batch_size
-            )
+            batches = _batches_from_texts(parts, texts, self.batch_size)
             n_batches = -(-len(texts) // self.batch_size)
         else:
             texts = check_texts(texts)
             batches, n_batches = _batches_from_activations(
-                reader, preprocess, est, texts, activations, self.batch_size
+                parts, texts, activations, self.batch_size
             )
         batches = tqdm(
             batches,
@@ -181,29 +178,69 @@ class TopKInputs:
         table = _running_topk(batches, k=self.k, unique=self.unique, concepts=concepts)
         return table if as_frame else _as_dict(table, concepts)
 
+    def interpret_concepts(self, concept_activations, units, as_frame=False):
+        """Find the top-``k`` units of every concept from concept activations.
+
+        The same search as :meth:`interpret` when the concept activations and
+        the units table are already computed (e.g. ``pipe.transform(texts)``
+        and ``pipe[0].units(texts)``), so no pipeline is needed.
+
+        Parameters
+        ----------
+        concept_activations : array-like or torch.Tensor of shape \
+(n_units, n_concepts)
+            Concept activations, one row per unit.
+        units : pandas.DataFrame of shape (n_units, ...)
+            The units table of the same rows, with the columns ``sample``,
+            ``start``, ``end`` and ``text`` (as ``SplitPointActivations.units``
+            returns it).
+        as_frame : bool, default=False
+            Return a tidy ``pandas.DataFrame`` instead of the dict.
+
+        Returns
+        -------
+        top : dict or pandas.DataFrame
+            As :meth:`interpret` returns it.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from skconcepts import TopKInputs
+        >>> units = pd.DataFrame({"sample": [0, 0, 1], "start": [0, 4, 0],
+        ...                       "end": [3, 8, 4], "text": ["big", "dogs", "cats"]})
+        >>> C = np.array([[0.1, 2.0], [0.9, 0.0], [0.5, 1.0]])
+        >>> TopKInputs(k=2).interpret_concepts(C, units)
+        {0: {'dogs': 0.9, 'cats': 0.5}, 1: {'big': 2.0, 'cats': 1.0}}
+        """
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            self.get_params(),
+            caller_name=type(self).__name__,
+        )
+        C = to_numpy(concept_activations, dtype=None)
+        if C.ndim != 2:
+            raise ValueError(
+                f"concept_activations must be 2-D (n_units, n_concepts), got shape "
+                f"{C.shape}."
+            )
+        _check_units(units, C.shape[0], "concept_activations")
+        concepts = _check_concepts(self.concepts, C.shape[1])
+        table = _running_topk(
+            [(C, units)], k=self.k, unique=self.unique, concepts=concepts
+        )
+        return table if as_frame else _as_dict(table, concepts)
+
 
 # ------------------------------------------------------------------ helpers
+# kept for cli.py until it reads pipelines through skconcepts._pipeline (issue 11
+# merge); nothing else uses them
 def _split_reader_pipeline(pipeline):
-    """``(SplitPointActivations, preprocessing sub-pipeline or None, concepts)``."""
-    if not isinstance(pipeline, Pipeline):
-        raise TypeError(
-            f"pipeline must be a fitted sklearn Pipeline (SplitPointActivations, "
-            f"[preprocessing], concept estimator), got {type(pipeline).__name__}; "
-            "build it with make_pipeline(SplitPointActivations(...), "
-            "PCAConcepts(...))."
-        )
-    before, est = _concept_step(pipeline)
-    reader = None if before is None else before.steps[0][1]
-    if reader is None or not hasattr(reader, "units"):
-        raise TypeError(
-            f"The first step of the pipeline must be a SplitPointActivations (it "
-            f"gives the units table), got {type(reader or est).__name__}; put "
-            "SplitPointActivations(...) first."
-        )
-    check_is_fitted(reader)
-    check_is_fitted(est)
-    preprocess = before[1:] if len(before) > 1 else None
-    return reader, preprocess, est
+    parts = split_pipeline(pipeline, require_extractor=True)
+    return parts.extractor, parts, parts.concepts
+
+
+def _encode(parts, est, X):
+    return encode(parts, X)
 
 
 def _check_concepts(concepts, n_concepts):
@@ -224,18 +261,6 @@ def _check_concepts(concepts, n_concepts):
     return pd.unique(idx)
 
 
-def _encode(preprocess, est, X):
-    """Concept activations (numpy float32) through the public ``transform``."""
-    if preprocess is not None:
-        X = preprocess.transform(X)
-    C = est.transform(X)
-    if is_tensor(C):
-        from skconcepts.utils._torch import to_numpy
-
-        C = to_numpy(C)
-    return np.asarray(C, dtype=np.float32)
-
-
 def _check_units(units, n_rows, where):
     missing = [c for c in _UNIT_COLUMNS if c not in units.columns]
     if missing:
@@ -248,19 +273,20 @@ def _check_units(units, n_rows, where):
         )
 
 
-def _batches_from_texts(reader, preprocess, est, texts, batch_size):
+def _batches_from_texts(parts, texts, batch_size):
     """Yield ``(C, units)`` per batch of texts, running the model batch by batch."""
+    extractor = parts.extractor
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        X = reader.transform(chunk)
-        units = reader.units(chunk)
+        X = extractor.transform(chunk)
+        units = extractor.units(chunk)
         _check_units(units, X.shape[0], "SplitPointActivations.transform")
         units = units[_UNIT_COLUMNS].copy()
         units["sample"] = units["sample"].to_numpy() + start
-        yield _encode(preprocess, est, X), units
+        yield encode(parts, X), units
 
 
-def _batches_from_activations(reader, preprocess, est, texts, activations, batch_size):
+def _batches_from_activations(parts, texts, activations, batch_size):
     """``(generator of (C, units), n_batches)`` over precomputed activations."""
     if is_tensor(activations):
         if activations.ndim != 2:
@@ -275,7 +301,7 @@ def _batches_from_activations(reader, preprocess, est, texts, activations, batch
                 f"activations must be 2-D (n_rows, n_features), got shape "
                 f"{activations.shape}; pass pipeline[0].transform(texts)."
             )
-    units = reader.units(texts)
+    units = parts.extractor.units(texts)
     _check_units(units, activations.shape[0], "activations")
     units = units[_UNIT_COLUMNS].reset_index(drop=True)
     # row boundaries of consecutive groups of ``batch_size`` texts
@@ -285,23 +311,21 @@ def _batches_from_activations(reader, preprocess, est, texts, activations, batch
     edges = np.append(edges, len(units))
 
     def batches():
-        from skconcepts.utils._torch import to_numpy
-
         for lo, hi in zip(edges[:-1], edges[1:]):
             if hi <= lo:
                 continue
             X = activations[lo:hi]
-            X = to_numpy(X) if is_tensor(X) else np.asarray(X, dtype=np.float32)
-            yield _encode(preprocess, est, X), units.iloc[lo:hi]
+            X = to_numpy(X)
+            yield encode(parts, X), units.iloc[lo:hi]
 
     return batches(), len(edges) - 1
 
 
-def _batches_from_store(preprocess, est, store, rows):
+def _batches_from_store(parts, store, rows):
     """``(generator of (C, units), n_batches)`` over an ActivationStore."""
     n_batches = -(-store.shape[0] // rows)
     pairs = zip(store.iter_batches(rows), store.iter_units(rows))
-    return ((_encode(preprocess, est, X), units) for X, units in pairs), n_batches
+    return ((encode(parts, X), units) for X, units in pairs), n_batches
 
 
 def _topk_candidates(C, codes, k, unique):

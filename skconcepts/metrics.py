@@ -27,7 +27,8 @@ The scorers accept a concept estimator or a fitted ``Pipeline`` (which is what
 ``GridSearchCV`` passes when it searches over a pipeline): ``X`` is transformed by
 the steps before the last concept estimator of the pipeline (e.g. a
 ``SplitPointActivations`` and an ``ActivationScaler``), and the metric is computed
-in the input space of the concept estimator.
+in the input space of the concept estimator. The pipeline is taken apart by
+:func:`skconcepts._pipeline.split_pipeline`, as everywhere in skconcepts.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
-from sklearn.utils.validation import check_is_fitted
 
-from skconcepts.utils._torch_free import is_tensor
+from skconcepts._pipeline import concept_input, split_pipeline
+from skconcepts.utils._torch import to_numpy
 
 __all__ = [
     "reconstruction_mse",
@@ -57,9 +58,7 @@ __all__ = [
 # ---------------------------------------------------------------- helpers
 def _as_2d(A, name):
     """A float64 2-D numpy array from an array-like or a tensor (any device)."""
-    if is_tensor(A):
-        A = A.detach().cpu().double().numpy()
-    A = np.asarray(A, dtype=np.float64)
+    A = to_numpy(A, dtype=np.float64)
     if A.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_rows, n_columns), got an array of shape "
@@ -380,44 +379,10 @@ def dictionary_stability(D1, D2, *, absolute=True, return_matching=False):
 
 
 # ------------------------------------------------------------------ scorers
-def _is_concept_estimator(step):
-    return hasattr(step, "inverse_transform") and hasattr(step, "decoder_torch")
-
-
-def _concept_step(estimator):
-    """Split ``estimator`` into ``(steps before, concept estimator)``.
-
-    ``estimator`` is a concept estimator (``before`` is ``None``) or a
-    ``Pipeline``; the concept estimator is its last step that has
-    ``decoder_torch``, and ``before`` the sub-pipeline of the steps in front of
-    it (``None`` when it is the first step).
-    """
-    from sklearn.pipeline import Pipeline
-
-    if not isinstance(estimator, Pipeline):
-        if not _is_concept_estimator(estimator):
-            raise TypeError(
-                f"Expected a concept estimator (e.g. PCAConcepts) or a Pipeline "
-                f"ending in one, got {type(estimator).__name__}."
-            )
-        return None, estimator
-    for i in range(len(estimator.steps) - 1, -1, -1):
-        if _is_concept_estimator(estimator.steps[i][1]):
-            return (estimator[:i] if i > 0 else None), estimator.steps[i][1]
-    names = [name for name, _ in estimator.steps]
-    raise TypeError(
-        f"The Pipeline with steps {names} has no concept estimator (a step with "
-        "decoder_torch, e.g. PCAConcepts); add one."
-    )
-
-
 def _concept_input(estimator, X):
     """(concept estimator, X transformed by the steps before it)."""
-    before, est = _concept_step(estimator)
-    check_is_fitted(est)
-    if before is not None:
-        X = before.transform(X)
-    return est, X
+    parts = split_pipeline(estimator)
+    return parts.concepts, concept_input(parts, X)
 
 
 def _reconstruct(estimator, X):
@@ -443,8 +408,7 @@ class _ConceptScorer:
             est, Xc = _concept_input(estimator, X)
             value = self._metric(est.transform(Xc))
         elif self._needs == "dictionary":
-            est = _concept_step(estimator)[1]
-            check_is_fitted(est)
+            est = split_pipeline(estimator).concepts
             value = self._metric(est.components_)
         else:  # "refit"
             est, Xc = _concept_input(estimator, X)

@@ -2,14 +2,18 @@
 
 Both transformers sit in a ``Pipeline`` before a concept estimator, so the
 normalisation is saved with the pipeline instead of hidden inside an estimator.
-Each has an exact ``inverse_transform`` where one exists and a differentiable
-``inverse_transform_torch`` that attribution composes after a concept decoder.
+Each has an exact ``inverse_transform`` where one exists and, like the concept
+estimators, a ``decoder_torch`` (the differentiable inverse as a
+``torch.nn.Module``) that attribution composes after a concept decoder.
 Numpy input keeps its float dtype; a torch tensor gives a tensor on its device.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import torch
 from sklearn.base import (
     BaseEstimator,
     OneToOneFeatureMixin,
@@ -24,6 +28,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_tensor
 from skconcepts.utils._validation import check_finite_tensor
 
@@ -34,14 +39,13 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
     """Validation for numpy arrays and torch tensors; ``fit``/``transform`` verbs.
 
     Subclasses write ``_fit(X)``, ``_transform(X)``, ``_inverse(X)`` (numpy or
-    torch, same code where the operators agree) and ``_n_out()``.
+    torch, same code where the operators agree), ``_decoder(device, dtype)``
+    (the torch module of ``decoder_torch``) and ``_n_out()``.
     """
 
     def _validate(self, X, *, reset):
         if not is_tensor(X):
             return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        import torch
-
         if X.ndim != 2:
             raise ValueError(
                 f"Expected 2D input, got a tensor of shape {tuple(X.shape)}; "
@@ -134,8 +138,34 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
             return self._inverse(X.detach())
         return self._inverse(X)
 
+    def decoder_torch(self, device=None, dtype=None):
+        """The differentiable ``inverse_transform``, as a torch module.
+
+        Parameters
+        ----------
+        device : str or torch.device, default=None
+            Device of the module's buffers (default: CPU).
+        dtype : torch.dtype, default=None
+            Dtype of the buffers (default: float32); give the dtype of the
+            tensors it will map back.
+
+        Returns
+        -------
+        decoder : torch.nn.Module
+            A module whose ``forward(X)`` maps transformed activations of shape
+            (..., n_features_out) to the input space (..., n_features_in_);
+            gradients flow through. Attribution composes it after a concept
+            estimator's ``decoder_torch``.
+        """
+        check_is_fitted(self)
+        return self._decoder(device, dtype or torch.float32)
+
     def inverse_transform_torch(self, X):
-        """Differentiable ``inverse_transform`` of a tensor (for attribution).
+        """Differentiable ``inverse_transform`` of a tensor (deprecated).
+
+        .. deprecated::
+            Use ``decoder_torch(device=X.device, dtype=X.dtype)(X)``; this alias
+            goes in the next release.
 
         Parameters
         ----------
@@ -148,6 +178,12 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
         X_original : torch.Tensor of shape (..., n_features_in_)
             Activations in the input space, same device and dtype.
         """
+        warnings.warn(
+            f"{type(self).__name__}.inverse_transform_torch is deprecated and will "
+            "be removed in the next release; use decoder_torch(device, dtype)(X).",
+            FutureWarning,
+            stacklevel=2,
+        )
         check_is_fitted(self)
         if not is_tensor(X):
             raise TypeError(
@@ -173,14 +209,67 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
 def _like(values, X):
     """``values`` (numpy) as an array/tensor of ``X``'s kind, dtype and device."""
     if is_tensor(X):
-        import torch
-
         return torch.as_tensor(values, dtype=X.dtype, device=X.device)
     return np.asarray(values, dtype=X.dtype)
 
 
 def _relu(X):
     return X.clamp_min(0) if is_tensor(X) else np.maximum(X, 0)
+
+
+def _buffer(values, device, dtype):
+    return torch.as_tensor(np.asarray(values), dtype=dtype, device=device)
+
+
+class _Decoder(torch.nn.Module):
+    """Base of the torch inverses: checks the width of the last dimension."""
+
+    def __init__(self, n_in, name):
+        super().__init__()
+        self.n_in = n_in
+        self.name = name
+
+    def _check(self, X):
+        if X.shape[-1] != self.n_in:
+            raise ValueError(
+                f"X has {X.shape[-1]} features in its last dimension, but the output "
+                f"of {self.name}.transform has {self.n_in}."
+            )
+
+
+class _ScalerDecoder(_Decoder):
+    """``forward(X) = X * scale + mean``: the inverse of ``ActivationScaler``."""
+
+    def __init__(self, mean, scale, device, dtype):
+        super().__init__(len(scale), "ActivationScaler")
+        self.register_buffer("scale", _buffer(scale, device, dtype))
+        self.register_buffer("mean", _buffer(mean, device, dtype))
+
+    def forward(self, X):  # X: (..., d) -> (..., d)
+        self._check(X)
+        return X * self.scale + self.mean
+
+
+class _NonNegativeDecoder(_Decoder):
+    """The inverse of ``NonNegative``: identity, ``X - shift`` or ``pos - neg``."""
+
+    def __init__(self, strategy, n_features, shift, device, dtype):
+        n_in = n_features * (2 if strategy == "split" else 1)
+        super().__init__(n_in, "NonNegative")
+        self.strategy = strategy
+        self.n_features = n_features
+        if shift is not None:
+            shift = _buffer(shift, device, dtype)
+        self.register_buffer("shift", shift)
+
+    def forward(self, X):  # X: (..., d) or (..., 2d) for "split" -> (..., d)
+        self._check(X)
+        if self.strategy == "relu":
+            return X
+        if self.strategy == "shift":
+            return X - self.shift
+        d = self.n_features
+        return X[..., :d] - X[..., d:]
 
 
 class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
@@ -231,8 +320,6 @@ class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
     def _fit(self, X):
         d = X.shape[1]
         if is_tensor(X):
-            from skconcepts.utils._torch import to_numpy
-
             X64 = X.double()
             if self.strategy == "norm":
                 norm2 = float((X64**2).sum(dim=1).mean())
@@ -256,6 +343,9 @@ class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
 
     def _inverse(self, X):
         return X * _like(self.scale_, X) + _like(self.mean_, X)
+
+    def _decoder(self, device, dtype):
+        return _ScalerDecoder(self.mean_, self.scale_, device, dtype)
 
 
 class NonNegative(_TensorAwareTransformer):
@@ -313,8 +403,6 @@ class NonNegative(_TensorAwareTransformer):
     def _fit(self, X):
         if self.strategy == "shift":
             if is_tensor(X):
-                from skconcepts.utils._torch import to_numpy
-
                 low = to_numpy(X.min(dim=0).values, dtype=np.float64)
             else:
                 low = X.min(axis=0).astype(np.float64)
@@ -326,8 +414,6 @@ class NonNegative(_TensorAwareTransformer):
         if self.strategy == "shift":
             return _relu(X + _like(self.shift_, X))
         if is_tensor(X):
-            import torch
-
             return torch.cat([_relu(X), _relu(-X)], dim=-1)
         return np.hstack([_relu(X), _relu(-X)])
 
@@ -338,6 +424,12 @@ class NonNegative(_TensorAwareTransformer):
             return X - _like(self.shift_, X)
         d = self.n_features_in_
         return X[..., :d] - X[..., d:]
+
+    def _decoder(self, device, dtype):
+        shift = self.shift_ if self.strategy == "shift" else None
+        return _NonNegativeDecoder(
+            self.strategy, self.n_features_in_, shift, device, dtype
+        )
 
     def _n_out(self):
         return self.n_features_in_ * (2 if self.strategy == "split" else 1)

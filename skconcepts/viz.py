@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from skconcepts._pipeline import encode, split_pipeline
+from skconcepts.interpret import TopKInputs
+from skconcepts.utils._validation import check_texts
+
 __all__ = [
     "ConceptReport",
     "highlight_html",
@@ -140,6 +144,7 @@ def plot_concept_importance(importance, *, class_names=None, concept_names=None)
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ['neg', 'pos']
     """
+    # deferred: matplotlib is heavy and only drawing needs it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -448,11 +453,7 @@ default=None
 def _top_units_table(top_inputs, units, C, concept_names, k):
     """Top units per concept as a frame with integer ``concept`` positions."""
     if top_inputs is None:
-        from skconcepts.interpret import _running_topk
-
-        return _running_topk(
-            [(C, units)], k=k, unique=True, concepts=np.arange(C.shape[1])
-        )
+        return TopKInputs(k=k).interpret_concepts(C, units, as_frame=True)
     top_inputs = top_inputs.copy()
     positions = {name: j for j, name in enumerate(concept_names)}
 
@@ -534,14 +535,12 @@ default=None
     (2, True)
     >>> rep.save("report.html")  # doctest: +SKIP
     """
-    from skconcepts.interpret import TopKInputs, _encode, _split_reader_pipeline
-    from skconcepts.utils._validation import check_texts
-
     texts = check_texts(texts)
-    extractor, preprocess, estimator = _split_reader_pipeline(pipeline)
+    parts = split_pipeline(pipeline, require_extractor=True)
+    extractor, estimator = parts.extractor, parts.concepts
     if activations is None:
         activations = _transform_with_progress(extractor, texts, progress)
-    concepts = _encode(preprocess, estimator, activations)
+    concepts = encode(parts, activations)
     top = TopKInputs(k=k, progress=progress).interpret(
         pipeline, texts, activations=activations, as_frame=True
     )

@@ -12,13 +12,10 @@ from skconcepts import (
     SplitPointActivations,
     concept_output_gradient,
 )
+from skconcepts._pipeline import split_pipeline, torch_codec
 from skconcepts._split import replace_output
 from skconcepts.activations import pad_encodings
-from skconcepts.attribution import (
-    _batch_gradients,
-    _decoder_parts,
-    _make_codec,
-)
+from skconcepts.attribution import _batch_gradients
 from skconcepts.utils._testing import make_tiny_model
 
 TEXTS = [
@@ -53,9 +50,8 @@ def lm_pipe():
 
 def _codec(pipe):
     acts = pipe[0]
-    preprocess, est = _decoder_parts(pipe)
     dtype = next(acts.model_.parameters()).dtype
-    return _make_codec(preprocess, est, acts.device_, dtype)
+    return torch_codec(split_pipeline(pipe), acts.device_, dtype)
 
 
 def _inputs(pipe, texts):
@@ -136,7 +132,7 @@ def test_gradients_match_finite_differences(arch, head, targets, scaler):
     text = TEXTS[0]
     expected, codes = _finite_differences(pipe, text, targets)
     kwargs = dict(
-        activations=pipe[0],
+        extractor=pipe[0],
         concepts=pipe,
         targets=targets,
         granularity="all_tokens",
@@ -160,7 +156,7 @@ def test_shapes_follow_units(granularity, cls_pipe):
     acts = clone(cls_pipe[0]).set_params(granularity=granularity).fit()
     units = acts.units(TEXTS)
     attr = concept_output_gradient(
-        TEXTS, activations=acts, concepts=cls_pipe, progress=True
+        TEXTS, extractor=acts, concepts=cls_pipe, progress=True
     )
     assert len(attr) == len(TEXTS)
     for i, a in enumerate(attr):
@@ -171,7 +167,7 @@ def test_shapes_follow_units(granularity, cls_pipe):
 
 
 def test_granularity_overrides_activations_and_sums_tokens(cls_pipe):
-    kw = dict(activations=cls_pipe[0], concepts=cls_pipe, normalization=False)
+    kw = dict(extractor=cls_pipe[0], concepts=cls_pipe, normalization=False)
     tokens = concept_output_gradient(TEXTS, granularity="token", **kw)
     words = concept_output_gradient(TEXTS, granularity="word", **kw)
     sample = concept_output_gradient(TEXTS, granularity="sample", **kw)
@@ -189,7 +185,7 @@ def test_granularity_overrides_activations_and_sums_tokens(cls_pipe):
 def test_normalization_sums_to_one(x_input, lm_pipe):
     attr = concept_output_gradient(
         TEXTS,
-        activations=lm_pipe[0],
+        extractor=lm_pipe[0],
         concepts=lm_pipe[-1],
         targets=[1, 2, 3, 4],
         concepts_x_gradients=x_input,
@@ -201,7 +197,7 @@ def test_normalization_sums_to_one(x_input, lm_pipe):
         )
     raw = concept_output_gradient(
         TEXTS,
-        activations=lm_pipe[0],
+        extractor=lm_pipe[0],
         concepts=lm_pipe[-1],
         targets=[1, 2, 3, 4],
         concepts_x_gradients=x_input,
@@ -215,7 +211,7 @@ def test_normalization_sums_to_one(x_input, lm_pipe):
 @pytest.mark.parametrize("which", ["cls", "lm"])
 def test_batch_size_does_not_change_results(which, cls_pipe, lm_pipe):
     pipe = cls_pipe if which == "cls" else lm_pipe
-    kw = dict(activations=pipe[0], concepts=pipe, targets=[0, 1], normalization=False)
+    kw = dict(extractor=pipe[0], concepts=pipe, targets=[0, 1], normalization=False)
     one = concept_output_gradient(TEXTS, batch_size=1, **kw)
     many = concept_output_gradient(TEXTS, batch_size=3, **kw)
     for a, b in zip(one, many):
@@ -223,7 +219,7 @@ def test_batch_size_does_not_change_results(which, cls_pipe, lm_pipe):
 
 
 def test_targets_forms(lm_pipe):
-    kw = dict(activations=lm_pipe[0], concepts=lm_pipe, normalization=False)
+    kw = dict(extractor=lm_pipe[0], concepts=lm_pipe, normalization=False)
     shared = concept_output_gradient(TEXTS, targets=[5, 9], **kw)
     per_input = concept_output_gradient(
         TEXTS, targets=np.array([[5, 9], [9, 5], [5, 9], [5, 9]]), **kw
@@ -248,7 +244,7 @@ def test_targets_forms(lm_pipe):
 
 def test_output_fn_for_bare_encoder():
     pipe = _fit("bert", None, scaler=False)
-    kw = dict(activations=pipe[0], concepts=pipe, granularity="word")
+    kw = dict(extractor=pipe[0], concepts=pipe, granularity="word")
     with pytest.raises(ValueError, match="have no logits.*pass output_fn"):
         concept_output_gradient(TEXTS, **kw)
     attr = concept_output_gradient(
@@ -267,7 +263,7 @@ def test_model_state_is_restored(cls_pipe):
     model.classifier.weight.requires_grad_(False)
     before = {n: p.requires_grad for n, p in model.named_parameters()}
     try:
-        concept_output_gradient(TEXTS[:2], activations=cls_pipe[0], concepts=cls_pipe)
+        concept_output_gradient(TEXTS[:2], extractor=cls_pipe[0], concepts=cls_pipe)
         assert model.training and all(m.training for m in model.modules())
         assert {n: p.requires_grad for n, p in model.named_parameters()} == before
         assert all(p.grad is None for p in model.parameters())
@@ -286,7 +282,7 @@ def test_uses_vectorised_backward(cls_pipe, monkeypatch):
 
     monkeypatch.setattr(torch.autograd, "grad", spy)
     concept_output_gradient(
-        TEXTS, activations=cls_pipe[0], concepts=cls_pipe, batch_size=4
+        TEXTS, extractor=cls_pipe[0], concepts=cls_pipe, batch_size=4
     )
     assert calls == [True]  # one backward call for both targets and all texts
 
@@ -306,7 +302,7 @@ def test_uses_vectorised_backward(cls_pipe, monkeypatch):
 def test_errors(kwargs, error, match, cls_pipe):
     with pytest.raises(error, match=match):
         concept_output_gradient(
-            TEXTS, activations=cls_pipe[0], concepts=cls_pipe, **kwargs
+            TEXTS, extractor=cls_pipe[0], concepts=cls_pipe, **kwargs
         )
 
 
@@ -315,22 +311,35 @@ def test_rejects_steps_without_torch_inverse(cls_pipe):
 
     X = cls_pipe[0].transform(TEXTS)
     pipe = make_pipeline(StandardScaler(), PCAConcepts(n_concepts=2)).fit(X)
-    with pytest.raises(
-        TypeError, match="StandardScaler has no inverse_transform_torch"
-    ):
-        concept_output_gradient(TEXTS, activations=cls_pipe[0], concepts=pipe)
+    with pytest.raises(TypeError, match="StandardScaler has no decoder_torch"):
+        concept_output_gradient(TEXTS, extractor=cls_pipe[0], concepts=pipe)
     with pytest.raises(TypeError, match="Expected a concept estimator"):
         concept_output_gradient(
-            TEXTS, activations=cls_pipe[0], concepts=StandardScaler().fit(X)
+            TEXTS, extractor=cls_pipe[0], concepts=StandardScaler().fit(X)
         )
 
 
 @pytest.mark.gpu
 def test_cuda_matches_cpu_and_model_goes_back(cls_pipe):
-    kw = dict(activations=cls_pipe[0], concepts=cls_pipe, normalization=False)
+    kw = dict(extractor=cls_pipe[0], concepts=cls_pipe, normalization=False)
     cpu = concept_output_gradient(TEXTS, **kw)
     gpu = concept_output_gradient(TEXTS, device="cuda", **kw)
     for a, b in zip(cpu, gpu):
         assert b.device.type == "cpu"
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
     assert next(cls_pipe[0].model_.parameters()).device.type == "cpu"
+
+
+def test_activations_keyword_is_a_deprecated_alias_of_extractor(cls_pipe):
+    kw = dict(concepts=cls_pipe, granularity="word", normalization=False)
+    new = concept_output_gradient(TEXTS[:2], extractor=cls_pipe[0], **kw)
+    with pytest.warns(FutureWarning, match=r"activations=.*extractor="):
+        old = concept_output_gradient(TEXTS[:2], activations=cls_pipe[0], **kw)
+    for a, b in zip(new, old):
+        assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="once, as extractor="):
+        concept_output_gradient(
+            TEXTS[:2], extractor=cls_pipe[0], activations=cls_pipe[0], **kw
+        )
+    with pytest.raises(TypeError, match="missing the keyword argument 'extractor'"):
+        concept_output_gradient(TEXTS[:2], **kw)

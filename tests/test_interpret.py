@@ -247,3 +247,22 @@ def test_errors(pca_pipe, texts, X, reader):
 
     with pytest.raises(InvalidParameterError, match="'k' parameter"):
         TopKInputs(k=0).interpret(pca_pipe, texts)
+
+
+@pytest.mark.parametrize("unique", [True, False])
+def test_interpret_concepts_equals_interpret(pca_pipe, texts, X, unique):
+    reader = TopKInputs(k=4, unique=unique, concepts=[2, 0])
+    expected = reader.interpret(pca_pipe, texts, activations=X, as_frame=True)
+    C = pca_pipe[-1].transform(X)
+    units = pca_pipe[0].units(texts)
+    got = reader.interpret_concepts(C, units, as_frame=True)
+    assert_same_table(got, expected)
+    assert reader.interpret_concepts(torch.from_numpy(C), units) == reader.interpret(
+        pca_pipe, texts, activations=X
+    )
+    with pytest.raises(ValueError, match="concept_activations has 10 rows"):
+        reader.interpret_concepts(C[:10], units)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        reader.interpret_concepts(C[:, 0], units)
+    with pytest.raises(ValueError, match=r"holds \[7\]"):
+        TopKInputs(concepts=[7]).interpret_concepts(C, units)

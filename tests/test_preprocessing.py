@@ -61,7 +61,9 @@ def test_nonnegative_torch_and_gradients(X):
     np.testing.assert_array_equal(Z.numpy(), nn.transform(X))
     Zg = Z.double().requires_grad_()
     w = torch.randn(40, 6, dtype=torch.float64)
-    (nn.inverse_transform_torch(Zg) * w).sum().backward()
+    decoder = nn.decoder_torch(dtype=torch.float64)
+    assert isinstance(decoder, torch.nn.Module)
+    (decoder(Zg) * w).sum().backward()
     np.testing.assert_allclose(Zg.grad.numpy(), torch.cat([w, -w], 1).numpy())
     # inverse_transform of a tensor: a tensor, detached
     out = nn.inverse_transform(Zg)
@@ -69,9 +71,53 @@ def test_nonnegative_torch_and_gradients(X):
     for strategy in ("relu", "shift"):
         est = NonNegative(strategy).fit(X)
         torch.autograd.gradcheck(
-            est.inverse_transform_torch,
+            est.decoder_torch(dtype=torch.float64),
             (torch.rand(3, 6, dtype=torch.float64, requires_grad=True),),
         )
+
+
+@pytest.mark.parametrize(
+    "est",
+    [
+        NonNegative("split"),
+        NonNegative("shift"),
+        NonNegative("relu"),
+        ActivationScaler("standard"),
+        ActivationScaler("norm"),
+    ],
+    ids=["split", "shift", "relu", "standard", "norm"],
+)
+def test_decoder_torch_equals_inverse_transform(X, est):
+    est.fit(X)
+    Z = est.transform(X)
+    decoder = est.decoder_torch()
+    assert isinstance(decoder, torch.nn.Module)
+    got = decoder(torch.from_numpy(Z))
+    assert got.dtype == torch.float32 and got.shape == X.shape
+    np.testing.assert_array_equal(got.numpy(), est.inverse_transform(Z))
+    # (..., d) inputs, float64 buffers, the deprecated alias gives the same bits
+    Z3 = torch.from_numpy(Z).double().reshape(4, 10, -1)
+    got64 = est.decoder_torch(dtype=torch.float64)(Z3)
+    with pytest.warns(FutureWarning, match="use decoder_torch"):
+        old = est.inverse_transform_torch(Z3)
+    assert torch.equal(got64, old)
+    with pytest.raises(ValueError, match="features in its last dimension"):
+        decoder(torch.from_numpy(X[:, :5]))
+    with pytest.raises(NotFittedError):
+        type(est)(est.strategy).decoder_torch()
+
+
+def test_inverse_transform_torch_is_deprecated(X):
+    sc = ActivationScaler("standard").fit(X)
+    Zg = torch.zeros(2, 6, dtype=torch.float64, requires_grad=True)
+    with pytest.warns(FutureWarning, match="inverse_transform_torch is deprecated"):
+        sc.inverse_transform_torch(Zg).sum().backward()
+    np.testing.assert_allclose(Zg.grad[0].numpy(), sc.scale_)
+    with (
+        pytest.warns(FutureWarning),
+        pytest.raises(TypeError, match="expects a torch.Tensor"),
+    ):
+        sc.inverse_transform_torch(X)
 
 
 # --------------------------------------------------------------- ActivationScaler
@@ -108,10 +154,10 @@ def test_scaler_torch_differentiable(X):
     assert isinstance(Z, torch.Tensor) and Z.dtype == torch.float32
     np.testing.assert_allclose(sc.inverse_transform(Z).numpy(), X, rtol=1e-5, atol=1e-5)
     Zg = torch.zeros(2, 6, dtype=torch.float64, requires_grad=True)
-    sc.inverse_transform_torch(Zg).sum().backward()
+    sc.decoder_torch(dtype=torch.float64)(Zg).sum().backward()
     np.testing.assert_allclose(Zg.grad[0].numpy(), sc.scale_)  # d(z*s+m)/dz = s
-    with pytest.raises(TypeError, match="expects a torch.Tensor"):
-        sc.inverse_transform_torch(X)
+    decoder = sc.decoder_torch(device="cpu", dtype=torch.float64)
+    assert decoder.scale.dtype == torch.float64 and decoder.scale.device.type == "cpu"
 
 
 # --------------------------------------------------------------------- shared
