@@ -134,7 +134,7 @@ class PooledConcepts(TransformerMixin, BaseEstimator):
             if counts.sum() == 0:
                 continue
             block = torch.cat(rows)
-            if self.extractor_.dtype != "bfloat16":  # as extractor.transform
+            if getattr(self.extractor_, "dtype", None) != "bfloat16":  # as transform
                 block = block.numpy()
             C = to_numpy(self.estimator_.transform(block), dtype=None)
             out[indices] = _pool_rows(C, counts, self.pooling)

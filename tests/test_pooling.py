@@ -14,6 +14,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import (
+    check_do_not_raise_errors_in_init_or_set_params,
+    check_estimator_cloneable,
+    check_estimator_repr,
+    check_get_params_invariance,
+    check_mixin_order,
+    check_no_attributes_set_in_init,
+    check_set_params,
+)
 
 import skconcepts
 from skconcepts import (
@@ -93,6 +102,14 @@ def test_chunks_of_the_corpus_give_the_same_rows(words, texts, monkeypatch):
     np.testing.assert_allclose(pooled.transform(texts), whole, rtol=1e-6, atol=1e-6)
 
 
+def test_bfloat16_activations_reach_the_estimator_as_a_tensor(words, texts):
+    bf16 = clone(words).set_params(dtype="bfloat16")
+    pooled = PooledConcepts(bf16, PCAConcepts(n_concepts=2)).fit(texts[:8])
+    out = pooled.transform(texts[:8])
+    assert out.dtype == np.float32 and out.shape == (8, 2)
+    assert np.isfinite(out).all()
+
+
 def test_estimator_may_be_a_pipeline_of_preprocessing_and_concepts(words, texts):
     concepts = Pipeline(
         [
@@ -135,6 +152,28 @@ def test_sklearn_api(words, texts):
         PooledConcepts(words, PCAConcepts()).transform(texts)
     with pytest.raises(TypeError, match="list of strings"):
         PooledConcepts(words, PCAConcepts()).fit("one text")
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        check_estimator_cloneable,
+        check_estimator_repr,
+        check_no_attributes_set_in_init,
+        check_get_params_invariance,
+        check_set_params,
+        check_do_not_raise_errors_in_init_or_set_params,
+        check_mixin_order,
+    ],
+)
+def test_data_free_sklearn_checks(words, check):
+    check("PooledConcepts", PooledConcepts(words, PCAConcepts(n_concepts=2)))
+
+
+def test_tags(words):
+    tags = PooledConcepts(words, PCAConcepts()).__sklearn_tags__()
+    assert tags.input_tags.string and not tags.input_tags.two_d_array
+    assert tags.requires_fit and tags.transformer_tags is not None
 
 
 class _ForwardCounter:
