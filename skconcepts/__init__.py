@@ -34,6 +34,8 @@ _LAZY = {
     "MPSAEConcepts": "skconcepts.concepts",
     "TopKInputs": "skconcepts.interpret",
     "concept_output_gradient": "skconcepts.attribution",
+    "linear_concept_importance": "skconcepts.attribution",
+    "PooledConcepts": "skconcepts.pooling",
 }
 
 _SUBMODULES = {
@@ -44,6 +46,7 @@ _SUBMODULES = {
     "exceptions",
     "interpret",
     "metrics",
+    "pooling",
     "preprocessing",
     "store",
     "utils",

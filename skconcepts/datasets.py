@@ -1,11 +1,23 @@
-"""The small demo corpus and the embedded default model (offline, no downloads)."""
+"""Text corpora and the embedded default model (offline, no downloads).
+
+The demo corpus, the embedded MiniLM-L6, and :func:`read_texts`, which reads a
+corpus from a ``.txt``, ``.csv``, ``.tsv`` or ``.jsonl`` file.
+"""
 
 from __future__ import annotations
 
 import csv
 from importlib import resources
+from pathlib import Path
 
-__all__ = ["load_demo_corpus", "load_embedded_model", "embedded_model_path"]
+import pandas as pd
+
+__all__ = [
+    "load_demo_corpus",
+    "load_embedded_model",
+    "embedded_model_path",
+    "read_texts",
+]
 
 
 def load_demo_corpus(as_frame=False):
@@ -46,8 +58,6 @@ def load_demo_corpus(as_frame=False):
     labels = [int(r["label"]) for r in rows]
     topics = [r["topic"] for r in rows]
     if as_frame:
-        import pandas as pd
-
         return pd.DataFrame({"text": texts, "label": labels, "topic": topics})
     return texts, labels, topics
 
@@ -108,3 +118,91 @@ def load_embedded_model():
         if bars:
             hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
+
+
+def read_texts(path, column=None):
+    """Read a corpus: ``.txt`` (one text per line), ``.csv``, ``.tsv`` or ``.jsonl``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file. Its suffix gives its type. Blank lines and empty cells are
+        skipped; texts are stripped of surrounding white space.
+    column : str, default=None
+        The column that holds the texts in a ``.csv``, ``.tsv`` or ``.jsonl``
+        file; default ``"text"``. Must be None for a ``.txt`` file.
+
+    Returns
+    -------
+    texts : list of str
+        The texts, in file order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a file.
+    ValueError
+        If the file type is unknown, ``column`` is given for a ``.txt`` file,
+        the table has no such column or cannot be parsed, or the file holds no
+        text. Every message starts with the path, e.g. ``'texts.csv' has no
+        column 'body'; ...``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from skconcepts.datasets import read_texts
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "texts.csv"
+    >>> _ = path.write_text("id,text\\n1,Good food.\\n2,Bad rain.\\n")
+    >>> read_texts(path)
+    ['Good food.', 'Bad rain.']
+    """
+    path = Path(path)
+    name = repr(str(path))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{name}: no such file; pass a .txt, .csv or .jsonl file."
+        )
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        if column is not None:
+            raise ValueError(
+                f"{name} is a .txt file (one text per line), but a column "
+                f"({column!r}) was given; columns apply to .csv, .tsv and .jsonl "
+                "files only."
+            )
+        lines = path.read_text(encoding="utf-8").splitlines()
+        texts = [line.strip() for line in lines if line.strip()]
+    elif suffix in {".csv", ".tsv", ".jsonl"}:
+        texts = _read_table_column(path, suffix, column or "text")
+    else:
+        raise ValueError(
+            f"{name}: unknown file type {suffix or '(none)'!r}; use .txt (one "
+            "text per line), .csv, .tsv or .jsonl (with a column of texts)."
+        )
+    if not texts:
+        raise ValueError(
+            f"{name} holds no text (empty corpus); give at least one non-empty text."
+        )
+    return texts
+
+
+def _read_table_column(path, suffix, column):
+    """The non-empty cells of ``column`` in a .csv, .tsv or .jsonl file."""
+    try:
+        if suffix == ".jsonl":
+            frame = pd.read_json(path, lines=True, dtype=False)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+    except pd.errors.EmptyDataError:
+        return []
+    except ValueError as exc:
+        raise ValueError(
+            f"{str(path)!r} could not be parsed as {suffix}: {exc}"
+        ) from None
+    if column not in frame.columns:
+        raise ValueError(
+            f"{str(path)!r} has no column {column!r}; its columns are "
+            f"{[str(c) for c in frame.columns]}."
+        )
+    values = frame[column].dropna().astype(str).str.strip()
+    return [t for t in values if t]

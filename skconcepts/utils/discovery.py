@@ -1,4 +1,9 @@
-"""Discover the estimators of skconcepts (used by ``tests/test_common.py``)."""
+"""Discover the estimators of skconcepts: the one estimator registry.
+
+:func:`all_estimators` lists the public estimator classes (``tests/test_common.py``
+checks them all); :func:`concept_methods` names the concept estimators as the
+command line does (``seminmf``, ``topksae``, ...).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,14 @@ import importlib
 import inspect
 import pkgutil
 
-__all__ = ["all_estimators"]
+from sklearn.base import BaseEstimator, TransformerMixin
+
+import skconcepts
+
+# TODO(lead): from skconcepts.concepts import ConceptMixin (public re-export)
+from skconcepts.concepts._base import ConceptMixin
+
+__all__ = ["all_estimators", "concept_methods", "method_name"]
 
 _TYPES = ("concept", "transformer")
 
@@ -38,11 +50,6 @@ def all_estimators(type_filter=None):
     >>> "PCAConcepts" in names and "KMeansConcepts" in names
     True
     """
-    from sklearn.base import BaseEstimator, TransformerMixin
-
-    import skconcepts
-    from skconcepts.concepts._base import ConceptMixin
-
     if type_filter is None:
         filters = []
     elif isinstance(type_filter, str):
@@ -76,3 +83,53 @@ def all_estimators(type_filter=None):
                 continue
             found[name] = cls
     return sorted(found.items())
+
+
+def method_name(name):
+    """The method name of a concept estimator: lower case, no suffix, no ``-``/``_``.
+
+    Parameters
+    ----------
+    name : str or type
+        A class or class name (``"SemiNMFConcepts"``, ``TopKSAEConcepts``) or a
+        spelling of the method (``"Semi-NMF"``, ``"topk_sae"``).
+
+    Returns
+    -------
+    method : str
+        E.g. ``"seminmf"`` or ``"topksae"``.
+
+    Examples
+    --------
+    >>> from skconcepts.utils.discovery import method_name
+    >>> method_name("SemiNMFConcepts"), method_name("topk_sae"), method_name("PCA")
+    ('seminmf', 'topksae', 'pca')
+    """
+    if inspect.isclass(name):
+        name = name.__name__
+    key = str(name).lower().replace("-", "").replace("_", "")
+    return key[: -len("concepts")] if key.endswith("concepts") else key
+
+
+def concept_methods():
+    """Every concept estimator class by its method name.
+
+    Derived from :func:`all_estimators` with ``type_filter="concept"``: the
+    method name of ``SemiNMFConcepts`` is ``"seminmf"`` (see
+    :func:`method_name`). The ``skconcepts fit --method`` option takes these
+    names.
+
+    Returns
+    -------
+    methods : dict of str to type
+        Method name -> concept estimator class, sorted by name.
+
+    Examples
+    --------
+    >>> from skconcepts.utils.discovery import concept_methods
+    >>> methods = concept_methods()
+    >>> methods["pca"].__name__, methods["topksae"].__name__
+    ('PCAConcepts', 'TopKSAEConcepts')
+    """
+    found = all_estimators(type_filter="concept")
+    return dict(sorted((method_name(cls), cls) for _, cls in found))

@@ -1,0 +1,185 @@
+"""Unit-level concepts pooled into one row per text, for tabular models."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from skconcepts.utils._torch import to_numpy
+from skconcepts.utils._validation import check_texts
+
+__all__ = ["PooledConcepts"]
+
+POOLINGS = ("max", "mean", "sum")
+
+
+class PooledConcepts(TransformerMixin, BaseEstimator):
+    """Texts -> each text's unit-level concept activations pooled into one row.
+
+    A meta-transformer: ``extractor`` turns texts into activation rows of units
+    (tokens, words, sentences), ``estimator`` learns concepts on the unit rows
+    of the training texts, and :meth:`transform` pools every concept over the
+    units of each text (maximum, mean or sum). The output, one row per text, is
+    the input of any tabular model: ``PooledConcepts`` followed by
+    ``LogisticRegression`` is a concept bottleneck classifier.
+
+    In a ``GridSearchCV`` over ``estimator__n_concepts`` (or any parameter of
+    ``estimator``), every candidate and fold refits the concepts, while the
+    extractor's cache, shared by its clones, runs the model once per distinct
+    text.
+
+    Parameters
+    ----------
+    extractor : SplitPointActivations
+        Turns texts into unit rows (use a unit granularity such as ``"word"``
+        or ``"token"``; at ``"sample"`` level pooling changes nothing).
+        ``fit`` works on a clone, which shares the loaded model and the
+        activation cache with ``extractor``; its ``progress`` setting is kept.
+    estimator : estimator
+        A concept estimator, or a ``Pipeline`` of preprocessing steps and a
+        concept estimator (as ``skconcepts fit`` saves it after its
+        ``"activations"`` step), fitted on the unit rows. ``fit`` fits a clone.
+    pooling : {"max", "mean", "sum"}, default="max"
+        How the unit rows of a text are combined, concept by concept. A text
+        without units (e.g. an empty string at word level) gets zeros.
+
+    Attributes
+    ----------
+    extractor_ : SplitPointActivations
+        The fitted clone of ``extractor``.
+    estimator_ : estimator
+        The fitted clone of ``estimator``.
+
+    See Also
+    --------
+    skconcepts.SplitPointActivations : The unit rows of the texts.
+    skconcepts.linear_concept_importance : Importance of the pooled concepts
+        for a linear classifier fitted on them.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import Pipeline
+    >>> from skconcepts import PCAConcepts, PooledConcepts, SplitPointActivations
+    >>> words = SplitPointActivations(split_point=1, granularity="word")
+    >>> pooled = PooledConcepts(words, PCAConcepts(n_concepts=2))
+    >>> texts = ["a lovely film", "what a bore", "lovely music", "dull and long"]
+    >>> pooled.fit_transform(texts).shape
+    (4, 2)
+    >>> pooled.get_feature_names_out().tolist()
+    ['concept0', 'concept1']
+    >>> clf = Pipeline([("concepts", pooled), ("clf", LogisticRegression())])
+    >>> clf.fit(texts, [1, 0, 1, 0]).predict(["lovely"]).shape
+    (1,)
+    """
+
+    _parameter_constraints: dict = {
+        "extractor": [HasMethods(["fit", "iter_batches"])],
+        "estimator": [HasMethods(["fit", "transform"])],
+        "pooling": [StrOptions(set(POOLINGS))],
+    }
+
+    def __init__(self, extractor, estimator, *, pooling="max"):
+        self.extractor = extractor
+        self.estimator = estimator
+        self.pooling = pooling
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit ``estimator`` on the unit rows of the texts.
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+        y : Ignored
+            Not used (the concepts are unsupervised); present so that a
+            ``Pipeline`` can pass labels to a later step.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        texts = check_texts(X, name="X")
+        self.extractor_ = clone(self.extractor).fit()
+        A = self.extractor_.transform(texts)  # unit rows; y is per text, not per unit
+        self.estimator_ = clone(self.estimator).fit(A, None)
+        return self
+
+    def transform(self, X):
+        """Pool every concept over the units of each text.
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+
+        Returns
+        -------
+        X_out : ndarray of shape (n_texts, n_concepts), dtype float32
+            Row ``i``: the ``pooling`` of the concept activations of the units
+            of ``X[i]`` (zeros if it has none).
+        """
+        check_is_fitted(self)
+        texts = check_texts(X, name="X")
+        n_concepts = len(self.get_feature_names_out())
+        out = np.zeros((len(texts), n_concepts), dtype=np.float32)
+        # chunk by chunk: the activations of the whole corpus are never held
+        for indices, rows, _ in self.extractor_.iter_batches(texts):
+            counts = np.array([len(r) for r in rows], dtype=np.int64)
+            if counts.sum() == 0:
+                continue
+            block = torch.cat(rows)
+            if getattr(self.extractor_, "dtype", None) != "bfloat16":  # as transform
+                block = block.numpy()
+            C = to_numpy(self.estimator_.transform(block), dtype=None)
+            out[indices] = _pool_rows(C, counts, self.pooling)
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns: the concept names of ``estimator_``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            E.g. ``concept0 … concept{k-1}``.
+        """
+        check_is_fitted(self)
+        return np.asarray(self.estimator_.get_feature_names_out(), dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+def _pool_rows(C, counts, pooling):
+    """Pool consecutive row groups of ``C`` (``counts[i]`` rows each) into one row.
+
+    Groups of 0 rows get zeros; sums and means are accumulated in float64. The
+    result is float32, of shape ``(len(counts), C.shape[1])``.
+    """
+    C = np.asarray(C)
+    counts = np.asarray(counts, dtype=np.int64)
+    pooled = np.zeros((len(counts), C.shape[1]), dtype=np.float64)
+    full = counts > 0
+    if full.any():
+        starts = (np.cumsum(counts) - counts)[full]
+        if pooling == "max":
+            pooled[full] = np.maximum.reduceat(C, starts, axis=0)
+        else:
+            pooled[full] = np.add.reduceat(C.astype(np.float64), starts, axis=0)
+            if pooling == "mean":
+                pooled[full] /= counts[full, None]
+    return pooled.astype(np.float32)
