@@ -18,6 +18,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
 
+from skconcepts._pipeline import encode, split_pipeline
 from skconcepts.activations import SplitPointActivations
 from skconcepts.interpret import TopKInputs
 from skconcepts.pooling import PooledConcepts
@@ -239,13 +240,13 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
     ``top_inputs.csv``, ``concept_activations.csv`` (one row per unit),
     ``text_concepts.csv`` (one row per text) and ``report.html``.
     """
-    # TODO(lead): use _pipeline.split_pipeline / encode
-    extractor, concepts = pipeline[0], pipeline[1:]
+    parts = split_pipeline(pipeline, require_extractor=True)
+    extractor, concepts = parts.extractor, pipeline[1:]
     extractor.set_params(progress=progress)
     X = extractor.transform(texts)  # fills the extractor's cache
-    C = concepts.transform(X)  # (n_units, n_concepts)
+    C = encode(parts, X)  # (n_units, n_concepts)
     units = extractor.units(texts)
-    names = [str(n) for n in pipeline[-1].get_feature_names_out()]
+    names = [str(n) for n in parts.concepts.get_feature_names_out()]
     top = TopKInputs(k=k).interpret(pipeline, texts, activations=X, as_frame=True)
     quiet = clone(extractor).set_params(progress=False)  # cached: no second bar
     pooled = PooledConcepts(quiet, FrozenEstimator(concepts)).fit(texts)

@@ -232,17 +232,6 @@ class TopKInputs:
 
 
 # ------------------------------------------------------------------ helpers
-# kept for cli.py until it reads pipelines through skconcepts._pipeline (issue 11
-# merge); nothing else uses them
-def _split_reader_pipeline(pipeline):
-    parts = split_pipeline(pipeline, require_extractor=True)
-    return parts.extractor, parts, parts.concepts
-
-
-def _encode(parts, est, X):
-    return encode(parts, X)
-
-
 def _check_concepts(concepts, n_concepts):
     if concepts is None:
         return np.arange(n_concepts)
