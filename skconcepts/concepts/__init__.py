@@ -1,14 +1,16 @@
 """Concept estimators: dictionaries learned from activations.
 
-Every class here follows the contract of
-:class:`~skconcepts.concepts._base.ConceptMixin`.
-Names resolve lazily so that importing one method does not import the others'
-dependencies.
+Every class here follows the contract of :class:`ConceptMixin` (re-exported
+here: other modules recognise a concept estimator with
+``isinstance(est, ConceptMixin)``). Names resolve lazily, so that importing
+one method does not import the others' dependencies and
+``import skconcepts.concepts`` imports no torch.
 """
 
 import importlib
 
 _LAZY = {
+    "ConceptMixin": "skconcepts.concepts._base",
     "NMFConcepts": "skconcepts.concepts.nmf",
     "SemiNMFConcepts": "skconcepts.concepts.nmf",
     "ConvexNMFConcepts": "skconcepts.concepts.nmf",
