@@ -90,7 +90,6 @@ class R2Accumulator:
         self._mean = self._mean + delta * (n_b / total)
         self._m2 = self._m2 + m2_b + delta**2 * (n * n_b / total)
         self.n_rows = total
-        return self
 
     def result(self):
         """The R² of the rows added so far (``ValueError`` if none)."""
