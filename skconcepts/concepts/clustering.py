@@ -9,7 +9,8 @@ would rank the farthest rows as a concept's best examples.
 Numpy input on the CPU runs ``sklearn.cluster.KMeans``; a tensor, or
 ``device="cuda"``, runs the torch Lloyd implementation below (k-means++ init,
 same tolerance rule and empty-cluster relocation as scikit-learn).
-``partial_fit`` and ``fit`` of an activation store run
+``partial_fit``, and ``fit`` of a batch source (an activation store or an
+iterable of batches, see :mod:`skconcepts.concepts._streaming`), run
 ``sklearn.cluster.MiniBatchKMeans``.
 """
 
@@ -168,8 +169,9 @@ class KMeansConcepts(StreamingConceptsMixin, SklearnConceptsMixin, BaseEstimator
     ``inverse_transform(C) = C @ components_`` maps either back to (a mixture
     of) centroids.
 
-    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
-    ``sklearn.cluster.MiniBatchKMeans`` (its centroids become
+    ``partial_fit``, and ``fit`` of an :class:`~skconcepts.ActivationStore` or
+    an iterable of batches, run ``sklearn.cluster.MiniBatchKMeans`` (its
+    centroids become
     ``components_``, with the same membership semantics).
 
     Parameters
@@ -210,9 +212,10 @@ default="k-means++"
         init), whose results match scikit-learn within float32 tolerance for the
         same ``init`` array.
     progress : bool, default=False
-        Show a tqdm bar of the Lloyd iterations (torch implementation), and of
-        the rows when ``fit`` streams an :class:`~skconcepts.ActivationStore` or
-        ``transform``/``score`` read one.
+        Show a tqdm progress bar over the rows when ``fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of
+        batches) and when ``transform`` or ``score`` read one; and over the
+        Lloyd iterations of the torch implementation.
     batch_size : int, default=1024
         Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
         source (an :class:`~skconcepts.ActivationStore` or an iterable of 2-D
@@ -246,19 +249,19 @@ default="k-means++"
         names.
     n_iter_ : int
         Lloyd iterations of the best run; passes over the data after
-        ``partial_fit`` or a ``fit`` of a store (each ``partial_fit`` call
+        ``partial_fit`` or a streamed ``fit`` (each ``partial_fit`` call
         counting one).
     reconstruction_err_ : float
         Frobenius norm of ``X - inverse_transform(transform(X))`` on the
         training data (``sqrt(inertia)`` for hard membership); after
-        ``partial_fit`` or a ``fit`` of a store, on the rows of the last call or
+        ``partial_fit`` or a streamed ``fit``, on the rows of the last call or
         pass, each taken just after its update.
     temperature_ : float
         The temperature used by the soft membership.
     estimator_ : sklearn.cluster.KMeans or MiniBatchKMeans
         The fitted scikit-learn estimator (``labels_``, ``inertia_``, ...); on
         the torch path it holds the torch results; a ``MiniBatchKMeans`` after
-        ``partial_fit`` or a ``fit`` of a store.
+        ``partial_fit`` or a streamed ``fit``.
 
     See Also
     --------

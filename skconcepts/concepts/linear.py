@@ -201,10 +201,11 @@ class PCAConcepts(StreamingConceptsMixin, _TorchLinearMixin, BaseEstimator):
     activation is the (signed) projection of the centred activation on it.
     Activations only need to be centred, not non-negative.
 
-    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
-    ``sklearn.decomposition.IncrementalPCA`` (one pass, in order) instead; its
-    ``components_``, ``mean_``, ``explained_variance_``... feed the same
-    attributes, decoder and ``transform``.
+    ``partial_fit``, and ``fit`` of an :class:`~skconcepts.ActivationStore` or
+    an iterable of batches, run ``sklearn.decomposition.IncrementalPCA`` (one
+    pass, in order) instead; its ``components_``, ``mean_``,
+    ``explained_variance_``... feed the same attributes, decoder and
+    ``transform``.
 
     Parameters
     ----------
@@ -243,8 +244,9 @@ default="auto"
         batches, whose chunks are regrouped; at least ``n_concepts`` rows), and
         per read when ``transform`` or ``score`` reads one. Unused for
         in-memory data.
-        The incremental SVD is exact whatever the batch size; a store is read
-        once, in order.
+        The incremental SVD takes one pass: a store or an iterable is read
+        once, in order (its result is close to the exact PCA's, the closer the
+        larger the batches).
     max_bytes : int or None, default=None
         Memory budget, in bytes, of ``transform`` of an
         :class:`~skconcepts.ActivationStore` or an iterable of batches: its
@@ -270,7 +272,7 @@ default="auto"
     estimator_ : sklearn.decomposition.PCA or IncrementalPCA
         The fitted scikit-learn estimator (``mean_``, ``explained_variance_``,
         ``explained_variance_ratio_``, ``singular_values_``, ...);
-        an ``IncrementalPCA`` after ``partial_fit`` or a ``fit`` of a store.
+        an ``IncrementalPCA`` after ``partial_fit`` or a streamed ``fit``.
     n_iter_ : int
         After ``partial_fit`` or a ``fit`` that streamed a batch source: the
         passes over the data, each ``partial_fit`` call counting one.
@@ -367,7 +369,7 @@ default="auto"
         return min(n_samples, n_features)
 
     def _stream_n_passes(self):
-        return 1  # the incremental SVD is exact in one pass
+        return 1  # the incremental SVD takes one pass
 
     def _fit_torch(self, X):
         return _pca_torch(
@@ -812,7 +814,8 @@ class DictionaryLearningConcepts(
     ``transform_algorithm``) and ``inverse_transform(C) = C @ components_``. The
     dictionary may be overcomplete (``n_concepts > n_features``).
 
-    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
+    ``partial_fit``, and ``fit`` of an :class:`~skconcepts.ActivationStore` or
+    an iterable of batches, run
     ``sklearn.decomposition.MiniBatchDictionaryLearning`` (online updates from
     running sufficient statistics) with the same parameters.
 
@@ -891,7 +894,7 @@ default="omp"
         ``fit`` of a store (each ``partial_fit`` call counting one).
     reconstruction_err_ : float
         Frobenius norm of ``X - inverse_transform(transform(X))`` on the
-        training data; after ``partial_fit`` or a ``fit`` of a store, on the
+        training data; after ``partial_fit`` or a streamed ``fit``, on the
         rows of the last call or pass, each taken just after its update.
     estimator_ : sklearn.decomposition.DictionaryLearning or \
 MiniBatchDictionaryLearning

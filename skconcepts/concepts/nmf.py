@@ -7,7 +7,8 @@ combinations of training rows). The default solvers are the torch solvers of
 optimiser of ``overcomplete.optimization`` instead (imported lazily).
 
 :class:`NMFConcepts` and :class:`SemiNMFConcepts` also learn online
-(``partial_fit``, ``fit`` of an activation store): each mini-batch gets its
+(``partial_fit``, ``fit`` of an activation store or of an iterable of
+batches): each mini-batch gets its
 codes from the current dictionary, adds ``Z^T Z`` and ``Z^T X`` to running
 statistics, and the dictionary is updated from them (HALS sweeps for NMF, the
 exact least-squares step for semi-NMF), as in Mairal et al. (2010).
@@ -418,6 +419,7 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         )
 
     def _fit_overcomplete(self, X, generator):
+        # deferred: overcomplete is heavy (imports torchvision, matplotlib)
         from overcomplete.optimization import NMF
 
         Zt, D = self._initialize(X, generator)
@@ -656,6 +658,7 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         )
 
     def _fit_overcomplete(self, X, generator):
+        # deferred: overcomplete is heavy (imports torchvision, matplotlib)
         from overcomplete.optimization import SemiNMF
 
         Zt = self._initialize(X, generator)
@@ -835,6 +838,7 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
         return result
 
     def _fit_overcomplete(self, X, generator):
+        # deferred: overcomplete is heavy (imports torchvision, matplotlib)
         from overcomplete.optimization import ConvexNMF
 
         n = X.shape[0]
