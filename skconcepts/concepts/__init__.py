@@ -10,7 +10,6 @@ one method does not import the others' dependencies and
 import importlib
 
 _LAZY = {
-    "ConceptMixin": "skconcepts.concepts._base",
     "NMFConcepts": "skconcepts.concepts.nmf",
     "SemiNMFConcepts": "skconcepts.concepts.nmf",
     "ConvexNMFConcepts": "skconcepts.concepts.nmf",
@@ -27,16 +26,21 @@ _LAZY = {
     "MPSAEConcepts": "skconcepts.concepts.sae",
 }
 
+#: the estimator classes (``skconcepts.cli`` lists its methods from them)
 __all__ = sorted(_LAZY)
+
+#: public, not an estimator: resolved lazily too (it imports torch)
+_MIXINS = {"ConceptMixin": "skconcepts.concepts._base"}
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _LAZY or name in _MIXINS:
+        module = _LAZY.get(name) or _MIXINS[name]
+        value = getattr(importlib.import_module(module), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'skconcepts.concepts' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_MIXINS))
