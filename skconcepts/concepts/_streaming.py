@@ -40,6 +40,12 @@ and may override ``_begin_pass`` (a new pass over the source starts),
 ``_track_batch`` (statistics of the last pass, by default the reconstruction
 error of classes with ``_iterative = True``), ``_finish_stream``,
 ``_stream_n_passes`` and the class attribute ``_shuffle_stream``.
+
+Shared parameters of the streaming estimators: ``n_passes`` (passes over the
+data when ``fit`` learns by mini-batches; the one name for it in the package,
+a renamed parameter keeps its old name through
+:func:`skconcepts.utils._deprecation.renamed_param`), ``batch_size``,
+``progress`` and ``max_bytes`` (the budget of ``transform`` of a source).
 """
 
 from __future__ import annotations
