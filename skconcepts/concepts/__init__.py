@@ -1,9 +1,10 @@
 """Concept estimators: dictionaries learned from activations.
 
-Every class here follows the contract of
-:class:`~skconcepts.concepts._base.ConceptMixin`.
-Names resolve lazily so that importing one method does not import the others'
-dependencies.
+Every class here follows the contract of :class:`ConceptMixin` (re-exported
+here: other modules recognise a concept estimator with
+``isinstance(est, ConceptMixin)``). Names resolve lazily, so that importing
+one method does not import the others' dependencies and
+``import skconcepts.concepts`` imports no torch.
 """
 
 import importlib
@@ -25,16 +26,21 @@ _LAZY = {
     "MPSAEConcepts": "skconcepts.concepts.sae",
 }
 
+#: the estimator classes (``skconcepts.cli`` lists its methods from them)
 __all__ = sorted(_LAZY)
+
+#: public, not an estimator: resolved lazily too (it imports torch)
+_MIXINS = {"ConceptMixin": "skconcepts.concepts._base"}
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _LAZY or name in _MIXINS:
+        module = _LAZY.get(name) or _MIXINS[name]
+        value = getattr(importlib.import_module(module), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'skconcepts.concepts' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_MIXINS))

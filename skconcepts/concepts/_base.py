@@ -1,8 +1,8 @@
 """ConceptMixin: the contract shared by every concept estimator.
 
-The public verbs (``fit``, ``transform``, ``inverse_transform``, ``score``,
-``get_feature_names_out``, ``decoder_torch``) live here; each method writes the
-private hooks:
+The public verbs (``fit``, ``fit_transform``, ``transform``,
+``inverse_transform``, ``score``, ``get_feature_names_out``, ``decoder_torch``,
+``transform_to_store``) live here; each method writes the private hooks:
 
 ``_fit(X)``
     ``X`` is a float32 numpy array, or a float32 torch tensor when the class sets
@@ -17,26 +17,40 @@ private hooks:
 ``_max_concepts(n_samples, n_features)``
     Optional upper bound on ``n_concepts`` (``None``: unbounded).
 
-``X`` may also be an :class:`~skconcepts.ActivationStore`. ``fit`` streams it
-when the class can (``StreamingConceptsMixin`` of
-:mod:`skconcepts.concepts._streaming`, which adds ``partial_fit``), else loads
-it with ``to_numpy`` within the estimator's ``max_bytes`` budget; ``transform``
-and ``score`` read it batch by batch, and ``transform_to_store`` writes the
-concept activations of a store to another store.
+``X`` may also be a source of batches (an :class:`~skconcepts.ActivationStore`
+or an iterable of 2-D batches, see :mod:`skconcepts.concepts._streaming`).
+``fit`` streams it when the class sets ``_streams = True`` (the
+``StreamingConceptsMixin``, which adds ``partial_fit`` and ``_fit_source``);
+the other classes load a store with ``ActivationStore.to_numpy`` within their
+``max_bytes`` budget and refuse other iterables. ``transform`` and ``score``
+read any re-readable source batch by batch (``transform`` into one array
+within ``max_bytes``), and ``transform_to_store`` writes the concept
+activations of a store to another store.
 """
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral
 
 import numpy as np
+import torch
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from tqdm.auto import tqdm
 
-from skconcepts.utils._torch_free import is_store, is_tensor
-from skconcepts.utils._validation import check_n_concepts
+from skconcepts.concepts._streaming import as_batch_source
+from skconcepts.store import (
+    MEMORY_FRACTION,
+    StoreTooLargeError,
+    _available_memory,
+    _fmt_bytes,
+    transform_store,
+)
+from skconcepts.utils._stats import R2Accumulator, r2
+from skconcepts.utils._torch import resolve_device, to_numpy, to_tensor
+from skconcepts.utils._torch_free import is_store
+from skconcepts.utils._validation import check_n_concepts, check_tensor
 
 __all__ = ["ConceptMixin", "AffineDecoder", "DEVICE_CONSTRAINT"]
 
@@ -44,6 +58,67 @@ __all__ = ["ConceptMixin", "AffineDecoder", "DEVICE_CONSTRAINT"]
 #: constraint for ``device`` parameters (checked in ``resolve_device`` at fit);
 #: sklearn wants the bare string "no_validation", not a list
 DEVICE_CONSTRAINT = "no_validation"
+
+#: rows per batch of ``transform``/``score`` of a batch source for estimators
+#: without a ``batch_size`` parameter
+DEFAULT_READ_BATCH = 4096
+
+
+class AffineDecoder(torch.nn.Module):
+    """The decoder of a concept estimator: ``forward(C) = C @ weight + bias``.
+
+    ``ConceptMixin.decoder_torch`` returns one; it maps concept activations
+    back to activation space, differentiably (gradients flow to ``C``). The
+    weight and bias are buffers, not parameters: the decoder is not trained.
+
+    Parameters
+    ----------
+    weight : array-like or torch.Tensor of shape (n_concepts, n_features)
+        The dictionary (``components_``, or its scaled version).
+    bias : array-like or torch.Tensor of shape (n_features,) or None, \
+default=None
+        The offset added after the product (e.g. PCA's mean).
+    device : str or torch.device, default=None
+        Device of the buffers (default: CPU).
+    dtype : torch.dtype, default=None
+        Dtype of the buffers (default: float32).
+
+    Attributes
+    ----------
+    weight : torch.Tensor of shape (n_concepts, n_features)
+        The weight buffer.
+    bias : torch.Tensor of shape (n_features,) or None
+        The bias buffer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skconcepts.concepts._base import AffineDecoder
+    >>> decoder = AffineDecoder([[1.0, 0.0], [0.0, 2.0]], bias=[0.5, 0.5])
+    >>> decoder(torch.tensor([[1.0, 1.0]]))
+    tensor([[1.5000, 2.5000]])
+    """
+
+    def __init__(self, weight, bias=None, device=None, dtype=None):
+        super().__init__()
+        dtype = dtype or torch.float32
+        self.register_buffer("weight", _as_buffer(weight, device, dtype))
+        self.register_buffer(
+            "bias", None if bias is None else _as_buffer(bias, device, dtype)
+        )
+
+    def forward(self, C):  # C: (..., k) -> (..., d)
+        """Decode concept activations ``C`` of shape (..., n_concepts)."""
+        out = C @ self.weight
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+
+def _as_buffer(x, device, dtype):
+    if torch.is_tensor(x):
+        return x.detach().to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
 class ConceptMixin(TransformerMixin):
@@ -61,12 +136,14 @@ class ConceptMixin(TransformerMixin):
     }
     #: whether ``_fit``/``_transform`` accept torch tensors directly
     _torch_native = False
+    #: whether ``fit`` streams a batch source (``StreamingConceptsMixin``)
+    _streams = False
 
     # ------------------------------------------------------------------ input
     def _wants_torch(self, X):
         if not self._torch_native:
             return False
-        if is_tensor(X):
+        if torch.is_tensor(X):
             return True
         device = getattr(self, "device", "cpu")
         return str(device).startswith("cuda") or device == "auto"
@@ -78,7 +155,7 @@ class ConceptMixin(TransformerMixin):
                 max_bytes=getattr(self, "max_bytes", None),
                 estimator=type(self).__name__,
             )
-        if is_tensor(X):
+        if torch.is_tensor(X):
             return self._check_tensor(X, reset=reset, name=name)
         X = validate_data(
             self,
@@ -89,8 +166,6 @@ class ConceptMixin(TransformerMixin):
         )
         X = X.astype(np.float32, copy=False)
         if self._wants_torch(X):
-            from skconcepts.utils._torch import resolve_device, to_tensor
-
             # fit: a missing CUDA is an error; after loading a CUDA-fitted model
             # on a CPU-only machine, transform falls back to the CPU with a warning
             device = resolve_device(self.device) if reset else self._runtime_device()
@@ -98,40 +173,23 @@ class ConceptMixin(TransformerMixin):
         return X
 
     def _check_tensor(self, X, *, reset, name="X"):
-        import torch
-
-        from skconcepts.utils._validation import check_finite_tensor
-
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected 2D input, got a tensor of shape {tuple(X.shape)}; "
-                "reshape it to (n_rows, n_features)."
-            )
-        if X.shape[0] < 1:
-            raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}).")
-        if not torch.is_floating_point(X):
-            X = X.float()
-        X = X.detach().to(torch.float32)
-        check_finite_tensor(X, name)
-        n_features = X.shape[1]
+        X = check_tensor(
+            X,
+            name=name,
+            n_features=None if reset else self.n_features_in_,
+            owner=type(self).__name__,
+        )
         if reset:
-            self.n_features_in_ = n_features
+            self.n_features_in_ = X.shape[1]
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        elif n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has {n_features} features, but {type(self).__name__} is "
-                f"expecting {self.n_features_in_} features as input."
-            )
         if not self._torch_native:
-            from skconcepts.utils._torch import to_numpy
-
             return to_numpy(X)
         return X
 
     def _check_codes(self, C):
         k = self.components_.shape[0]
-        if is_tensor(C):
+        if torch.is_tensor(C):
             if C.ndim != 2 or C.shape[1] != k:
                 raise ValueError(
                     f"Expected concept activations of shape (n_rows, {k}), got "
@@ -153,11 +211,12 @@ class ConceptMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like, torch.Tensor or ActivationStore of shape \
-(n_samples, n_features)
-            Activations, one row per unit. A store is streamed by the
-            estimators that have ``partial_fit``; the others load it if it fits
-            in their ``max_bytes`` budget.
+        X : array-like, torch.Tensor, ActivationStore or iterable of batches
+            Activations of shape (n_samples, n_features), one row per unit.
+            The estimators that have ``partial_fit`` stream a store or an
+            iterable of 2-D batches (list of arrays or tensors, ``DataLoader``,
+            iterator) in mini-batches; the others load a store if it fits in
+            their ``max_bytes`` budget.
         y : Ignored
             Not used, present for API consistency.
 
@@ -166,8 +225,9 @@ class ConceptMixin(TransformerMixin):
         self : object
             The fitted estimator.
         """
-        if is_store(X) and hasattr(self, "_fit_store"):
-            self._fit_store(X)
+        source = self._fit_source_of(X)
+        if source is not None:
+            self._fit_source(source)
         else:
             self._fit_full(X)
         return self
@@ -178,9 +238,10 @@ class ConceptMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like, torch.Tensor or ActivationStore of shape \
-(n_samples, n_features)
-            Activations, one row per unit (a store as in ``fit``).
+        X : array-like, torch.Tensor, ActivationStore or iterable of batches
+            Activations of shape (n_samples, n_features), one row per unit (a
+            source of batches as in ``fit``; it is read again by
+            ``transform``, so a one-shot iterator is refused).
         y : Ignored
             Not used, present for API consistency.
         **fit_params : dict
@@ -191,14 +252,35 @@ class ConceptMixin(TransformerMixin):
         C : ndarray or torch.Tensor of shape (n_samples, n_concepts)
             Concept activations, float32.
         """
-        if is_store(X) and hasattr(self, "_fit_store"):
-            self._fit_store(X)
-            return self.transform(X)
-        was_tensor = is_tensor(X)
+        source = self._fit_source_of(X)
+        if source is not None:
+            if source.one_shot:
+                raise TypeError(
+                    f"{type(self).__name__}.fit_transform reads X twice, and a "
+                    "one-shot iterator can be read once; call fit(X) and then "
+                    "transform each batch, or pass a list of batches or an "
+                    "activation store."
+                )
+            self._fit_source(source)
+            return self._transform_source(source)
+        was_tensor = torch.is_tensor(X)
         X, codes = self._fit_full(X)
         if codes is None:
             codes = self._transform(X)
         return self._format_output(codes, was_tensor, X)
+
+    def _fit_source_of(self, X):
+        """The batch source ``fit`` streams, or None to fit ``X`` in memory."""
+        source = as_batch_source(X)
+        if source is None or self._streams:
+            return source
+        if source.kind == "store":
+            return None  # loaded by _check_X within max_bytes
+        raise TypeError(
+            f"{type(self).__name__} cannot learn from a stream of batches; pass "
+            "one array, or an ActivationStore (loaded within max_bytes), or use "
+            "an estimator that has partial_fit."
+        )
 
     def _fit_full(self, X):
         X = self._check_X(X, reset=True)
@@ -210,7 +292,7 @@ class ConceptMixin(TransformerMixin):
         )
         codes = self._fit(X)
         self.components_ = np.ascontiguousarray(
-            _as_numpy(self.components_), dtype=np.float32
+            to_numpy(self.components_, dtype=None), dtype=np.float32
         )
         self._n_features_out = self.components_.shape[0]
         return X, codes
@@ -220,9 +302,9 @@ class ConceptMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like, torch.Tensor or ActivationStore of shape \
-(n_samples, n_features)
-            Activations. A store is read batch by batch into one array, which
+        X : array-like, torch.Tensor, ActivationStore or iterable of batches
+            Activations of shape (n_samples, n_features). A store or an
+            iterable of batches is read batch by batch into one array, which
             must fit in the ``max_bytes`` budget; use ``transform_to_store``
             to write the concepts of a larger store to disk.
 
@@ -232,11 +314,10 @@ class ConceptMixin(TransformerMixin):
             Concept activations, float32. A tensor input gives a tensor.
         """
         check_is_fitted(self)
-        if is_store(X):
-            from skconcepts.concepts._streaming import transform_store_to_array
-
-            return transform_store_to_array(self, X)
-        was_tensor = is_tensor(X)
+        source = as_batch_source(X)
+        if source is not None:
+            return self._transform_source(source)
+        was_tensor = torch.is_tensor(X)
         X = self._check_X(X, reset=False)
         return self._format_output(self._transform(X), was_tensor, X)
 
@@ -255,7 +336,7 @@ class ConceptMixin(TransformerMixin):
         """
         check_is_fitted(self)
         C = self._check_codes(C)
-        if is_tensor(C):
+        if torch.is_tensor(C):
             return self.decoder_torch(device=C.device)(C.float())
         X_hat = C @ self._decoder_weight()
         offset = self._decoder_offset()
@@ -280,20 +361,12 @@ class ConceptMixin(TransformerMixin):
             ``1 - ||X - X_hat||² / ||X - mean(X)||²``.
         """
         check_is_fitted(self)
-        if is_store(X):
-            from skconcepts.concepts._streaming import score_store
-
-            return score_store(self, X)
-        from skconcepts.utils._torch_free import is_tensor as _is_t
-
+        source = as_batch_source(X)
+        if source is not None:
+            return self._score_source(source)
         X_checked = self._check_X(X, reset=False)
-        codes = self._transform(X_checked)
-        X_hat = self.inverse_transform(codes)
-        if _is_t(X_checked) or _is_t(X_hat):
-            from skconcepts.utils._torch import to_numpy
-
-            X_checked, X_hat = to_numpy(X_checked), to_numpy(X_hat)
-        return _r2(X_checked, X_hat)
+        X_hat = self.inverse_transform(self._transform(X_checked))
+        return r2(X_checked, X_hat)
 
     def transform_to_store(self, store, path, **kwargs):
         """Write the concept activations of a store to a new store on disk.
@@ -318,8 +391,6 @@ class ConceptMixin(TransformerMixin):
             One row per row of ``store`` and ``n_concepts`` columns named
             ``concept0 …``; ``concept_store[:]`` equals ``transform(store[:])``.
         """
-        from skconcepts.store import transform_store
-
         check_is_fitted(self)
         return transform_store(self, store, path, **kwargs)
 
@@ -374,84 +445,95 @@ class ConceptMixin(TransformerMixin):
 
     def _format_output(self, codes, was_tensor, X):
         if was_tensor:
-            import torch
-
-            from skconcepts.utils._torch import to_tensor
-
-            device = X.device if isinstance(X, torch.Tensor) else None
+            device = X.device if torch.is_tensor(X) else None
             return to_tensor(codes, device=device)
-        return np.ascontiguousarray(_as_numpy(codes), dtype=np.float32)
+        return np.ascontiguousarray(to_numpy(codes, dtype=None), dtype=np.float32)
 
     def _runtime_device(self):
         """The device to compute on now; CPU with a warning if CUDA vanished."""
-        import torch
+        return resolve_device(
+            getattr(self, "device", "cpu"),
+            cpu_fallback=True,
+            owner=type(self).__name__,
+        )
 
-        from skconcepts.utils._torch import resolve_device
-
-        device = getattr(self, "device", "cpu")
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn(
-                f"{type(self).__name__} was set to device={device!r} but CUDA is "
-                "not available; computing on the CPU.",
-                RuntimeWarning,
-                stacklevel=3,
+    # ------------------------------------------------- reading a batch source
+    def _read_batches(self, source, verb):
+        """The batches of ``source`` with a progress bar over the rows."""
+        if source.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {source.n_features} features, but {type(self).__name__} "
+                f"is expecting {self.n_features_in_} features as input."
             )
-            return torch.device("cpu")
-        return resolve_device(device)
+        batch_size = int(getattr(self, "batch_size", None) or DEFAULT_READ_BATCH)
+        with tqdm(
+            total=source.n_rows,
+            disable=not getattr(self, "progress", False),
+            unit="row",
+            desc=f"{type(self).__name__}.{verb}",
+        ) as bar:
+            for X in source.iter_batches(batch_size):
+                yield X
+                bar.update(len(X))
+
+    def _output_budget(self):
+        max_bytes = getattr(self, "max_bytes", None)
+        if max_bytes is None:
+            budget = int(MEMORY_FRACTION * _available_memory())
+            return budget, f"{MEMORY_FRACTION:.0%} of the available RAM"
+        return int(max_bytes), f"max_bytes={max_bytes!r}"
+
+    def _check_output_size(self, source, n_rows, k, budget, origin, at_least=False):
+        needed = n_rows * k * 4
+        if needed <= budget:
+            return
+        name = type(self).__name__
+        more = "at least " if at_least else ""
+        raise StoreTooLargeError(
+            f"{name}.transform of {source.label} returns {more}{n_rows} rows x "
+            f"{k} concepts: {more}{needed} bytes ({_fmt_bytes(needed)}) of "
+            f"float32, but the budget is {budget} bytes ({_fmt_bytes(budget)}, "
+            f"{origin}). Write the concept activations to disk with "
+            f"{name}.transform_to_store(store, path), or raise max_bytes."
+        )
+
+    def _transform_source(self, source):
+        """Concept activations of every row of ``source``, in one array.
+
+        The ``(n_rows, n_concepts)`` float32 output must fit in the
+        ``max_bytes`` budget; the source itself is read one batch at a time.
+        """
+        k = int(self.components_.shape[0])
+        budget, origin = self._output_budget()
+        if source.n_rows is not None:
+            self._check_output_size(source, source.n_rows, k, budget, origin)
+            out = np.empty((source.n_rows, k), dtype=np.float32)
+            pos = 0
+            for X in self._read_batches(source, "transform"):
+                out[pos : pos + len(X)] = to_numpy(self.transform(X), dtype=None)
+                pos += len(X)
+            return out
+        parts, n_rows = [], 0
+        for X in self._read_batches(source, "transform"):
+            n_rows += len(X)
+            self._check_output_size(source, n_rows, k, budget, origin, at_least=True)
+            parts.append(to_numpy(self.transform(X)))
+        return np.concatenate(parts) if parts else np.empty((0, k), np.float32)
+
+    def _score_source(self, source):
+        """Reconstruction R² on ``source``, from running sums.
+
+        Equal (up to float64 rounding) to ``score`` of the concatenated rows.
+        """
+        acc = R2Accumulator()
+        for X in self._read_batches(source, "score"):
+            acc.update(X, to_numpy(self.inverse_transform(self.transform(X))))
+        if acc.n_rows == 0:
+            label = source.label[:1].upper() + source.label[1:]
+            raise ValueError(f"{label} has no rows.")
+        return acc.result()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-
-def _as_numpy(x):
-    if is_tensor(x):
-        from skconcepts.utils._torch import to_numpy
-
-        return to_numpy(x)
-    return np.asarray(x)
-
-
-def _r2(X, X_hat):
-    X = np.asarray(X, dtype=np.float64)
-    resid = np.sum((X - np.asarray(X_hat, dtype=np.float64)) ** 2)
-    total = np.sum((X - X.mean(axis=0)) ** 2)
-    if total == 0:
-        return 1.0 if resid == 0 else 0.0
-    return float(1.0 - resid / total)
-
-
-def _make_affine_decoder_class():
-    import torch
-
-    class AffineDecoder(torch.nn.Module):
-        """``forward(C) = C @ weight + bias``: a concept estimator's decoder."""
-
-        def __init__(self, weight, bias=None, device=None, dtype=None):
-            super().__init__()
-            dtype = dtype or torch.float32
-            self.register_buffer(
-                "weight",
-                torch.as_tensor(np.asarray(weight), dtype=dtype, device=device),
-            )
-            if bias is not None:
-                bias = torch.as_tensor(np.asarray(bias), dtype=dtype, device=device)
-            self.register_buffer("bias", bias)
-
-        def forward(self, C):  # C: (..., k) -> (..., d)
-            out = C @ self.weight
-            if self.bias is not None:
-                out = out + self.bias
-            return out
-
-    return AffineDecoder
-
-
-def AffineDecoder(weight, bias=None, device=None, dtype=None):  # noqa: N802
-    """Build the affine decoder module (see ``ConceptMixin.decoder_torch``)."""
-    cls = globals().get("_AffineDecoderClass")
-    if cls is None:
-        cls = _make_affine_decoder_class()
-        globals()["_AffineDecoderClass"] = cls
-    return cls(weight, bias, device=device, dtype=dtype)

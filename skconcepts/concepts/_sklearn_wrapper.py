@@ -10,9 +10,10 @@ wrapper validates exactly what sklearn would.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from skconcepts.concepts._base import ConceptMixin
-from skconcepts.utils._torch_free import is_tensor
+from skconcepts.utils._torch import resolve_device, to_tensor
 
 __all__ = ["SklearnConceptsMixin", "sklearn_constraints"]
 
@@ -44,6 +45,8 @@ class SklearnConceptsMixin(ConceptMixin):
     _stream_estimator_class = None
     _stream_estimator_params: tuple = ()
     _stream_estimator_kwargs: dict = {}
+    #: the method runs scikit-learn only: ``device`` must be the CPU ("auto" is)
+    _cpu_only = False
 
     def _make_estimator(self):
         params = {name: getattr(self, name) for name in self._estimator_params}
@@ -53,6 +56,7 @@ class SklearnConceptsMixin(ConceptMixin):
     def _partial_fit(self, X, first):
         """One mini-batch step of ``_stream_estimator_class`` (streaming hook)."""
         if first:
+            self._check_cpu_only()
             names = self._stream_estimator_params
             params = {name: getattr(self, name) for name in names}
             params[self._n_concepts_param] = self.n_concepts
@@ -63,6 +67,7 @@ class SklearnConceptsMixin(ConceptMixin):
         self._read_fitted()
 
     def _fit(self, X):
+        self._check_cpu_only()
         self.estimator_ = self._make_estimator()
         self.estimator_.fit(X)
         self._read_fitted()
@@ -91,26 +96,29 @@ class SklearnConceptsMixin(ConceptMixin):
     def _transform(self, X):
         return self.estimator_.transform(X)
 
-    def _fit_device(self):
-        """The torch device of ``fit``: a clear error for an unknown or absent one."""
-        from skconcepts.utils._torch import resolve_device
-
+    def _check_cpu_only(self):
+        """``device`` of a CPU-only method: "cpu" or "auto", else ``ValueError``."""
+        if not self._cpu_only or self.device == "auto":
+            return
         try:
-            return resolve_device(self.device)
-        except RuntimeError as exc:
+            kind = torch.device(self.device).type
+        except (RuntimeError, TypeError):
+            kind = resolve_device(self.device).type  # raises the clear ValueError
+        if kind != "cpu":
             raise ValueError(
-                f"device={self.device!r} is not a device torch knows ({exc}); use "
-                "'cpu', 'cuda', 'cuda:N' or 'auto'."
-            ) from None
+                f"{type(self).__name__} runs scikit-learn on the CPU only; "
+                f"device={self.device!r} is not available for it: use "
+                "device='cpu' or device='auto'."
+            )
+
+    def _fit_device(self):
+        """The torch device of ``fit`` (a clear error for an unknown or absent one)."""
+        return resolve_device(self.device)
 
 
 def reconstruction_error(X, codes, weight, offset=None):
     """Frobenius norm ``||X - (codes @ weight + offset)||`` (array or tensor)."""
-    if is_tensor(X) or is_tensor(codes):
-        import torch
-
-        from skconcepts.utils._torch import to_tensor
-
+    if torch.is_tensor(X) or torch.is_tensor(codes):
         X = to_tensor(X)
         W = to_tensor(weight, device=X.device)
         X_hat = to_tensor(codes, device=X.device) @ W  # (n, k) @ (k, d)

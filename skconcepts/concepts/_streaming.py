@@ -1,108 +1,331 @@
-"""Concept estimators and on-disk activation stores: streaming fits and reads.
+"""The batch-source protocol, and the ``partial_fit`` driver of streaming fits.
+
+One protocol says what "activations that arrive in batches" means for every
+estimator of the package. :func:`as_batch_source` turns ``X`` into a
+:class:`BatchSource`, or returns ``None`` when ``X`` is one in-memory matrix:
+
+- an :class:`~skconcepts.ActivationStore` (or any object with a method
+  ``iter_batches(batch_size, shuffle=, seed=)``): read with its own
+  ``iter_batches``, a shuffled pass visiting the shards and the rows of each
+  shard in a random order;
+- any iterable of 2-D batches: a list or tuple of arrays or tensors, a
+  ``torch.utils.data.DataLoader`` (or any re-iterable) that yields ``X`` or
+  ``(X, y)``, or a one-shot iterator (a generator), which can be read once, so
+  it allows a single pass;
+- an array or a tensor, only when asked (``as_batch_source(X, arrays=True)``,
+  for mini-batch training on data in memory); a shuffled pass visits the rows
+  in a random order.
+
+``BatchSource.iter_batches(batch_size, *, shuffle=False, seed=None)`` yields
+float32 2-D numpy arrays of ``n_features`` columns and ``batch_size`` rows (the
+last one may be smaller): the chunks of an iterable are regrouped, and with
+``shuffle=True`` the rows of each chunk are shuffled (a stream cannot be
+shuffled as a whole). Every batch of an iterable is validated: it must be
+numeric, 2-D, as wide as the first, and finite. ``seed`` may be an int, a
+sequence of ints, a ``numpy.random.Generator`` or a ``RandomState`` (drawn
+from, as the sparse autoencoders do). ``n_rows`` is ``None`` when unknown
+(iterators, data loaders); ``one_shot`` is True for an iterator.
 
 :class:`StreamingConceptsMixin` gives a concept estimator ``partial_fit`` and
-makes ``fit`` stream an :class:`~skconcepts.ActivationStore` batch by batch
-instead of loading it. A streaming class writes one hook,
+makes ``fit``/``fit_transform`` of a batch source learn batch by batch
+(``ConceptMixin`` asks the class attribute ``_streams``, which the mixin sets).
+A streaming class writes one hook,
 
 ``_partial_fit(X, first)``
     Update the model with one float32 batch ``X`` (numpy); ``first`` is True
     for the first batch of a new model. Leaves the model ready for
     ``_transform`` (``components_`` set).
 
-and may override ``_begin_pass`` (a new pass over a store starts),
+and may override ``_begin_pass`` (a new pass over the source starts),
 ``_track_batch`` (statistics of the last pass, by default the reconstruction
 error of classes with ``_iterative = True``), ``_finish_stream``,
 ``_stream_n_passes`` and the class attribute ``_shuffle_stream``.
-``ConceptMixin.fit`` calls ``_fit_store`` when given a store and the class has
-it; classes without it load the store with ``ActivationStore.to_numpy`` within
-their ``max_bytes`` budget.
 
-:func:`transform_store_to_array` and :func:`score_store` stream a store through
-a fitted estimator's ``transform`` (into an array within the budget) and
-``score`` (R² from running sums); ``ConceptMixin`` uses them for every estimator.
+Shared parameters of the streaming estimators: ``n_passes`` (passes over the
+data when ``fit`` learns by mini-batches; the one name for it in the package,
+a renamed parameter keeps its old name through
+:func:`skconcepts.utils._deprecation.renamed_param`), ``batch_size``,
+``progress`` and ``max_bytes`` (the budget of ``transform`` of a source).
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
+from collections.abc import Iterable, Iterator
+
 import numpy as np
+import scipy.sparse as sp
+import torch
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
-from skconcepts.concepts._base import _as_numpy
-from skconcepts.utils._torch_free import is_store, is_tensor
-from skconcepts.utils._validation import check_n_concepts
+from skconcepts.utils._torch import to_numpy
+from skconcepts.utils._torch_free import is_store
+from skconcepts.utils._validation import check_finite, check_n_concepts
 
-__all__ = [
-    "stream_docs",
-    "StreamingConceptsMixin",
-    "score_store",
-    "transform_store_to_array",
-]
-
-#: rows per batch of ``transform``/``score`` of a store for estimators without
-#: a ``batch_size`` parameter
-DEFAULT_READ_BATCH = 4096
-
-_BATCH_SIZE_DOC = """batch_size : int, default=%d
-        Rows per mini-batch when ``fit`` streams an
-        :class:`~skconcepts.ActivationStore` (and when ``partial_fit`` is given
-        one; at least ``n_concepts`` rows), and per read when ``transform`` or
-        ``score`` reads a store. Unused for in-memory data."""
-_N_PASSES_DOC = """n_passes : int, default=%d
-        Passes over an :class:`~skconcepts.ActivationStore` when ``fit``
-        streams it, each in a new random order seeded by ``random_state``.
-        Unused for in-memory data."""
-#: shared parameter documentation, for ``Substitution(**stream_docs(...))``
-_DOCS = {
-    "max_bytes_stream": """max_bytes : int or None, default=None
-        Memory budget, in bytes, of ``transform`` of an
-        :class:`~skconcepts.ActivationStore`: its output array must fit in it
-        (``None``: 25% of the RAM available), else a ``StoreTooLargeError``
-        says to write the concepts to disk with ``transform_to_store``.
-        ``fit`` streams a store and needs no budget.""",
-    "max_bytes_load": """max_bytes : int or None, default=None
-        Memory budget, in bytes, for loading an
-        :class:`~skconcepts.ActivationStore` passed to ``fit`` (this method
-        cannot stream it) and for the output of ``transform`` of a store.
-        ``None`` allows 25% of the RAM available. Over the budget a
-        ``StoreTooLargeError`` (a ``MemoryError``) gives the bytes needed and
-        the estimators that stream a store instead.""",
-    "progress_stream": """progress : bool, default=False
-        Show a tqdm progress bar over the rows when ``fit`` streams an
-        :class:`~skconcepts.ActivationStore`, and when ``transform`` or
-        ``score`` reads one.""",
-    "stream_attributes": """n_iter_ : int
-        After ``partial_fit`` or a ``fit`` that streamed a store: the passes
-        over the store, each ``partial_fit`` call counting one.""",
-    "store_notes": """``X`` may be an :class:`~skconcepts.ActivationStore`
-    (activations on disk, see :func:`~skconcepts.store.extract_to_store`).
-    ``fit`` then streams it through ``partial_fit`` in mini-batches of
-    ``batch_size`` rows, so memory stays bounded by one shard of the store plus
-    one batch; ``transform`` and ``score`` of a store read it batch by batch
-    (``transform`` returns one array, within ``max_bytes``;
-    ``transform_to_store`` writes the concept activations to another store
-    instead).""",
-}
+__all__ = ["BatchSource", "StreamingConceptsMixin", "as_batch_source"]
 
 
-def stream_docs(*, batch_size=1024, n_passes=10):
-    """Shared docs of the streaming parameters, with the class's defaults."""
-    return {
-        **_DOCS,
-        "batch_size_stream": _BATCH_SIZE_DOC % batch_size,
-        "n_passes": _N_PASSES_DOC % n_passes,
-    }
+# ================================================================= protocol
+def _stream_kind(X):
+    """``"store"``, ``"iterable"`` or ``None`` (one array-like), cheaply."""
+    if isinstance(X, BatchSource):
+        return "source"
+    if is_store(X) or (hasattr(X, "iter_batches") and hasattr(X, "n_features")):
+        return "store"
+    if torch.is_tensor(X) or isinstance(X, np.ndarray) or hasattr(X, "__array__"):
+        return None
+    if sp.issparse(X):
+        return None
+    if isinstance(X, Iterator):
+        return "iterable"
+    if isinstance(X, (list, tuple)):
+        if len(X) > 0 and all(getattr(item, "ndim", None) == 2 for item in X):
+            return "iterable"
+        return None
+    if isinstance(X, Iterable) and not isinstance(X, (str, bytes, dict)):
+        return "iterable"
+    return None
 
 
+def as_batch_source(X, *, arrays=False):
+    """``X`` as a :class:`BatchSource`, or ``None`` for one in-memory matrix.
+
+    Parameters
+    ----------
+    X : object
+        An :class:`~skconcepts.ActivationStore` (or an object with
+        ``iter_batches(batch_size, shuffle=, seed=)``), an iterable of 2-D
+        arrays or tensors (list, ``DataLoader`` yielding ``X`` or ``(X, y)``,
+        iterator), a :class:`BatchSource` (returned as it is), or an
+        array-like.
+    arrays : bool, default=False
+        Whether an array or a tensor becomes a source of its row batches
+        (else ``None`` is returned for it).
+
+    Returns
+    -------
+    source : BatchSource or None
+        The source; ``None`` when ``X`` is an array-like and ``arrays=False``.
+
+    Raises
+    ------
+    ValueError
+        If an iterable yields no batch, or its first batch is not a numeric
+        2-D array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts._streaming import as_batch_source
+    >>> X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> as_batch_source(X) is None
+    True
+    >>> source = as_batch_source([X[:4], X[4:]])
+    >>> source.n_features, source.n_rows, source.one_shot
+    (2, 6, False)
+    >>> [len(b) for b in source.iter_batches(3)]
+    [3, 3]
+    >>> gen = as_batch_source(b for b in [X[:4], X[4:]])
+    >>> gen.n_rows is None, gen.one_shot
+    (True, True)
+    """
+    kind = _stream_kind(X)
+    if kind == "source":
+        return X
+    if kind is not None:
+        return BatchSource(X, kind=kind)
+    if arrays:
+        return BatchSource(X, kind="array")
+    return None
+
+
+def _as_batch(chunk, n_features, index):
+    """Validate one batch of an iterable; a float32 numpy array (n, d)."""
+    if (
+        isinstance(chunk, (tuple, list))
+        and chunk
+        and (torch.is_tensor(chunk[0]) or isinstance(chunk[0], np.ndarray))
+    ):
+        chunk = chunk[0]  # (X,) or (X, y) from a DataLoader
+    if torch.is_tensor(chunk):
+        batch = to_numpy(chunk)
+    else:
+        try:
+            batch = np.asarray(chunk, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"Batch {index} of X is a {type(chunk).__name__}, not a numeric "
+                "array; an iterable X must yield 2-D arrays or tensors."
+            ) from exc
+    if batch.ndim != 2 or (n_features is not None and batch.shape[1] != n_features):
+        want = "d" if n_features is None else str(n_features)
+        raise ValueError(
+            f"Batch {index} of X has shape {tuple(batch.shape)}; every batch must "
+            f"have shape (n_rows, {want})."
+        )
+    check_finite(batch, f"batch {index} of X")
+    return batch
+
+
+def _rng(seed):
+    """A numpy generator (or the ``RandomState``/``Generator`` passed)."""
+    if isinstance(seed, (np.random.RandomState, np.random.Generator)):
+        return seed
+    return np.random.default_rng(seed)
+
+
+class BatchSource:
+    """Activations that arrive in batches (see the module docstring).
+
+    Build one with :func:`as_batch_source`.
+
+    Attributes
+    ----------
+    kind : {"store", "iterable", "array"}
+        What the source reads.
+    n_features : int
+        Columns of every batch.
+    n_rows : int or None
+        Rows of one pass, ``None`` when unknown (iterators, data loaders).
+    one_shot : bool
+        Whether the source can be read only once (an iterator).
+    label : str
+        How messages name it (``"the ActivationStore at '...'"`` or ``"X"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts._streaming import as_batch_source
+    >>> X = np.arange(10, dtype=np.float32).reshape(5, 2)
+    >>> source = as_batch_source(X, arrays=True)
+    >>> [b.shape for b in source.iter_batches(2, shuffle=True, seed=0)]
+    [(2, 2), (2, 2), (1, 2)]
+    """
+
+    def __init__(self, data, *, kind):
+        self.kind = kind
+        self.one_shot = False
+        self._data = data
+        self._read = False
+        if kind == "store":
+            self.n_features = int(data.n_features)
+            self.n_rows = len(data) if hasattr(data, "__len__") else None
+            path = getattr(data, "path", None)
+            self.label = f"the ActivationStore at '{path}'" if path is not None else "X"
+        elif kind == "array":
+            if data.ndim != 2:
+                raise ValueError(
+                    f"Expected a 2-D array of activations, got shape "
+                    f"{tuple(data.shape)}."
+                )
+            self.n_rows, self.n_features = (int(n) for n in data.shape)
+            self.label = "X"
+        else:
+            self.label = "X"
+            self.one_shot = isinstance(data, Iterator)
+            first = next(data if self.one_shot else iter(data), None)
+            if first is None:
+                raise ValueError(
+                    "X is an empty source of batches; it must yield at least one "
+                    "2-D array of activations."
+                )
+            self.n_features = int(_as_batch(first, None, 0).shape[1])
+            if self.one_shot:
+                self._data = itertools.chain([first], data)
+            self.n_rows = (
+                sum(int(b.shape[0]) for b in data)
+                if isinstance(data, (list, tuple))
+                else None
+            )
+
+    def __repr__(self):
+        return (
+            f"BatchSource(kind={self.kind!r}, n_features={self.n_features}, "
+            f"n_rows={self.n_rows}, one_shot={self.one_shot})"
+        )
+
+    def iter_batches(self, batch_size, *, shuffle=False, seed=None):
+        """Yield the rows in float32 batches of ``batch_size`` rows.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch; the last one may be smaller.
+        shuffle : bool, default=False
+            Visit the rows in a random order: all of them for a store or an
+            array, within each chunk for an iterable.
+        seed : int, sequence of int, numpy Generator, RandomState or None, \
+default=None
+            Seed of the shuffle; the same seed gives the same batches.
+
+        Yields
+        ------
+        X : ndarray of shape (n_rows, n_features), dtype float32
+            A batch of activations.
+        """
+        batch_size = int(batch_size)
+        if self.kind == "store":
+            if isinstance(seed, np.random.RandomState):
+                seed = int(seed.randint(2**31 - 1))
+            batches = self._data.iter_batches(batch_size, shuffle=shuffle, seed=seed)
+            if is_store(self._data):
+                yield from batches
+                return
+            yield from self._regroup(batches, batch_size, None)
+        elif self.kind == "array":
+            n = self.n_rows
+            order = _rng(seed).permutation(n) if shuffle else None
+            for start in range(0, n, batch_size):
+                index = (
+                    slice(start, start + batch_size)
+                    if order is None
+                    else order[start : start + batch_size]
+                )
+                if torch.is_tensor(self._data) and order is not None:
+                    index = torch.from_numpy(index).to(self._data.device)
+                yield to_numpy(self._data[index])
+        else:
+            if self.one_shot:
+                if self._read:
+                    raise ValueError(
+                        "X is a one-shot iterator that was already read; pass a "
+                        "list of batches, a re-iterable or an activation store to "
+                        "read it more than once."
+                    )
+                self._read = True
+            chunks = self._data if self.one_shot else iter(self._data)
+            yield from self._regroup(
+                chunks, batch_size, _rng(seed) if shuffle else None
+            )
+
+    def _regroup(self, chunks, batch_size, rng):
+        pending = None
+        for index, chunk in enumerate(chunks):
+            batch = _as_batch(chunk, self.n_features, index)
+            if rng is not None and len(batch) > 1:
+                batch = batch[rng.permutation(len(batch))]
+            pending = batch if pending is None else np.concatenate([pending, batch])
+            while len(pending) >= batch_size:
+                yield pending[:batch_size]
+                pending = pending[batch_size:]
+        if pending is not None and len(pending):
+            yield pending
+
+
+# ==================================================== partial_fit driver
 class StreamingConceptsMixin:
-    """``partial_fit`` and streaming ``fit`` from an activation store.
+    """``partial_fit``, and streaming ``fit`` of a batch source.
 
     Put it left of the estimator's other bases. See the module docstring for
     the hooks a subclass writes.
     """
 
-    #: whether ``fit`` visits the rows of a store in a random order
+    #: ``ConceptMixin.fit`` streams batch sources through ``_fit_source``
+    _streams = True
+    #: whether ``fit`` visits the rows of a source in a random order
     _shuffle_stream = True
 
     # ----------------------------------------------------------- public API
@@ -112,14 +335,15 @@ class StreamingConceptsMixin:
 
         The first call (or the first after ``fit`` on in-memory data) starts a
         new model; later calls continue it, and must have the same number of
-        features. An :class:`~skconcepts.ActivationStore` is streamed in one
-        pass, batch by batch.
+        features. An array or a tensor is one mini-batch step; an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches is read
+        in one pass, batch by batch.
 
         Parameters
         ----------
-        X : array-like, torch.Tensor or ActivationStore of shape \
-(n_samples, n_features)
-            A chunk of activations (one mini-batch step), or a store.
+        X : array-like, torch.Tensor, ActivationStore or iterable of batches
+            A chunk of activations of shape (n_samples, n_features) (one
+            mini-batch step), or a source of batches of that width.
         y : Ignored
             Not used, present for API consistency.
 
@@ -128,8 +352,9 @@ class StreamingConceptsMixin:
         self : object
             The updated estimator.
         """
-        if is_store(X):
-            self._stream_passes(X, n_passes=1, reset=not self._stream_started())
+        source = as_batch_source(X)
+        if source is not None:
+            self._stream_passes(source, n_passes=1, reset=not self._stream_started())
         else:
             first = not self._stream_started()
             stats = {}
@@ -139,9 +364,9 @@ class StreamingConceptsMixin:
         return self
 
     # ------------------------------------------------------------- internals
-    def _fit_store(self, store):
-        """``fit`` from a store: ``n_passes`` shuffled passes of ``partial_fit``."""
-        self._stream_passes(store, n_passes=self._stream_n_passes(), reset=True)
+    def _fit_source(self, source):
+        """``fit`` of a batch source: ``n_passes`` passes of ``partial_fit``."""
+        self._stream_passes(source, n_passes=self._stream_n_passes(), reset=True)
 
     def _fit_full(self, X):
         # an in-memory fit replaces any streaming state
@@ -158,7 +383,17 @@ class StreamingConceptsMixin:
         # the first batch initialises the model: at least n_concepts rows
         return max(int(self.batch_size), int(self.n_concepts))
 
-    def _stream_passes(self, store, *, n_passes, reset):
+    def _stream_passes(self, source, *, n_passes, reset):
+        name = type(self).__name__
+        if source.one_shot and n_passes > 1:
+            warnings.warn(
+                f"X is a one-shot iterator, so {name} makes a single pass instead "
+                f"of n_passes={n_passes}; pass a list of batches, a re-iterable or "
+                "an activation store for more.",
+                UserWarning,
+                stacklevel=4,
+            )
+            n_passes = 1
         if reset:
             self.__dict__.pop("_stream_batches", None)
             self.n_iter_ = 0
@@ -168,17 +403,18 @@ class StreamingConceptsMixin:
         )
         stats = {}
         first = not self._stream_started()
+        total = None if source.n_rows is None else n_passes * source.n_rows
         with tqdm(
-            total=n_passes * len(store),
+            total=total,
             disable=not getattr(self, "progress", False),
             unit="row",
-            desc=f"{type(self).__name__}.fit",
+            desc=f"{name}.fit",
         ) as bar:
             for p in range(n_passes):
                 last = p == n_passes - 1
                 if not first:
                     self._begin_pass()
-                batches = store.iter_batches(
+                batches = source.iter_batches(
                     batch_size,
                     shuffle=self._shuffle_stream,
                     seed=[base_seed, self.n_iter_],
@@ -189,18 +425,12 @@ class StreamingConceptsMixin:
                     bar.update(len(X))
                 self.n_iter_ += 1
         if first:
-            raise ValueError(
-                f"The ActivationStore at '{store.path}' has no rows; "
-                f"{type(self).__name__} needs at least one to fit."
-            )
+            label = source.label[:1].upper() + source.label[1:]
+            raise ValueError(f"{label} has no rows; {name} needs at least one to fit.")
         self._finish_stream(stats)
 
     def _stream_step(self, X, *, first, stats, track):
-        X = self._check_X(X, reset=first)
-        if is_tensor(X):
-            from skconcepts.utils._torch import to_numpy
-
-            X = to_numpy(X)
+        X = to_numpy(self._check_X(X, reset=first))
         if first:
             n_samples, n_features = X.shape
             check_n_concepts(
@@ -214,11 +444,11 @@ class StreamingConceptsMixin:
             self._track_batch(X, stats)
 
     def _begin_pass(self):
-        """Hook: a new pass over a store starts (not called before the first)."""
+        """Hook: a new pass over a source starts (not called before the first)."""
 
     def _track_batch(self, X, stats):
         """Accumulate the squared reconstruction error of a batch (last pass)."""
-        codes = _as_numpy(self._transform(X)).astype(np.float64)
+        codes = to_numpy(self._transform(X), dtype=np.float64)
         X_hat = codes @ np.asarray(self._decoder_weight(), dtype=np.float64)
         offset = self._decoder_offset()
         if offset is not None:
@@ -232,92 +462,3 @@ class StreamingConceptsMixin:
         self._n_features_out = self.components_.shape[0]
         if "sse" in stats:
             self.reconstruction_err_ = float(np.sqrt(stats["sse"]))
-
-
-# ----------------------------------------------------------------- reading
-def _read_batch_size(estimator):
-    return int(getattr(estimator, "batch_size", None) or DEFAULT_READ_BATCH)
-
-
-def transform_store_to_array(estimator, store):
-    """Concept activations of every row of ``store``, streamed into one array.
-
-    The output ``(n_rows, n_concepts)`` float32 array must fit in the
-    estimator's ``max_bytes`` budget (see ``ActivationStore.to_numpy``); the
-    store itself is read one batch at a time.
-    """
-    from skconcepts.store import (
-        MEMORY_FRACTION,
-        StoreTooLargeError,
-        _available_memory,
-        _fmt_bytes,
-    )
-
-    n = len(store)
-    k = int(estimator.components_.shape[0])
-    needed = n * k * 4
-    max_bytes = getattr(estimator, "max_bytes", None)
-    if max_bytes is None:
-        budget = int(MEMORY_FRACTION * _available_memory())
-        origin = f"{MEMORY_FRACTION:.0%} of the available RAM"
-    else:
-        budget, origin = int(max_bytes), f"max_bytes={max_bytes!r}"
-    name = type(estimator).__name__
-    if needed > budget:
-        raise StoreTooLargeError(
-            f"{name}.transform of the ActivationStore at '{store.path}' returns "
-            f"{n} rows x {k} concepts: {needed} bytes ({_fmt_bytes(needed)}) of "
-            f"float32, but the budget is {budget} bytes ({_fmt_bytes(budget)}, "
-            f"{origin}). Write the concept activations to disk with "
-            f"{name}.transform_to_store(store, path), or raise max_bytes."
-        )
-    out = np.empty((n, k), dtype=np.float32)
-    pos = 0
-    for X in _iter_rows(estimator, store, "transform"):
-        out[pos : pos + len(X)] = _as_numpy(estimator.transform(X))
-        pos += len(X)
-    return out
-
-
-def score_store(estimator, store):
-    """Reconstruction R² of ``estimator`` on a store, from running sums.
-
-    Equal (up to float64 rounding) to ``estimator.score(store[:])``: the total
-    variance is merged batch by batch (Chan et al.'s parallel update).
-    """
-    n, mean, m2, resid = 0, 0.0, 0.0, 0.0
-    for X in _iter_rows(estimator, store, "score"):
-        X_hat = _as_numpy(estimator.inverse_transform(estimator.transform(X)))
-        X = X.astype(np.float64)
-        resid += float(np.sum((X - X_hat) ** 2))
-        n_b = len(X)
-        mean_b = X.mean(axis=0)
-        m2_b = ((X - mean_b) ** 2).sum(axis=0)
-        delta = mean_b - mean
-        total = n + n_b
-        mean = mean + delta * (n_b / total)
-        m2 = m2 + m2_b + delta**2 * (n * n_b / total)
-        n = total
-    if n == 0:
-        raise ValueError(f"The ActivationStore at '{store.path}' has no rows.")
-    var = float(np.sum(m2))
-    if var == 0:
-        return 1.0 if resid == 0 else 0.0
-    return float(1.0 - resid / var)
-
-
-def _iter_rows(estimator, store, verb):
-    if store.n_features != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {store.n_features} features, but {type(estimator).__name__} "
-            f"is expecting {estimator.n_features_in_} features as input."
-        )
-    with tqdm(
-        total=len(store),
-        disable=not getattr(estimator, "progress", False),
-        unit="row",
-        desc=f"{type(estimator).__name__}.{verb}",
-    ) as bar:
-        for X in store.iter_batches(_read_batch_size(estimator)):
-            yield X
-            bar.update(len(X))

@@ -9,7 +9,8 @@ would rank the farthest rows as a concept's best examples.
 Numpy input on the CPU runs ``sklearn.cluster.KMeans``; a tensor, or
 ``device="cuda"``, runs the torch Lloyd implementation below (k-means++ init,
 same tolerance rule and empty-cluster relocation as scikit-learn).
-``partial_fit`` and ``fit`` of an activation store run
+``partial_fit``, and ``fit`` of a batch source (an activation store or an
+iterable of batches, see :mod:`skconcepts.concepts._streaming`), run
 ``sklearn.cluster.MiniBatchKMeans``.
 """
 
@@ -30,13 +31,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
-from skconcepts.concepts._docstrings import Substitution
 from skconcepts.concepts._sklearn_wrapper import (
     SklearnConceptsMixin,
     reconstruction_error,
     sklearn_constraints,
 )
-from skconcepts.concepts._streaming import StreamingConceptsMixin, stream_docs
+from skconcepts.concepts._streaming import StreamingConceptsMixin
 from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
 
 __all__ = ["KMeansConcepts"]
@@ -153,10 +153,6 @@ def _kmeans_torch(X, k, *, init, n_init, max_iter, tol, generator, progress=Fals
 
 
 # ---------------------------------------------------------------------- class
-_docs = Substitution(**stream_docs(batch_size=1024, n_passes=10))
-
-
-@_docs
 class KMeansConcepts(StreamingConceptsMixin, SklearnConceptsMixin, BaseEstimator):
     """Concepts as k-means centroids (``sklearn.cluster.KMeans``).
 
@@ -173,13 +169,15 @@ class KMeansConcepts(StreamingConceptsMixin, SklearnConceptsMixin, BaseEstimator
     ``inverse_transform(C) = C @ components_`` maps either back to (a mixture
     of) centroids.
 
-    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
-    ``sklearn.cluster.MiniBatchKMeans`` (its centroids become
+    ``partial_fit``, and ``fit`` of an :class:`~skconcepts.ActivationStore` or
+    an iterable of batches, run ``sklearn.cluster.MiniBatchKMeans`` (its
+    centroids become
     ``components_``, with the same membership semantics).
 
     Parameters
     ----------
-    %(n_concepts)s At most ``n_samples``.
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn. At most ``n_samples``.
     membership : {"hard", "soft"}, default="hard"
         Concept activation: one-hot nearest centroid, or a softmax of negative
         squared distances.
@@ -201,38 +199,69 @@ default="k-means++"
     tol : float, default=1e-4
         Convergence when the squared centroid shift is below ``tol`` times the
         mean feature variance.
-    %(random_state)s
-    %(device)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the computation runs. ``"auto"`` takes CUDA when available.
+        Fitted attributes are always stored as CPU numpy arrays, so a model
+        fitted on a GPU loads on a CPU-only machine.
         Numpy input on the CPU runs scikit-learn; a tensor or ``"cuda"``/
         ``"auto"`` runs the torch implementation (Lloyd iterations, k-means++
         init), whose results match scikit-learn within float32 tolerance for the
         same ``init`` array.
     progress : bool, default=False
-        Show a tqdm bar of the Lloyd iterations (torch implementation), and of
-        the rows when ``fit`` streams an :class:`~skconcepts.ActivationStore` or
-        ``transform``/``score`` read one.
-    %(batch_size_stream)s
-    %(n_passes)s
-    %(max_bytes_stream)s
+        Show a tqdm progress bar over the rows when ``fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of
+        batches) and when ``transform`` or ``score`` read one; and over the
+        Lloyd iterations of the torch implementation.
+    batch_size : int, default=1024
+        Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of 2-D
+        batches, whose chunks are regrouped; at least ``n_concepts`` rows), and
+        per read when ``transform`` or ``score`` reads one. Unused for
+        in-memory data.
+    n_passes : int, default=10
+        Passes over the data when ``fit`` streams a batch source: an
+        :class:`~skconcepts.ActivationStore` is read in a new random order in
+        each pass (seeded by ``random_state``), an iterable in its own order
+        with the rows of each chunk shuffled; a one-shot iterator allows one
+        pass (a warning says so). ``partial_fit`` makes one pass over what it
+        is given. Unused for in-memory data.
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
 
     Attributes
     ----------
-    %(concept_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
     n_iter_ : int
         Lloyd iterations of the best run; passes over the data after
-        ``partial_fit`` or a ``fit`` of a store (each ``partial_fit`` call
+        ``partial_fit`` or a streamed ``fit`` (each ``partial_fit`` call
         counting one).
     reconstruction_err_ : float
         Frobenius norm of ``X - inverse_transform(transform(X))`` on the
         training data (``sqrt(inertia)`` for hard membership); after
-        ``partial_fit`` or a ``fit`` of a store, on the rows of the last call or
+        ``partial_fit`` or a streamed ``fit``, on the rows of the last call or
         pass, each taken just after its update.
     temperature_ : float
         The temperature used by the soft membership.
     estimator_ : sklearn.cluster.KMeans or MiniBatchKMeans
         The fitted scikit-learn estimator (``labels_``, ``inertia_``, ...); on
         the torch path it holds the torch results; a ``MiniBatchKMeans`` after
-        ``partial_fit`` or a ``fit`` of a store.
+        ``partial_fit`` or a streamed ``fit``.
 
     See Also
     --------
@@ -240,7 +269,16 @@ default="k-means++"
 
     Notes
     -----
-    %(store_notes)s
+    ``X`` may be a batch source: an :class:`~skconcepts.ActivationStore`
+    (activations on disk, see :func:`~skconcepts.store.extract_to_store`), or
+    an iterable of 2-D arrays or tensors (a list, a ``DataLoader`` yielding
+    ``X`` or ``(X, y)``, a generator). ``fit`` then streams it through
+    ``partial_fit`` in mini-batches of ``batch_size`` rows, so memory stays
+    bounded by one shard of the store (or one chunk) plus one batch;
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     Examples
     --------

@@ -27,12 +27,11 @@ from sklearn.decomposition import (
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
-from skconcepts.concepts._docstrings import Substitution
 from skconcepts.concepts._sklearn_wrapper import (
     SklearnConceptsMixin,
     sklearn_constraints,
 )
-from skconcepts.concepts._streaming import StreamingConceptsMixin, stream_docs
+from skconcepts.concepts._streaming import StreamingConceptsMixin
 from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
 
 __all__ = [
@@ -43,15 +42,6 @@ __all__ = [
     "DictionaryLearningConcepts",
 ]
 
-_docs = Substitution(
-    torch_input="""The torch implementation runs when ``X`` is a tensor or ``device``
-        is ``"cuda"``/``"auto"`` (a tensor is moved to ``device``); numpy input
-        on the CPU runs scikit-learn. Both give the same ``components_`` (signs
-        fixed as by ``svd_flip``) within float32 tolerance, and ``estimator_``
-        holds the results either way.""",
-    **stream_docs(batch_size=1024),
-)
-_dico_docs = Substitution(**stream_docs(batch_size=256, n_passes=10))
 #: constraints of the store-related parameters
 _MAX_BYTES = {"max_bytes": [Interval(Integral, 0, None, closed="left"), None]}
 _STREAM = {
@@ -204,7 +194,6 @@ class _TorchLinearMixin(SklearnConceptsMixin):
 
 
 # ------------------------------------------------------------------------ PCA
-@_docs
 class PCAConcepts(StreamingConceptsMixin, _TorchLinearMixin, BaseEstimator):
     """Concepts as principal components (``sklearn.decomposition.PCA``).
 
@@ -212,14 +201,16 @@ class PCAConcepts(StreamingConceptsMixin, _TorchLinearMixin, BaseEstimator):
     activation is the (signed) projection of the centred activation on it.
     Activations only need to be centred, not non-negative.
 
-    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
-    ``sklearn.decomposition.IncrementalPCA`` (one pass, in order) instead; its
-    ``components_``, ``mean_``, ``explained_variance_``... feed the same
-    attributes, decoder and ``transform``.
+    ``partial_fit``, and ``fit`` of an :class:`~skconcepts.ActivationStore` or
+    an iterable of batches, run ``sklearn.decomposition.IncrementalPCA`` (one
+    pass, in order) instead; its ``components_``, ``mean_``,
+    ``explained_variance_``... feed the same attributes, decoder and
+    ``transform``.
 
     Parameters
     ----------
-    %(n_concepts)s
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn.
     whiten : bool, default=False
         Scale the concept activations to unit variance. The decoder folds the
         scaling into its weight (``sqrt(explained_variance_)[:, None] *
@@ -234,23 +225,57 @@ default="auto"
         Power iterations of the ``"randomized"`` solver.
     n_oversamples : int, default=10
         Extra random vectors of the ``"randomized"`` solver.
-    %(random_state)s
-    %(device)s
-        %(torch_input)s
-    %(batch_size_stream)s
-        The incremental SVD is exact whatever the batch size; a store is read
-        once, in order.
-    %(max_bytes_stream)s
-    %(progress_stream)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the computation runs. ``"auto"`` takes CUDA when available.
+        Fitted attributes are always stored as CPU numpy arrays, so a model
+        fitted on a GPU loads on a CPU-only machine.
+        The torch implementation runs when ``X`` is a tensor or ``device``
+        is ``"cuda"``/``"auto"`` (a tensor is moved to ``device``); numpy input
+        on the CPU runs scikit-learn. Both give the same ``components_`` (signs
+        fixed as by ``svd_flip``) within float32 tolerance, and ``estimator_``
+        holds the results either way.
+    batch_size : int, default=1024
+        Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of 2-D
+        batches, whose chunks are regrouped; at least ``n_concepts`` rows), and
+        per read when ``transform`` or ``score`` reads one. Unused for
+        in-memory data.
+        The incremental SVD takes one pass: a store or an iterable is read
+        once, in order (its result is close to the exact PCA's, the closer the
+        larger the batches).
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows when ``fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of
+        batches) and when ``transform`` or ``score`` read one.
 
     Attributes
     ----------
-    %(concept_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
     estimator_ : sklearn.decomposition.PCA or IncrementalPCA
         The fitted scikit-learn estimator (``mean_``, ``explained_variance_``,
         ``explained_variance_ratio_``, ``singular_values_``, ...);
-        an ``IncrementalPCA`` after ``partial_fit`` or a ``fit`` of a store.
-    %(stream_attributes)s
+        an ``IncrementalPCA`` after ``partial_fit`` or a streamed ``fit``.
+    n_iter_ : int
+        After ``partial_fit`` or a ``fit`` that streamed a batch source: the
+        passes over the data, each ``partial_fit`` call counting one.
 
     See Also
     --------
@@ -259,7 +284,16 @@ default="auto"
 
     Notes
     -----
-    %(store_notes)s
+    ``X`` may be a batch source: an :class:`~skconcepts.ActivationStore`
+    (activations on disk, see :func:`~skconcepts.store.extract_to_store`), or
+    an iterable of 2-D arrays or tensors (a list, a ``DataLoader`` yielding
+    ``X`` or ``(X, y)``, a generator). ``fit`` then streams it through
+    ``partial_fit`` in mini-batches of ``batch_size`` rows, so memory stays
+    bounded by one shard of the store (or one chunk) plus one batch;
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     Examples
     --------
@@ -335,7 +369,7 @@ default="auto"
         return min(n_samples, n_features)
 
     def _stream_n_passes(self):
-        return 1  # the incremental SVD is exact in one pass
+        return 1  # the incremental SVD takes one pass
 
     def _fit_torch(self, X):
         return _pca_torch(
@@ -368,7 +402,6 @@ default="auto"
 
 
 # ------------------------------------------------------------------------ SVD
-@_docs
 class SVDConcepts(_TorchLinearMixin, BaseEstimator):
     """Concepts as truncated SVD directions (``sklearn.decomposition.TruncatedSVD``).
 
@@ -377,7 +410,9 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
 
     Parameters
     ----------
-    %(n_concepts)s Must be smaller than ``n_features``.
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn. Must be smaller
+        than ``n_features``.
     algorithm : {"arpack", "randomized"}, default="randomized"
         SVD solver. On torch, ``"arpack"`` runs the exact SVD.
     n_iter : int, default=5
@@ -388,14 +423,41 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         Normaliser of the power iterations (scikit-learn path; torch uses QR).
     tol : float, default=0.0
         Tolerance of the ``"arpack"`` solver (scikit-learn path).
-    %(random_state)s
-    %(device)s
-        %(torch_input)s
-    %(max_bytes_load)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the computation runs. ``"auto"`` takes CUDA when available.
+        Fitted attributes are always stored as CPU numpy arrays, so a model
+        fitted on a GPU loads on a CPU-only machine.
+        The torch implementation runs when ``X`` is a tensor or ``device``
+        is ``"cuda"``/``"auto"`` (a tensor is moved to ``device``); numpy input
+        on the CPU runs scikit-learn. Both give the same ``components_`` (signs
+        fixed as by ``svd_flip``) within float32 tolerance, and ``estimator_``
+        holds the results either way.
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, for loading an
+        :class:`~skconcepts.ActivationStore` passed to ``fit`` (this method
+        cannot stream it) and for the output of ``transform`` of a store or an
+        iterable of batches. ``None`` allows 25% of the RAM available. Over the
+        budget a ``StoreTooLargeError`` (a ``MemoryError``) gives the bytes
+        needed and the estimators that stream a store instead.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows when ``transform`` or ``score``
+        read a batch source (an :class:`~skconcepts.ActivationStore` or an
+        iterable of batches); this method's ``fit`` does not stream.
 
     Attributes
     ----------
-    %(concept_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
     estimator_ : sklearn.decomposition.TruncatedSVD
         The fitted scikit-learn estimator (``explained_variance_``,
         ``singular_values_``, ...).
@@ -427,6 +489,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(TruncatedSVD, _estimator_params),
         "device": DEVICE_CONSTRAINT,
+        "progress": ["boolean"],
         **_MAX_BYTES,
     }
 
@@ -442,6 +505,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         random_state=None,
         device="cpu",
         max_bytes=None,
+        progress=False,
     ):
         self.n_concepts = n_concepts
         self.algorithm = algorithm
@@ -452,6 +516,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.max_bytes = max_bytes
+        self.progress = progress
 
     def _max_concepts(self, n_samples, n_features):
         if n_features < 2:
@@ -473,7 +538,6 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
 
 
 # ------------------------------------------------------------------------ ICA
-@_docs
 class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
     """Concepts as independent components (``sklearn.decomposition.FastICA``).
 
@@ -484,7 +548,9 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
 
     Parameters
     ----------
-    %(n_concepts)s At most ``min(n_samples, n_features)``.
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn. At most
+        ``min(n_samples, n_features)``.
     algorithm : {"parallel", "deflation"}, default="parallel"
         FastICA algorithm.
     whiten : {"unit-variance", "arbitrary-variance"}, default="unit-variance"
@@ -500,12 +566,37 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         Tolerance on the update of the unmixing matrix.
     whiten_solver : {"svd", "eigh"}, default="svd"
         Solver of the whitening step.
-    %(random_state)s
-    %(max_bytes_load)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
+    device : {"cpu", "auto"}, default="cpu"
+        Where the computation runs. This method runs scikit-learn on the CPU
+        only: ``"auto"`` means the CPU and a CUDA device raises a
+        ``ValueError`` at ``fit`` (the parameter is here so that every concept
+        estimator takes it).
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, for loading an
+        :class:`~skconcepts.ActivationStore` passed to ``fit`` (this method
+        cannot stream it) and for the output of ``transform`` of a store or an
+        iterable of batches. ``None`` allows 25% of the RAM available. Over the
+        budget a ``StoreTooLargeError`` (a ``MemoryError``) gives the bytes
+        needed and the estimators that stream a store instead.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows when ``transform`` or ``score``
+        read a batch source (an :class:`~skconcepts.ActivationStore` or an
+        iterable of batches); this method's ``fit`` does not stream.
 
     Attributes
     ----------
-    %(concept_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
     n_iter_ : int
         Iterations run by FastICA.
     reconstruction_err_ : float
@@ -543,9 +634,12 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(FastICA, _estimator_params),
         "whiten": [StrOptions({"unit-variance", "arbitrary-variance"})],
+        "device": DEVICE_CONSTRAINT,
+        "progress": ["boolean"],
         **_MAX_BYTES,
     }
     _iterative = True
+    _cpu_only = True
 
     def __init__(
         self,
@@ -559,7 +653,9 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         tol=1e-4,
         whiten_solver="svd",
         random_state=None,
+        device="cpu",
         max_bytes=None,
+        progress=False,
     ):
         self.n_concepts = n_concepts
         self.algorithm = algorithm
@@ -570,7 +666,9 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         self.tol = tol
         self.whiten_solver = whiten_solver
         self.random_state = random_state
+        self.device = device
         self.max_bytes = max_bytes
+        self.progress = progress
 
     def _max_concepts(self, n_samples, n_features):
         return min(n_samples, n_features)
@@ -583,7 +681,6 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
 
 
 # ------------------------------------------------------------------ SparsePCA
-@_docs
 class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
     """Concepts as sparse principal components (``sklearn.decomposition.SparsePCA``).
 
@@ -593,7 +690,8 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
 
     Parameters
     ----------
-    %(n_concepts)s
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn.
     alpha : float, default=1
         Sparsity of the components; higher is sparser.
     ridge_alpha : float, default=0.01
@@ -604,12 +702,37 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
         Tolerance of the stopping condition.
     method : {"lars", "cd"}, default="lars"
         Lasso solver (``"cd"`` is faster for sparse components).
-    %(random_state)s
-    %(max_bytes_load)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
+    device : {"cpu", "auto"}, default="cpu"
+        Where the computation runs. This method runs scikit-learn on the CPU
+        only: ``"auto"`` means the CPU and a CUDA device raises a
+        ``ValueError`` at ``fit`` (the parameter is here so that every concept
+        estimator takes it).
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, for loading an
+        :class:`~skconcepts.ActivationStore` passed to ``fit`` (this method
+        cannot stream it) and for the output of ``transform`` of a store or an
+        iterable of batches. ``None`` allows 25% of the RAM available. Over the
+        budget a ``StoreTooLargeError`` (a ``MemoryError``) gives the bytes
+        needed and the estimators that stream a store instead.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows when ``transform`` or ``score``
+        read a batch source (an :class:`~skconcepts.ActivationStore` or an
+        iterable of batches); this method's ``fit`` does not stream.
 
     Attributes
     ----------
-    %(concept_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
     n_iter_ : int
         Iterations run.
     reconstruction_err_ : float
@@ -644,9 +767,12 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
     _parameter_constraints: dict = {
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(SparsePCA, _estimator_params),
+        "device": DEVICE_CONSTRAINT,
+        "progress": ["boolean"],
         **_MAX_BYTES,
     }
     _iterative = True
+    _cpu_only = True
 
     def __init__(
         self,
@@ -658,7 +784,9 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
         tol=1e-8,
         method="lars",
         random_state=None,
+        device="cpu",
         max_bytes=None,
+        progress=False,
     ):
         self.n_concepts = n_concepts
         self.alpha = alpha
@@ -667,14 +795,15 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
         self.tol = tol
         self.method = method
         self.random_state = random_state
+        self.device = device
         self.max_bytes = max_bytes
+        self.progress = progress
 
     def _decoder_offset(self):
         return self.estimator_.mean_
 
 
 # --------------------------------------------------------- DictionaryLearning
-@_dico_docs
 class DictionaryLearningConcepts(
     StreamingConceptsMixin, SklearnConceptsMixin, BaseEstimator
 ):
@@ -685,13 +814,15 @@ class DictionaryLearningConcepts(
     ``transform_algorithm``) and ``inverse_transform(C) = C @ components_``. The
     dictionary may be overcomplete (``n_concepts > n_features``).
 
-    ``partial_fit`` and ``fit`` of an :class:`~skconcepts.ActivationStore` run
+    ``partial_fit``, and ``fit`` of an :class:`~skconcepts.ActivationStore` or
+    an iterable of batches, run
     ``sklearn.decomposition.MiniBatchDictionaryLearning`` (online updates from
     running sufficient statistics) with the same parameters.
 
     Parameters
     ----------
-    %(n_concepts)s
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn.
     alpha : float, default=1.0
         Sparsity of the codes during fitting.
     max_iter : int, default=1000
@@ -704,7 +835,7 @@ class DictionaryLearningConcepts(
 default="omp"
         Sparse coding algorithm of ``transform``.
     transform_n_nonzero_coefs : int, default=None
-        Non-zero codes per row for ``"lars"``/``"omp"`` (default: 10%% of
+        Non-zero codes per row for ``"lars"``/``"omp"`` (default: 10% of
         ``n_features``).
     transform_alpha : float, default=None
         Penalty of the lasso/threshold transforms (default: ``alpha``).
@@ -714,21 +845,56 @@ default="omp"
         Force non-negative codes.
     positive_dict : bool, default=False
         Force a non-negative dictionary.
-    %(random_state)s
-    %(batch_size_stream)s
-    %(n_passes)s
-    %(max_bytes_stream)s
-    %(progress_stream)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
+    device : {"cpu", "auto"}, default="cpu"
+        Where the computation runs. This method runs scikit-learn on the CPU
+        only: ``"auto"`` means the CPU and a CUDA device raises a
+        ``ValueError`` at ``fit`` (the parameter is here so that every concept
+        estimator takes it).
+    batch_size : int, default=256
+        Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of 2-D
+        batches, whose chunks are regrouped; at least ``n_concepts`` rows), and
+        per read when ``transform`` or ``score`` reads one. Unused for
+        in-memory data.
+    n_passes : int, default=10
+        Passes over the data when ``fit`` streams a batch source: an
+        :class:`~skconcepts.ActivationStore` is read in a new random order in
+        each pass (seeded by ``random_state``), an iterable in its own order
+        with the rows of each chunk shuffled; a one-shot iterator allows one
+        pass (a warning says so). ``partial_fit`` makes one pass over what it
+        is given. Unused for in-memory data.
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows when ``fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of
+        batches) and when ``transform`` or ``score`` read one.
 
     Attributes
     ----------
-    %(concept_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
     n_iter_ : int
         Iterations run; passes over the data after ``partial_fit`` or a
         ``fit`` of a store (each ``partial_fit`` call counting one).
     reconstruction_err_ : float
         Frobenius norm of ``X - inverse_transform(transform(X))`` on the
-        training data; after ``partial_fit`` or a ``fit`` of a store, on the
+        training data; after ``partial_fit`` or a streamed ``fit``, on the
         rows of the last call or pass, each taken just after its update.
     estimator_ : sklearn.decomposition.DictionaryLearning or \
 MiniBatchDictionaryLearning
@@ -742,7 +908,16 @@ MiniBatchDictionaryLearning
 
     Notes
     -----
-    %(store_notes)s
+    ``X`` may be a batch source: an :class:`~skconcepts.ActivationStore`
+    (activations on disk, see :func:`~skconcepts.store.extract_to_store`), or
+    an iterable of 2-D arrays or tensors (a list, a ``DataLoader`` yielding
+    ``X`` or ``(X, y)``, a generator). ``fit`` then streams it through
+    ``partial_fit`` in mini-batches of ``batch_size`` rows, so memory stays
+    bounded by one shard of the store (or one chunk) plus one batch;
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     Examples
     --------
@@ -788,9 +963,11 @@ MiniBatchDictionaryLearning
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(DictionaryLearning, _estimator_params),
         **_STREAM,
+        "device": DEVICE_CONSTRAINT,
         **_MAX_BYTES,
     }
     _iterative = True
+    _cpu_only = True
 
     def __init__(
         self,
@@ -807,6 +984,7 @@ MiniBatchDictionaryLearning
         positive_code=False,
         positive_dict=False,
         random_state=None,
+        device="cpu",
         batch_size=256,
         n_passes=10,
         max_bytes=None,
@@ -824,6 +1002,7 @@ MiniBatchDictionaryLearning
         self.positive_code = positive_code
         self.positive_dict = positive_dict
         self.random_state = random_state
+        self.device = device
         self.batch_size = batch_size
         self.n_passes = n_passes
         self.max_bytes = max_bytes

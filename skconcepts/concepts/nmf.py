@@ -7,7 +7,8 @@ combinations of training rows). The default solvers are the torch solvers of
 optimiser of ``overcomplete.optimization`` instead (imported lazily).
 
 :class:`NMFConcepts` and :class:`SemiNMFConcepts` also learn online
-(``partial_fit``, ``fit`` of an activation store): each mini-batch gets its
+(``partial_fit``, ``fit`` of an activation store or of an iterable of
+batches): each mini-batch gets its
 codes from the current dictionary, adds ``Z^T Z`` and ``Z^T X`` to running
 statistics, and the dictionary is updated from them (HALS sweeps for NMF, the
 exact least-squares step for semi-NMF), as in Mairal et al. (2010).
@@ -26,58 +27,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from skconcepts.concepts import _solvers
 from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
-from skconcepts.concepts._docstrings import Substitution
-from skconcepts.concepts._streaming import StreamingConceptsMixin, stream_docs
+from skconcepts.concepts._streaming import StreamingConceptsMixin
 from skconcepts.utils._torch import to_numpy, torch_generator
 
 __all__ = ["NMFConcepts", "SemiNMFConcepts", "ConvexNMFConcepts"]
 
 #: rows above which overcomplete's convex ``mu`` solver (an n x n Gram) is refused
 _OC_CONVEX_MU_MAX_ROWS = 16384
-
-_COMMON_DOCS = {
-    "solver_common": """max_iter : int, default=200
-        Maximum number of iterations of the solver (also the number of
-        iterations handed to overcomplete's solvers).
-
-    tol : float, default=1e-4
-        Tolerance of the stopping rule. The torch solvers use scikit-learn's NMF
-        rule: every 10 iterations, stop when the Frobenius error decreased by less
-        than ``tol`` times the error at initialisation. Overcomplete's solvers use
-        their own rule (relative change of the codes).""",
-    "progress": """progress : bool, default=False
-        Show a tqdm progress bar over the iterations of ``fit`` and the row
-        batches of ``transform`` (over the rows when ``fit`` streams an
-        :class:`~skconcepts.ActivationStore`).""",
-    "fit_attributes": """n_iter_ : int
-        Number of iterations run. Overcomplete's solvers do not report it: for
-        ``solver="oc-..."`` it is ``max_iter``.
-    reconstruction_err_ : float
-        Frobenius norm of ``X - codes @ components_`` on the training data.""",
-    "forget_factor": """forget_factor : float, default=0.1
-        When ``fit`` streams an :class:`~skconcepts.ActivationStore`: weight
-        kept by the running statistics of the earlier passes when a new pass
-        begins (0 forgets them, 1 keeps them all). Successive ``partial_fit``
-        calls on arrays count as one pass and forget nothing.""",
-    "online_notes": """``partial_fit``, and ``fit`` of an
-    :class:`~skconcepts.ActivationStore`, learn online (Mairal et al., 2010):
-    the codes of each mini-batch are
-    computed with the current dictionary (as by ``transform``), ``C^T C`` and
-    ``C^T X`` are added to running statistics, and the dictionary is updated
-    from the statistics alone, so memory does not grow with the number of rows.
-    The first batch initialises the dictionary. ``n_iter_`` then counts the
-    passes (each ``partial_fit`` call counting one) and ``reconstruction_err_``
-    is measured on the rows of the last pass or call, each just after its
-    update.""",
-    "transform_notes": """``transform`` solves the non-negative least squares problem
-    ``min_{C >= 0} ||X - C @ components_||`` row by row with the dictionary fixed
-    (HALS sweeps from the clipped least-squares solution, batched, memory
-    ``O(batch * n_concepts)``), whatever the solver used in ``fit``; a row's codes
-    do not depend on the other rows. ``fit`` ends with this step on the training
-    rows, so ``fit_transform(X)`` equals ``fit(X).transform(X)`` and
-    ``reconstruction_err_`` is the error of ``inverse_transform(transform(X))``.""",
-}
-_docs = Substitution(**_COMMON_DOCS, **stream_docs(batch_size=1024, n_passes=10))
 
 
 def _as_tensor(X, device):
@@ -227,7 +183,6 @@ def _oc_sq_error(X, Z, D):
 
 
 # ===================================================================== NMF
-@_docs
 class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
     """Concepts from non-negative matrix factorisation: ``X ~ C @ components_``.
 
@@ -238,7 +193,8 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
 
     Parameters
     ----------
-    %(n_concepts)s
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn.
 
     solver : {"hals", "oc-hals", "oc-mu", "oc-pgd", "oc-anls"}, default="hals"
         ``"hals"``: accelerated hierarchical alternating least squares in torch
@@ -254,26 +210,77 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         ``"random"``. The SVD behind NNDSVD goes through the ``d x d`` Gram
         matrix (a randomized range finder when ``d > 1024``).
 
-    %(solver_common)s
+    max_iter : int, default=200
+        Maximum number of iterations of the solver (also the number of
+        iterations handed to overcomplete's solvers).
 
-    %(random_state)s
+    tol : float, default=1e-4
+        Tolerance of the stopping rule. The torch solvers use scikit-learn's NMF
+        rule: every 10 iterations, stop when the Frobenius error decreased by less
+        than ``tol`` times the error at initialisation. Overcomplete's solvers use
+        their own rule (relative change of the codes).
 
-    %(device)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
 
-    %(progress)s
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the computation runs. ``"auto"`` takes CUDA when available.
+        Fitted attributes are always stored as CPU numpy arrays, so a model
+        fitted on a GPU loads on a CPU-only machine.
 
-    %(batch_size_stream)s
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows when ``fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of
+        batches) and when ``transform`` or ``score`` read one; for in-memory
+        data, over the iterations of ``fit`` and the row batches of
+        ``transform``.
 
-    %(n_passes)s
+    batch_size : int, default=1024
+        Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of 2-D
+        batches, whose chunks are regrouped; at least ``n_concepts`` rows), and
+        per read when ``transform`` or ``score`` reads one. Unused for
+        in-memory data.
 
-    %(forget_factor)s
+    n_passes : int, default=10
+        Passes over the data when ``fit`` streams a batch source: an
+        :class:`~skconcepts.ActivationStore` is read in a new random order in
+        each pass (seeded by ``random_state``), an iterable in its own order
+        with the rows of each chunk shuffled; a one-shot iterator allows one
+        pass (a warning says so). ``partial_fit`` makes one pass over what it
+        is given. Unused for in-memory data.
 
-    %(max_bytes_stream)s
+    forget_factor : float, default=0.1
+        When ``fit`` streams a batch source: weight kept by the running
+        statistics of the earlier passes when a new pass begins (0 forgets
+        them, 1 keeps them all). Successive ``partial_fit`` calls on arrays
+        count as one pass and forget nothing.
+
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
 
     Attributes
     ----------
-    %(concept_attributes)s
-    %(fit_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
+    n_iter_ : int
+        Number of iterations run. Overcomplete's solvers do not report it: for
+        ``solver="oc-..."`` it is ``max_iter``.
+    reconstruction_err_ : float
+        Frobenius norm of ``X - codes @ components_`` on the training data.
 
     See Also
     --------
@@ -288,11 +295,34 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
     matrices, never by reconstructing ``X``. Everything runs in float32 on
     ``device``; tensors are not moved back to the CPU during the iterations.
 
-    %(transform_notes)s
+    ``transform`` solves the non-negative least squares problem
+    ``min_{C >= 0} ||X - C @ components_||`` row by row with the dictionary fixed
+    (HALS sweeps from the clipped least-squares solution, batched, memory
+    ``O(batch * n_concepts)``), whatever the solver used in ``fit``; a row's codes
+    do not depend on the other rows. ``fit`` ends with this step on the training
+    rows, so ``fit_transform(X)`` equals ``fit(X).transform(X)`` and
+    ``reconstruction_err_`` is the error of ``inverse_transform(transform(X))``.
 
-    %(online_notes)s The dictionary update is HALS sweeps on the statistics.
+    ``partial_fit``, and ``fit`` of a batch source, learn online
+    (Mairal et al., 2010): the codes of each mini-batch are
+    computed with the current dictionary (as by ``transform``), ``C^T C`` and
+    ``C^T X`` are added to running statistics, and the dictionary is updated
+    from the statistics alone, so memory does not grow with the number of rows.
+    The first batch initialises the dictionary. ``n_iter_`` then counts the
+    passes (each ``partial_fit`` call counting one) and ``reconstruction_err_``
+    is measured on the rows of the last pass or call, each just after its
+    update. The dictionary update is HALS sweeps on the statistics.
 
-    %(store_notes)s
+    ``X`` may be a batch source: an :class:`~skconcepts.ActivationStore`
+    (activations on disk, see :func:`~skconcepts.store.extract_to_store`), or
+    an iterable of 2-D arrays or tensors (a list, a ``DataLoader`` yielding
+    ``X`` or ``(X, y)``, a generator). ``fit`` then streams it through
+    ``partial_fit`` in mini-batches of ``batch_size`` rows, so memory stays
+    bounded by one shard of the store (or one chunk) plus one batch;
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     Examples
     --------
@@ -389,6 +419,7 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         )
 
     def _fit_overcomplete(self, X, generator):
+        # deferred: overcomplete is heavy (imports torchvision, matplotlib)
         from overcomplete.optimization import NMF
 
         Zt, D = self._initialize(X, generator)
@@ -417,7 +448,6 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
 
 
 # ================================================================ semi-NMF
-@_docs
 class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
     """Concepts from semi-non-negative matrix factorisation: ``X ~ C @ components_``.
 
@@ -427,7 +457,8 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
 
     Parameters
     ----------
-    %(n_concepts)s
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn.
 
     solver : {"als", "oc-mu", "oc-pgd"}, default="als"
         ``"als"``: alternating least squares in torch; the dictionary step is
@@ -442,26 +473,77 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         iterations) plus 0.2. ``"random"``: scaled ``|N(0, 1)|`` codes, as
         overcomplete does. The dictionary starts as their least-squares fit.
 
-    %(solver_common)s
+    max_iter : int, default=200
+        Maximum number of iterations of the solver (also the number of
+        iterations handed to overcomplete's solvers).
 
-    %(random_state)s
+    tol : float, default=1e-4
+        Tolerance of the stopping rule. The torch solvers use scikit-learn's NMF
+        rule: every 10 iterations, stop when the Frobenius error decreased by less
+        than ``tol`` times the error at initialisation. Overcomplete's solvers use
+        their own rule (relative change of the codes).
 
-    %(device)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
 
-    %(progress)s
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the computation runs. ``"auto"`` takes CUDA when available.
+        Fitted attributes are always stored as CPU numpy arrays, so a model
+        fitted on a GPU loads on a CPU-only machine.
 
-    %(batch_size_stream)s
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows when ``fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of
+        batches) and when ``transform`` or ``score`` read one; for in-memory
+        data, over the iterations of ``fit`` and the row batches of
+        ``transform``.
 
-    %(n_passes)s
+    batch_size : int, default=1024
+        Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
+        source (an :class:`~skconcepts.ActivationStore` or an iterable of 2-D
+        batches, whose chunks are regrouped; at least ``n_concepts`` rows), and
+        per read when ``transform`` or ``score`` reads one. Unused for
+        in-memory data.
 
-    %(forget_factor)s
+    n_passes : int, default=10
+        Passes over the data when ``fit`` streams a batch source: an
+        :class:`~skconcepts.ActivationStore` is read in a new random order in
+        each pass (seeded by ``random_state``), an iterable in its own order
+        with the rows of each chunk shuffled; a one-shot iterator allows one
+        pass (a warning says so). ``partial_fit`` makes one pass over what it
+        is given. Unused for in-memory data.
 
-    %(max_bytes_stream)s
+    forget_factor : float, default=0.1
+        When ``fit`` streams a batch source: weight kept by the running
+        statistics of the earlier passes when a new pass begins (0 forgets
+        them, 1 keeps them all). Successive ``partial_fit`` calls on arrays
+        count as one pass and forget nothing.
+
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
 
     Attributes
     ----------
-    %(concept_attributes)s
-    %(fit_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
+    n_iter_ : int
+        Number of iterations run. Overcomplete's solvers do not report it: for
+        ``solver="oc-..."`` it is ``max_iter``.
+    reconstruction_err_ : float
+        Frobenius norm of ``X - codes @ components_`` on the training data.
 
     See Also
     --------
@@ -473,13 +555,36 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
     Fitting costs ``O(n_samples * n_features * n_concepts)`` time per iteration
     and memory linear in ``n_samples``, all in float32 on ``device``.
 
-    %(transform_notes)s
+    ``transform`` solves the non-negative least squares problem
+    ``min_{C >= 0} ||X - C @ components_||`` row by row with the dictionary fixed
+    (HALS sweeps from the clipped least-squares solution, batched, memory
+    ``O(batch * n_concepts)``), whatever the solver used in ``fit``; a row's codes
+    do not depend on the other rows. ``fit`` ends with this step on the training
+    rows, so ``fit_transform(X)`` equals ``fit(X).transform(X)`` and
+    ``reconstruction_err_`` is the error of ``inverse_transform(transform(X))``.
 
-    %(online_notes)s The dictionary update is the exact least-squares step
+    ``partial_fit``, and ``fit`` of a batch source, learn online
+    (Mairal et al., 2010): the codes of each mini-batch are
+    computed with the current dictionary (as by ``transform``), ``C^T C`` and
+    ``C^T X`` are added to running statistics, and the dictionary is updated
+    from the statistics alone, so memory does not grow with the number of rows.
+    The first batch initialises the dictionary. ``n_iter_`` then counts the
+    passes (each ``partial_fit`` call counting one) and ``reconstruction_err_``
+    is measured on the rows of the last pass or call, each just after its
+    update. The dictionary update is the exact least-squares step
     ``components_ = A^{-1} B``; the first batch initialises it as ``fit``
     does (``init``).
 
-    %(store_notes)s
+    ``X`` may be a batch source: an :class:`~skconcepts.ActivationStore`
+    (activations on disk, see :func:`~skconcepts.store.extract_to_store`), or
+    an iterable of 2-D arrays or tensors (a list, a ``DataLoader`` yielding
+    ``X`` or ``(X, y)``, a generator). ``fit`` then streams it through
+    ``partial_fit`` in mini-batches of ``batch_size`` rows, so memory stays
+    bounded by one shard of the store (or one chunk) plus one batch;
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     Examples
     --------
@@ -553,6 +658,7 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         )
 
     def _fit_overcomplete(self, X, generator):
+        # deferred: overcomplete is heavy (imports torchvision, matplotlib)
         from overcomplete.optimization import SemiNMF
 
         Zt = self._initialize(X, generator)
@@ -573,7 +679,6 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
 
 
 # ============================================================== convex NMF
-@_docs
 class ConvexNMFConcepts(_BaseNMFConcepts):
     """Concepts that are convex combinations of training rows: ``X ~ C @ W @ X``.
 
@@ -585,7 +690,8 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
 
     Parameters
     ----------
-    %(n_concepts)s
+    n_concepts : int, default=8
+        Number of concepts (rows of the dictionary) to learn.
 
     solver : {"pg", "oc-mu", "oc-pgd"}, default="pg"
         ``"pg"``: HALS sweeps on the codes and a projected-gradient step with
@@ -602,24 +708,59 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
         the first concepts are the centroids. ``"random"``: the k-means++
         seeds only (``n_concepts`` training rows drawn at random, spread out).
 
-    %(solver_common)s
+    max_iter : int, default=200
+        Maximum number of iterations of the solver (also the number of
+        iterations handed to overcomplete's solvers).
 
-    %(random_state)s
+    tol : float, default=1e-4
+        Tolerance of the stopping rule. The torch solvers use scikit-learn's NMF
+        rule: every 10 iterations, stop when the Frobenius error decreased by less
+        than ``tol`` times the error at initialisation. Overcomplete's solvers use
+        their own rule (relative change of the codes).
 
-    %(device)s
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation. An int makes ``fit`` reproducible (bitwise
+        on the CPU). It seeds a local generator; the global torch seed is never
+        touched.
 
-    %(progress)s
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the computation runs. ``"auto"`` takes CUDA when available.
+        Fitted attributes are always stored as CPU numpy arrays, so a model
+        fitted on a GPU loads on a CPU-only machine.
 
-    %(max_bytes_load)s
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows when ``transform`` or ``score``
+        read a batch source (an :class:`~skconcepts.ActivationStore` or an
+        iterable of batches; this method's ``fit`` does not stream), and over
+        the iterations of ``fit`` and the row batches of ``transform``.
+
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, for loading an
+        :class:`~skconcepts.ActivationStore` passed to ``fit`` (this method
+        cannot stream it) and for the output of ``transform`` of a store or an
+        iterable of batches. ``None`` allows 25% of the RAM available. Over the
+        budget a ``StoreTooLargeError`` (a ``MemoryError``) gives the bytes
+        needed and the estimators that stream a store instead.
 
     Attributes
     ----------
-    %(concept_attributes)s
+    components_ : ndarray of shape (n_concepts, n_features)
+        The dictionary (float32): one concept per row. ``inverse_transform(C)`` is
+        ``C @ components_`` (plus the offset of the method, if any).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during ``fit``, when ``X`` has string column
+        names.
     weights_ : ndarray of shape (n_concepts, n_samples_fit), dtype float32
         Convex weights: ``weights_ >= 0``, each row sums to one, and
         ``components_ == weights_ @ X_train`` (up to float32 rounding). Its size
         grows linearly with the number of training rows.
-    %(fit_attributes)s
+    n_iter_ : int
+        Number of iterations run. Overcomplete's solvers do not report it: for
+        ``solver="oc-..."`` it is ``max_iter``.
+    reconstruction_err_ : float
+        Frobenius norm of ``X - codes @ components_`` on the training data.
 
     See Also
     --------
@@ -632,7 +773,13 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
     ``O(n_samples * (n_features + n_concepts))``, linear in the number of rows
     (50 000 rows of 384 features take well under a gigabyte).
 
-    %(transform_notes)s
+    ``transform`` solves the non-negative least squares problem
+    ``min_{C >= 0} ||X - C @ components_||`` row by row with the dictionary fixed
+    (HALS sweeps from the clipped least-squares solution, batched, memory
+    ``O(batch * n_concepts)``), whatever the solver used in ``fit``; a row's codes
+    do not depend on the other rows. ``fit`` ends with this step on the training
+    rows, so ``fit_transform(X)`` equals ``fit(X).transform(X)`` and
+    ``reconstruction_err_`` is the error of ``inverse_transform(transform(X))``.
 
     Examples
     --------
@@ -691,6 +838,7 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
         return result
 
     def _fit_overcomplete(self, X, generator):
+        # deferred: overcomplete is heavy (imports torchvision, matplotlib)
         from overcomplete.optimization import ConvexNMF
 
         n = X.shape[0]

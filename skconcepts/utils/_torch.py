@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
@@ -14,16 +16,57 @@ _DTYPES = {
 }
 
 
-def resolve_device(device) -> torch.device:
+def resolve_device(device, *, cpu_fallback=False, owner=None) -> torch.device:
     """Turn ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` or a device into a device.
 
-    ``"auto"`` picks CUDA when it is available, else the CPU. Asking for CUDA on a
-    machine without it raises a ``ValueError`` that says so.
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``"auto"`` (or ``None``) picks CUDA when it is available, else the CPU.
+    cpu_fallback : bool, default=False
+        What to do when CUDA is asked for and the machine has none: ``False``
+        raises a ``ValueError`` that says so (right when fitting), ``True``
+        warns (``RuntimeWarning``) and returns the CPU (right when a model
+        fitted on a GPU is used on a CPU-only machine).
+    owner : str or None, default=None
+        Name of the estimator that asks, for the warning.
+
+    Returns
+    -------
+    device : torch.device
+        The resolved device.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a device torch knows, or CUDA is asked for, absent,
+        and ``cpu_fallback=False``.
+
+    Examples
+    --------
+    >>> from skconcepts.utils._torch import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device torch knows ({exc}); use "
+            "'cpu', 'cuda', 'cuda:N' or 'auto'."
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
+        if cpu_fallback:
+            who = f"{owner} was set to" if owner else "Asked for"
+            warnings.warn(
+                f"{who} device={device!r} but CUDA is not available; computing "
+                "on the CPU.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return torch.device("cpu")
         raise ValueError(
             f"device={device!r} but CUDA is not available on this machine; "
             "use device='cpu' or device='auto'."
@@ -56,7 +99,30 @@ def to_tensor(x, device=None, dtype=torch.float32) -> torch.Tensor:
 
 
 def to_numpy(x, dtype=np.float32) -> np.ndarray:
-    """Convert a tensor (any device, any float dtype) or array to a numpy array."""
+    """Convert a tensor (any device, any float dtype) or array-like to numpy.
+
+    Parameters
+    ----------
+    x : torch.Tensor or array-like
+        The data; a tensor is detached and moved to the CPU (float16/bfloat16
+        become float32 first).
+    dtype : numpy dtype or None, default=np.float32
+        The dtype of the result; ``None`` keeps the dtype of ``x``.
+
+    Returns
+    -------
+    array : ndarray
+        ``x`` as a numpy array (no copy when it already is one of ``dtype``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skconcepts.utils._torch import to_numpy
+    >>> to_numpy(torch.ones(2, dtype=torch.float64)).dtype
+    dtype('float32')
+    >>> to_numpy(torch.ones(2, dtype=torch.float64), dtype=None).dtype
+    dtype('float64')
+    """
     if isinstance(x, torch.Tensor):
         x = x.detach()
         if x.dtype in (torch.bfloat16, torch.float16):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+import torch
+
 
 def check_texts(texts, name="texts"):
     """Validate a list of texts and return it as a list of str.
@@ -54,10 +57,91 @@ def check_n_concepts(n_concepts, upper, name="n_concepts", why=""):
 
 def check_finite_tensor(X, name="X"):
     """Raise ``ValueError`` if a torch tensor holds NaN or infinity."""
-    import torch
-
     if not bool(torch.isfinite(X).all()):
         raise ValueError(
             f"Input {name} contains NaN or infinity; clean the activations "
             "(e.g. np.nan_to_num) before fitting."
         )
+
+
+def check_finite(X, name="X"):
+    """Raise ``ValueError`` if an array or a tensor holds NaN or infinity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.utils._validation import check_finite
+    >>> check_finite(np.ones((2, 2)))
+    >>> check_finite(np.array([[np.nan]]), "batch 0 of X")
+    Traceback (most recent call last):
+    ...
+    ValueError: Input batch 0 of X contains NaN or infinity; ...
+    """
+    if isinstance(X, torch.Tensor):
+        check_finite_tensor(X, name)
+    elif not np.isfinite(X).all():
+        raise ValueError(
+            f"Input {name} contains NaN or infinity; clean the activations "
+            "(e.g. np.nan_to_num) before fitting."
+        )
+
+
+def check_tensor(X, *, name="X", n_features=None, owner=None):
+    """Validate a 2-D tensor of activations and return it as float32.
+
+    The one tensor validator of the package (the twin of scikit-learn's
+    ``check_array`` for torch input): the tensor must be 2-D with at least one
+    row, finite, and, when ``n_features`` is given, that wide. It is detached,
+    and cast to float32 (integer and boolean tensors too); it stays on its
+    device.
+
+    Parameters
+    ----------
+    X : torch.Tensor
+        Activations of shape (n_rows, n_features).
+    name : str, default="X"
+        Name of the input in the messages.
+    n_features : int or None, default=None
+        Expected number of columns (``None``: any).
+    owner : str or None, default=None
+        Name of the estimator that expects ``n_features``, for the message.
+
+    Returns
+    -------
+    X : torch.Tensor of shape (n_rows, n_features), dtype float32
+        The validated tensor (no copy when it already was float32 and
+        detached).
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not 2-D, has no row, holds NaN or infinity, or has another
+        number of columns than ``n_features``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skconcepts.utils._validation import check_tensor
+    >>> check_tensor(torch.ones(3, 2, dtype=torch.int64)).dtype
+    torch.float32
+    >>> check_tensor(torch.ones(3), name="X")
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected 2D input, got a tensor of shape (3,); reshape it to ...
+    """
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D input, got a tensor of shape {tuple(X.shape)}; "
+            "reshape it to (n_rows, n_features)."
+        )
+    if X.shape[0] < 1:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}).")
+    X = X.detach().to(torch.float32)
+    check_finite_tensor(X, name)
+    if n_features is not None and X.shape[1] != n_features:
+        who = f"{owner} is" if owner else "the estimator is"
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but {who} expecting "
+            f"{n_features} features as input."
+        )
+    return X

@@ -421,3 +421,175 @@ def test_transform_to_store_equals_transform(make, minilm_store, tmp_path):
     np.testing.assert_allclose(concepts[:], est.transform(X), rtol=1e-6, atol=1e-6)
     assert concepts.feature_names == list(est.get_feature_names_out())
     pd.testing.assert_frame_equal(concepts.units(), minilm_store.units())
+
+
+# ------------------------------------------------ the batch-source protocol
+STREAMING = {
+    "NMF": lambda **kw: NMFConcepts(3, random_state=0, **kw),
+    "SemiNMF": lambda **kw: SemiNMFConcepts(3, random_state=0, **kw),
+    "PCA": lambda **kw: PCAConcepts(3, **kw),
+    "KMeans": lambda **kw: KMeansConcepts(3, random_state=0, **kw),
+    "DictionaryLearning": lambda **kw: DictionaryLearningConcepts(
+        3, random_state=0, **kw
+    ),
+}
+
+
+def _data_for(name, small_X):
+    return np.abs(small_X) if name == "NMF" else small_X
+
+
+class _Loader:
+    """A re-iterable that yields ``(X, y)`` tensor pairs, like a DataLoader."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            yield torch.from_numpy(chunk), torch.zeros(len(chunk))
+
+
+@pytest.mark.parametrize("name", list(STREAMING))
+def test_every_streaming_estimator_fits_every_batch_source(name, small_X, tmp_path):
+    X = _data_for(name, small_X)
+    chunks = np.array_split(X, 7)  # uneven chunks, regrouped into batch_size
+    make = STREAMING[name]
+    kw = {"batch_size": 64}
+    if name != "PCA":
+        kw["n_passes"] = 1  # a generator allows one pass
+    from_list = make(**kw).fit(chunks)
+    # the same rows in the same order: identical models, whatever the container
+    for data in (
+        (c for c in chunks),
+        [torch.from_numpy(c) for c in chunks],
+        _Loader(chunks),
+    ):
+        other = make(**kw).fit(data)
+        np.testing.assert_array_equal(other.components_, from_list.components_)
+    assert from_list.n_iter_ == 1 and from_list.n_features_in_ == X.shape[1]
+    # a store of the concatenated rows; and the in-memory fit of the array
+    store = write_array_store(X, tmp_path, shard_rows=70)
+    from_store = make(**kw).fit(store)
+    in_memory = make().fit(X)
+    if name == "PCA":  # not shuffled, and exact: the same batches, the same model
+        np.testing.assert_array_equal(from_store.components_, from_list.components_)
+    # against the in-memory fit of the array: a stated tolerance on the R²
+    # (IncrementalPCA keeps n_concepts directions per batch; the others are
+    # online methods whose result depends on the order)
+    tol = 0.02 if name == "PCA" else 0.1
+    for streamed in (from_list, from_store):
+        assert streamed.score(X) > in_memory.score(X) - tol, name
+
+
+@pytest.mark.parametrize("name", list(STREAMING))
+def test_fit_transform_of_a_store_or_a_list_for_every_streaming_class(
+    name, small_X, tmp_path
+):
+    X = _data_for(name, small_X)
+    store = write_array_store(X, tmp_path, shard_rows=70)
+    make = STREAMING[name]
+    C = make(batch_size=64).fit_transform(store)
+    fitted = make(batch_size=64).fit(store)
+    assert C.shape == (len(X), 3) and C.dtype == np.float32
+    np.testing.assert_array_equal(C, fitted.transform(store))
+    np.testing.assert_allclose(C, fitted.transform(X), rtol=1e-5, atol=1e-5)
+    chunks = np.array_split(X, 4)
+    C_list = make(batch_size=64).fit_transform(chunks)
+    assert C_list.shape == (len(X), 3)
+
+
+def test_a_one_shot_iterator_allows_one_pass(small_X):
+    chunks = np.array_split(small_X, 3)
+    km = KMeansConcepts(3, random_state=0, n_passes=4)
+    with pytest.warns(UserWarning, match="one-shot iterator.*n_passes=4"):
+        km.fit(c for c in chunks)
+    assert km.n_iter_ == 1
+    twice = KMeansConcepts(3, random_state=0, n_passes=4).fit(chunks)
+    assert twice.n_iter_ == 4
+    with pytest.raises(TypeError, match="one-shot iterator can be read once"):
+        KMeansConcepts(3, random_state=0).fit_transform(c for c in chunks)
+
+
+def test_partial_fit_of_an_iterable_is_one_pass_and_continues(small_X):
+    chunks = np.array_split(small_X, 5)
+    km = KMeansConcepts(3, random_state=0, batch_size=64)
+    km.partial_fit(chunks)
+    assert km.n_iter_ == 1 and km.estimator_.n_steps_ == 5  # 300 rows / 64
+    km.partial_fit(small_X[:40])
+    assert km.n_iter_ == 2 and km.estimator_.n_steps_ == 6
+    with pytest.raises(ValueError, match="X has 5 features, but KMeansConcepts"):
+        km.partial_fit([c[:, :5] for c in chunks])
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (lambda X: (c for c in []), "empty source of batches"),
+        (lambda X: [X[:10], X[10:20, :5]], r"Batch 1 of X has shape \(10, 5\)"),
+        (lambda X: iter([X[:10], ["a", "b"]]), "Batch 1 of X is a list, not a num"),
+        (lambda X: [X[:10], np.full((3, X.shape[1]), np.nan)], "batch 1 of X con"),
+        (lambda X: iter([X[0]]), r"Batch 0 of X has shape \(12,\)"),
+    ],
+    ids=["empty", "width", "non-numeric", "nan", "1-D"],
+)
+def test_bad_batch_sources_raise_clear_errors(data, match, small_X):
+    with pytest.raises(ValueError, match=match):
+        PCAConcepts(2).fit(data(small_X))
+
+
+def test_non_streaming_estimators_refuse_an_iterable_but_read_one(small_X):
+    chunks = np.array_split(small_X, 4)
+    with pytest.raises(TypeError, match="SVDConcepts cannot learn from a stream"):
+        SVDConcepts(3, random_state=0).fit(chunks)
+    svd = SVDConcepts(3, random_state=0).fit(small_X)
+    np.testing.assert_allclose(svd.transform(chunks), svd.transform(small_X), atol=1e-6)
+    assert svd.score(iter(chunks)) == pytest.approx(svd.score(small_X), abs=1e-9)
+    # the output budget holds when the number of rows is unknown too
+    svd.set_params(max_bytes=100 * 3 * 4)
+    with pytest.raises(StoreTooLargeError, match="returns at least 300 rows x 3"):
+        svd.transform(c for c in chunks)
+
+
+def test_streaming_is_a_class_attribute_not_a_hasattr_probe():
+    import ast
+    import inspect
+
+    from skconcepts.concepts import ConceptMixin, _base, _streaming
+
+    for cls in (NMFConcepts, SemiNMFConcepts, PCAConcepts, KMeansConcepts):
+        assert cls._streams and hasattr(cls, "partial_fit")
+    for cls in (SVDConcepts, ICAConcepts, SparsePCAConcepts, ConvexNMFConcepts):
+        assert not cls._streams and not hasattr(cls, "partial_fit")
+    assert DictionaryLearningConcepts._streams
+    assert "_fit_store" not in inspect.getsource(ConceptMixin)
+    # one direction only: _base uses _streaming, never the reverse
+    tree = ast.parse(inspect.getsource(_streaming))
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    }
+    assert "skconcepts.concepts._base" not in imported
+    assert "skconcepts.concepts._streaming" in {
+        node.module
+        for node in ast.walk(ast.parse(inspect.getsource(_base)))
+        if isinstance(node, ast.ImportFrom)
+    }
+
+
+def test_batch_source_shuffles_reproducibly(small_X):
+    from skconcepts.concepts._streaming import as_batch_source
+
+    source = as_batch_source(small_X, arrays=True)
+    assert (source.kind, source.n_rows, source.n_features) == ("array", 300, 12)
+    a = np.concatenate(list(source.iter_batches(64, shuffle=True, seed=1)))
+    b = np.concatenate(list(source.iter_batches(64, shuffle=True, seed=1)))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, small_X)
+    np.testing.assert_array_equal(np.sort(a, axis=0), np.sort(small_X, axis=0))
+    # an iterable is shuffled within each chunk; a RandomState is drawn from
+    chunks = as_batch_source(np.array_split(small_X, 3))
+    rs = np.random.RandomState(0)
+    first = next(chunks.iter_batches(100, shuffle=True, seed=rs))
+    assert sorted(map(tuple, first)) == sorted(map(tuple, small_X[:100]))
+    assert as_batch_source(small_X) is None
+    assert as_batch_source(small_X.tolist()) is None  # a list of rows is one matrix

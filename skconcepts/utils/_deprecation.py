@@ -1,0 +1,61 @@
+"""Deprecated aliases of renamed parameters (kept for one release)."""
+
+from __future__ import annotations
+
+import warnings
+
+__all__ = ["DEPRECATED", "renamed_param"]
+
+#: default of a deprecated parameter alias in ``__init__`` (sklearn's idiom)
+DEPRECATED = "deprecated"
+
+
+def renamed_param(estimator, old, new):
+    """The value of parameter ``new``, or of its deprecated alias ``old``.
+
+    A renamed estimator parameter keeps its old name in ``__init__`` for one
+    release, with the default :data:`DEPRECATED`; ``fit`` reads the value
+    through this function, which warns with a ``FutureWarning`` naming the new
+    parameter when the old one was set.
+
+    Parameters
+    ----------
+    estimator : object
+        The estimator whose parameters are read.
+    old : str
+        The deprecated name.
+    new : str
+        The name that replaces it.
+
+    Returns
+    -------
+    value : object
+        ``getattr(estimator, old)`` when it was set, else
+        ``getattr(estimator, new)``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skconcepts.utils._deprecation import renamed_param
+    >>> class Est:
+    ...     def __init__(self, n_passes=10, max_epochs="deprecated"):
+    ...         self.n_passes, self.max_epochs = n_passes, max_epochs
+    >>> renamed_param(Est(), "max_epochs", "n_passes")
+    10
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     value = renamed_param(Est(max_epochs=3), "max_epochs", "n_passes")
+    >>> value, caught[0].category.__name__
+    (3, 'FutureWarning')
+    """
+    value = getattr(estimator, old, DEPRECATED)
+    if isinstance(value, str) and value == DEPRECATED:
+        return getattr(estimator, new)
+    name = type(estimator).__name__
+    warnings.warn(
+        f"{name}({old}=...) is deprecated and will be removed in the next "
+        f"release; use {name}({new}=...) instead.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return value
