@@ -29,9 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from skconcepts.activations import SplitPointActivations
-
-# the stream helper re-exports ConceptMixin from skconcepts.concepts; switch then
-from skconcepts.concepts._base import ConceptMixin
+from skconcepts.concepts import ConceptMixin
 from skconcepts.utils._torch import to_numpy
 
 __all__ = [

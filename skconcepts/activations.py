@@ -22,6 +22,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from skconcepts._granularity import (
     AGGREGATIONS,
@@ -31,6 +32,7 @@ from skconcepts._granularity import (
     units_table,
 )
 from skconcepts._split import resolve_split_module, stop_after
+from skconcepts.datasets import embedded_model_path
 from skconcepts.exceptions import TruncationWarning
 from skconcepts.utils._torch import resolve_device, resolve_dtype
 from skconcepts.utils._validation import check_texts
@@ -426,6 +428,7 @@ default="token"
         store : ActivationStore
             The store, as returned by ``extract_to_store``.
         """
+        # deferred: the store package is loaded only by the users of stores
         from skconcepts.store import extract_to_store
 
         return extract_to_store(self, X, path, **kwargs)
@@ -533,8 +536,6 @@ default="token"
 
     def _model_path(self):
         if self.model is None:
-            from skconcepts.datasets import embedded_model_path
-
             return embedded_model_path()
         return os.fspath(self.model)
 
@@ -932,8 +933,6 @@ def _load_pretrained(kind, path, dtype=None):
 
 
 def _progress_bar(total, enabled):
-    from tqdm.auto import tqdm
-
     return tqdm(
         total=total, disable=not enabled, desc="SplitPointActivations", unit="text"
     )

@@ -38,6 +38,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 
 from skconcepts._pipeline import concept_input, split_pipeline
+from skconcepts.utils._stats import r2
 from skconcepts.utils._torch import to_numpy
 
 __all__ = [
@@ -174,7 +175,7 @@ def reconstruction_r2(X, X_hat):
     >>> reconstruction_r2([[0.0], [2.0]], [[0.0], [1.0]])
     0.5
     """
-    return 1.0 - fraction_variance_unexplained(X, X_hat)
+    return r2(*_check_pair(X, X_hat))
 
 
 # ----------------------------------------------------------------- sparsity

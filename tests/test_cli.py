@@ -37,6 +37,13 @@ def test_cli_only_parses_and_dispatches():
     tree = ast.parse(source)
     classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
     assert classes == ["CommandError", "_Parser"]  # no estimator in the CLI
+    fits = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr in {"fit", "fit_transform", "partial_fit", "transform"}
+    ]
+    assert not fits, f"cli.py runs estimators itself (lines {fits})"
     top_imports = set()
     for node in tree.body:
         if isinstance(node, ast.Import):

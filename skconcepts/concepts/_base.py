@@ -40,13 +40,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from skconcepts.concepts._streaming import as_batch_source
-from skconcepts.store import (
-    MEMORY_FRACTION,
-    StoreTooLargeError,
-    _available_memory,
-    _fmt_bytes,
-    transform_store,
-)
+from skconcepts.store import check_memory_budget, memory_budget, transform_store
 from skconcepts.utils._stats import R2Accumulator, r2
 from skconcepts.utils._torch import resolve_device, to_numpy, to_tensor
 from skconcepts.utils._torch_free import is_store
@@ -476,25 +470,15 @@ class ConceptMixin(TransformerMixin):
                 yield X
                 bar.update(len(X))
 
-    def _output_budget(self):
-        max_bytes = getattr(self, "max_bytes", None)
-        if max_bytes is None:
-            budget = int(MEMORY_FRACTION * _available_memory())
-            return budget, f"{MEMORY_FRACTION:.0%} of the available RAM"
-        return int(max_bytes), f"max_bytes={max_bytes!r}"
-
-    def _check_output_size(self, source, n_rows, k, budget, origin, at_least=False):
-        needed = n_rows * k * 4
-        if needed <= budget:
-            return
-        name = type(self).__name__
-        more = "at least " if at_least else ""
-        raise StoreTooLargeError(
-            f"{name}.transform of {source.label} returns {more}{n_rows} rows x "
-            f"{k} concepts: {more}{needed} bytes ({_fmt_bytes(needed)}) of "
-            f"float32, but the budget is {budget} bytes ({_fmt_bytes(budget)}, "
-            f"{origin}). Write the concept activations to disk with "
-            f"{name}.transform_to_store(store, path), or raise max_bytes."
+    def _check_output_size(self, source, n_rows, k, budget, at_least=False):
+        name, more = type(self).__name__, ("at least " if at_least else "")
+        check_memory_budget(
+            n_rows * k * 4,
+            budget=budget,
+            what=f"{name}.transform of {source.label} ({more}{n_rows} rows x {k} "
+            "float32 concepts)",
+            fix=f"Write the concept activations to disk with "
+            f"{name}.transform_to_store(store, path), or raise max_bytes.",
         )
 
     def _transform_source(self, source):
@@ -504,9 +488,9 @@ class ConceptMixin(TransformerMixin):
         ``max_bytes`` budget; the source itself is read one batch at a time.
         """
         k = int(self.components_.shape[0])
-        budget, origin = self._output_budget()
+        budget = memory_budget(getattr(self, "max_bytes", None))  # read RAM once
         if source.n_rows is not None:
-            self._check_output_size(source, source.n_rows, k, budget, origin)
+            self._check_output_size(source, source.n_rows, k, budget)
             out = np.empty((source.n_rows, k), dtype=np.float32)
             pos = 0
             for X in self._read_batches(source, "transform"):
@@ -516,7 +500,7 @@ class ConceptMixin(TransformerMixin):
         parts, n_rows = [], 0
         for X in self._read_batches(source, "transform"):
             n_rows += len(X)
-            self._check_output_size(source, n_rows, k, budget, origin, at_least=True)
+            self._check_output_size(source, n_rows, k, budget, at_least=True)
             parts.append(to_numpy(self.transform(X)))
         return np.concatenate(parts) if parts else np.empty((0, k), np.float32)
 

@@ -58,11 +58,6 @@ __all__ = [
     "streaming_estimator_names",
 ]
 
-# Old private spellings, still imported by skconcepts.concepts._streaming until it
-# calls check_memory_budget; not part of the API.
-_available_memory = available_memory
-_fmt_bytes = format_bytes
-
 
 def __getattr__(name):
     if name == "STREAMING_ESTIMATORS":

@@ -14,9 +14,7 @@ import pkgutil
 from sklearn.base import BaseEstimator, TransformerMixin
 
 import skconcepts
-
-# TODO(lead): from skconcepts.concepts import ConceptMixin (public re-export)
-from skconcepts.concepts._base import ConceptMixin
+from skconcepts.concepts import ConceptMixin
 
 __all__ = ["all_estimators", "concept_methods", "method_name"]
 
@@ -34,7 +32,7 @@ def all_estimators(type_filter=None):
     ----------
     type_filter : {"concept", "transformer"}, list of those or None, default=None
         ``"concept"``: the concept estimators (subclasses of
-        :class:`~skconcepts.concepts._base.ConceptMixin`). ``"transformer"``:
+        :class:`~skconcepts.concepts.ConceptMixin`). ``"transformer"``:
         every transformer (concept estimators, preprocessing,
         activations). ``None``: every estimator.
 

@@ -392,7 +392,7 @@ def test_transform_of_a_store_streams_into_one_array(small_X, small_store):
     pca.set_params(max_bytes=len(small_X) * 3 * 4 - 1)
     with pytest.raises(
         StoreTooLargeError,
-        match=re.escape("returns 300 rows x 3 concepts: 3600 bytes")
+        match=re.escape("(300 rows x 3 float32 concepts) needs 3600 bytes")
         + ".*transform_to_store",
     ):
         pca.transform(small_store)
@@ -547,7 +547,10 @@ def test_non_streaming_estimators_refuse_an_iterable_but_read_one(small_X):
     assert svd.score(iter(chunks)) == pytest.approx(svd.score(small_X), abs=1e-9)
     # the output budget holds when the number of rows is unknown too
     svd.set_params(max_bytes=100 * 3 * 4)
-    with pytest.raises(StoreTooLargeError, match="returns at least 300 rows x 3"):
+    with pytest.raises(
+        StoreTooLargeError,
+        match=re.escape("(at least 300 rows x 3 float32 concepts) needs"),
+    ):
         svd.transform(c for c in chunks)
 
 

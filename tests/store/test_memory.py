@@ -93,8 +93,6 @@ def test_deprecated_and_moved_names():
         old = skconcepts.store.STREAMING_ESTIMATORS
     assert old == tuple(streaming_estimator_names())
     assert skconcepts.store.StoreTooLargeError is exceptions.StoreTooLargeError
-    assert skconcepts.store._available_memory is memory_module.available_memory
-    assert skconcepts.store._fmt_bytes is format_bytes
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         skconcepts.store.nope  # noqa: B018
 
