@@ -57,7 +57,7 @@ def _sae(n_concepts, top_k, epochs, device):
     return TopKSAEConcepts(
         n_concepts,
         top_k=top_k,
-        max_epochs=epochs,
+        n_passes=epochs,
         batch_size=256,
         lr=3e-3,
         device=device,

@@ -31,7 +31,7 @@ PROMISED = {
 }
 
 #: parameters for every estimator that has them (filtered by get_params)
-_FAST = {"n_concepts": 2, "max_iter": 20, "max_epochs": 2, "top_k": 1}
+_FAST = {"n_concepts": 2, "max_iter": 20, "n_passes": 2, "top_k": 1}
 #: per-estimator overrides
 FAST_PARAMS = {
     "SVDConcepts": {"n_concepts": 1},  # must be < n_features (2 in some checks)

@@ -25,6 +25,8 @@ numeric, 2-D, as wide as the first, and finite. ``seed`` may be an int, a
 sequence of ints, a ``numpy.random.Generator`` or a ``RandomState`` (drawn
 from, as the sparse autoencoders do). ``n_rows`` is ``None`` when unknown
 (iterators, data loaders); ``one_shot`` is True for an iterator.
+``BatchSource.first_batch(batch_size)`` gives the first rows without using up
+a one-shot iterator (for a model initialised from the first data it sees).
 
 :class:`StreamingConceptsMixin` gives a concept estimator ``partial_fit`` and
 makes ``fit``/``fit_transform`` of a batch source learn batch by batch
@@ -232,7 +234,8 @@ class BatchSource:
                     "X is an empty source of batches; it must yield at least one "
                     "2-D array of activations."
                 )
-            self.n_features = int(_as_batch(first, None, 0).shape[1])
+            self._first = _as_batch(first, None, 0)
+            self.n_features = int(self._first.shape[1])
             if self.one_shot:
                 self._data = itertools.chain([first], data)
             self.n_rows = (
@@ -300,6 +303,39 @@ default=None
             yield from self._regroup(
                 chunks, batch_size, _rng(seed) if shuffle else None
             )
+
+    def first_batch(self, batch_size):
+        """The first rows of the source, without using up a one-shot iterator.
+
+        For a model initialised from the first data it sees (the sparse
+        autoencoders take the mean of these rows as their initial decoder
+        bias). An iterable gives its first chunk as it came (validated,
+        float32; read when the source was built); a store or an array gives
+        its first ``batch_size`` rows, unshuffled.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows read from a store or an array (unused for an iterable).
+
+        Returns
+        -------
+        X : ndarray of shape (n_rows, n_features), dtype float32, or None
+            The first rows; ``None`` when the source has no rows.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skconcepts.concepts._streaming import as_batch_source
+        >>> X = np.arange(12, dtype=np.float32).reshape(6, 2)
+        >>> as_batch_source([X[:4], X[4:]]).first_batch(2).shape
+        (4, 2)
+        >>> as_batch_source(X, arrays=True).first_batch(2).shape
+        (2, 2)
+        """
+        if self.kind == "iterable":
+            return self._first
+        return next(iter(self.iter_batches(batch_size)), None)
 
     def _regroup(self, chunks, batch_size, rng):
         pending = None

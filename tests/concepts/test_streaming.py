@@ -596,3 +596,24 @@ def test_batch_source_shuffles_reproducibly(small_X):
     assert sorted(map(tuple, first)) == sorted(map(tuple, small_X[:100]))
     assert as_batch_source(small_X) is None
     assert as_batch_source(small_X.tolist()) is None  # a list of rows is one matrix
+
+
+def test_first_batch_reads_ahead_without_using_up_the_source(small_X, small_store):
+    from skconcepts.concepts._streaming import as_batch_source
+
+    chunks = [small_X[:100], small_X[100:]]
+    # an iterable: its first chunk as it came, whatever batch_size
+    for data in (chunks, (c for c in chunks), [torch.from_numpy(c) for c in chunks]):
+        source = as_batch_source(data)
+        first = source.first_batch(64)
+        assert first.dtype == np.float32
+        np.testing.assert_array_equal(first, small_X[:100])
+        # the source still yields every row (a one-shot iterator included)
+        np.testing.assert_array_equal(
+            np.concatenate(list(source.iter_batches(64))), small_X
+        )
+    # a store or an array: the first batch_size rows, unshuffled
+    for data in (small_store, as_batch_source(small_X, arrays=True)):
+        np.testing.assert_array_equal(
+            as_batch_source(data).first_batch(64), small_X[:64]
+        )

@@ -21,7 +21,9 @@ The package is cut by idea:
   ``MSE(x_hat, x) + penalty``;
 - ``_callbacks``: ``_DeadConceptMonitor``, the skorch callback that records the
   dead fraction and resamples dead concepts;
-- ``_data``: batches of an in-memory matrix or of a stream of batches;
+- ``_data``: the skorch iterator over the rows of an in-memory matrix or the
+  batches of a batch source (the package's one protocol,
+  ``skconcepts.concepts._streaming``);
 - ``_estimators``: the base class and the five estimators.
 
 The decoder is affine, ``x_hat = codes @ components_ + decoder_bias_``, so the

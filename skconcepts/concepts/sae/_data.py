@@ -1,37 +1,23 @@
-"""Batches for skorch: rows of an in-memory matrix, or a stream of batches.
+"""Batches for skorch: rows of an in-memory matrix, or of a batch source.
 
-An SAE is trained from an array or tensor (batches of rows by index) or from a
-source of batches: an object with ``iter_batches(batch_size, shuffle, seed)``
-(an activation store), a list of 2-D arrays or tensors, or any iterable or
-iterator that yields them.
+An SAE is trained from an array or a tensor (batches of rows by index, the
+fastest path: a tensor stays on its device) or from a
+:class:`~skconcepts.concepts._streaming.BatchSource` (an activation store, a
+list of 2-D arrays or tensors, any iterable or iterator that yields them),
+read through the package's one batch-source protocol,
+``BatchSource.iter_batches``. ``_SAENet.get_dataset`` passes a source to the
+iterator as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
 import numpy as np
-import scipy.sparse as sp
 import torch
 
+from skconcepts.concepts._streaming import BatchSource
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_tensor
-from skconcepts.utils._validation import check_finite_tensor
-
-
-def _is_stream(X):
-    """Whether ``X`` is a source of batches rather than one array-like."""
-    if hasattr(X, "iter_batches"):
-        return True
-    if is_tensor(X) or isinstance(X, np.ndarray) or hasattr(X, "__array__"):
-        return False
-    if sp.issparse(X):
-        return False
-    if isinstance(X, Iterator):
-        return True
-    if isinstance(X, (list, tuple)):
-        return len(X) > 0 and all(getattr(item, "ndim", None) == 2 for item in X)
-    return isinstance(X, Iterable) and not isinstance(X, (str, bytes, dict))
+from skconcepts.utils._validation import check_finite
 
 
 def _first_mean(X):
@@ -41,95 +27,60 @@ def _first_mean(X):
     return np.asarray(X, dtype=np.float64).mean(axis=0).astype(np.float32)
 
 
-def _as_batch(chunk, n_features, index):
-    """Validate one streamed batch and return it as a float32 tensor (n, d)."""
-    if (
-        isinstance(chunk, (tuple, list))
-        and chunk
-        and (is_tensor(chunk[0]) or isinstance(chunk[0], np.ndarray))
-    ):
-        chunk = chunk[0]  # (X,) or (X, y) from a DataLoader
-    if is_tensor(chunk):
-        batch = chunk.detach().to(dtype=torch.float32)
-    else:
-        try:
-            array = np.asarray(chunk, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"Batch {index} of X is a {type(chunk).__name__}, not a numeric "
-                "array; an iterable X must yield 2-D arrays or tensors."
-            ) from exc
-        batch = torch.from_numpy(np.array(array, copy=True))
-    if batch.ndim != 2 or (n_features is not None and batch.shape[1] != n_features):
-        want = "d" if n_features is None else str(n_features)
-        raise ValueError(
-            f"Batch {index} of X has shape {tuple(batch.shape)}; every batch must "
-            f"have shape (n_rows, {want})."
-        )
-    check_finite_tensor(batch, f"batch {index} of X")
-    return batch
+def _source_mean(batch):
+    """``_first_mean`` of the first float32 numpy batch of a source.
 
-
-class _BatchSource(torch.utils.data.Dataset):
-    """A stream of activation batches as a skorch "dataset".
-
-    ``source`` is an object with ``iter_batches(batch_size, shuffle, seed)`` (an
-    activation store), a re-iterable (list of arrays, DataLoader) or a one-shot
-    iterator. Rows are regrouped into batches of exactly ``batch_size`` (the
-    last one may be smaller) and shuffled inside each incoming chunk.
+    Through torch, as the stream path always computed it (a float64 torch
+    mean, whose summation order is torch's), so streamed fits keep their
+    initial decoder bias bit for bit.
     """
+    return _first_mean(torch.from_numpy(np.array(batch, dtype=np.float32)))
 
-    def __init__(self, source, n_features):
-        self.source = source
-        self.n_features = n_features
 
-    def __getitem__(self, index):
-        raise TypeError("A streamed X is read by batches, not by rows.")
-
-    def batches(self, batch_size, shuffle, random_state):
-        if hasattr(self.source, "iter_batches"):
-            seed = (
-                None if random_state is None else int(random_state.randint(2**31 - 1))
-            )
-            chunks = self.source.iter_batches(batch_size, shuffle=shuffle, seed=seed)
-            shuffle = False  # the store shuffles
-        else:
-            chunks = iter(self.source)
-        pending = None
-        for index, chunk in enumerate(chunks):
-            batch = _as_batch(chunk, self.n_features, index)
-            if shuffle and random_state is not None and len(batch) > 1:
-                order = torch.from_numpy(random_state.permutation(len(batch)))
-                batch = batch[order.to(batch.device)]
-            pending = batch if pending is None else torch.cat([pending, batch])
-            while len(pending) >= batch_size:
-                yield pending[:batch_size]
-                pending = pending[batch_size:]
-        if pending is not None and len(pending):
-            yield pending
+def _as_tensor(batch, device):
+    """A float32 numpy batch of a source as a tensor on ``device``."""
+    if not batch.flags.writeable:
+        batch = batch.copy()  # torch.from_numpy wants a writable array
+    tensor = torch.from_numpy(batch)
+    return tensor if device is None else tensor.to(device)
 
 
 class _BatchIterator:
-    """skorch iterator: batches of rows by index (in memory) or from a stream.
+    """skorch iterator: batches of rows by index (in memory) or of a source.
 
     Faster than a ``DataLoader`` over single rows, and its shuffling draws
-    from a numpy ``RandomState`` (picklable, never the global torch RNG).
+    from a numpy ``RandomState`` (picklable, never the global torch RNG). A
+    :class:`BatchSource` is read with ``iter_batches(batch_size, shuffle=,
+    seed=random_state)``, which draws from the same ``RandomState``. Batches
+    are moved to ``device`` here, once (skorch then finds them there).
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False, random_state=None):
+    def __init__(
+        self, dataset, batch_size, shuffle=False, random_state=None, device=None
+    ):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.random_state = random_state
+        self.device = device
 
     def __len__(self):
+        if isinstance(self.dataset, BatchSource):
+            if self.dataset.n_rows is None:
+                raise TypeError("The number of batches of this source is unknown.")
+            return int(np.ceil(self.dataset.n_rows / self.batch_size))
         return int(np.ceil(len(self.dataset) / self.batch_size))
 
     def __iter__(self):
-        if isinstance(self.dataset, _BatchSource):
-            for batch in self.dataset.batches(
-                self.batch_size, self.shuffle, self.random_state
-            ):
+        if isinstance(self.dataset, BatchSource):
+            source = self.dataset
+            batches = source.iter_batches(
+                self.batch_size, shuffle=self.shuffle, seed=self.random_state
+            )
+            for index, batch in enumerate(batches):
+                if source.kind == "store":  # the source checks an iterable's
+                    check_finite(batch, f"batch {index} of {source.label}")
+                batch = _as_tensor(batch, self.device)
                 yield batch, batch
             return
         X = self.dataset.X
@@ -144,4 +95,6 @@ class _BatchIterator:
                 batch = X[torch.from_numpy(index).to(X.device)]
             else:
                 batch = torch.from_numpy(np.asarray(X[index], dtype=np.float32))
+            if self.device is not None:
+                batch = batch.to(self.device)
             yield batch, batch

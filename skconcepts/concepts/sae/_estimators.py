@@ -2,36 +2,33 @@
 
 Each estimator builds, in ``fit``, a skorch net (``_net._SAENet``) around a
 ``_module._SAEModule`` and keeps it as ``net_``; the dead-concept monitor
-(``_callbacks._DeadConceptMonitor``) is always one of its callbacks, and streamed
-data is read through ``_data``.
+(``_callbacks._DeadConceptMonitor``) is always one of its callbacks. A batch
+source (an activation store, an iterable of batches) is recognised by the
+package's one protocol, :func:`~skconcepts.concepts._streaming.as_batch_source`,
+and read by the skorch iterator (``_data._BatchIterator``); ``transform`` and
+``score`` of a source are ``ConceptMixin``'s.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import warnings
-from collections.abc import Iterator
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from skorch.callbacks import ProgressBar
 
 from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
+from skconcepts.concepts._streaming import as_batch_source
 from skconcepts.concepts.sae._callbacks import _DeadConceptMonitor
-from skconcepts.concepts.sae._data import (
-    _as_batch,
-    _BatchIterator,
-    _BatchSource,
-    _first_mean,
-    _is_stream,
-)
+from skconcepts.concepts.sae._data import _BatchIterator, _first_mean, _source_mean
 from skconcepts.concepts.sae._module import _SAEModule
 from skconcepts.concepts.sae._net import _SAENet
+from skconcepts.utils._deprecation import DEPRECATED, renamed_param
 from skconcepts.utils._torch import resolve_device, to_numpy, to_tensor
 from skconcepts.utils._torch_free import is_tensor
 
@@ -47,10 +44,12 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
 
     _method: str = ""
     _torch_native = True
+    #: ``ConceptMixin.fit`` streams a batch source through ``_fit_source``
+    _streams = True
 
     _parameter_constraints: dict = {
         **ConceptMixin._parameter_constraints,
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "n_passes": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions(set(_OPTIMIZERS)), callable],
@@ -61,13 +60,18 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         "random_state": ["random_state"],
         "callbacks": [list, None],
         "progress": ["boolean"],
+        "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
+        "max_epochs": [
+            Interval(Integral, 1, None, closed="left"),
+            Hidden(StrOptions({DEPRECATED})),
+        ],
     }
 
     def __init__(
         self,
         n_concepts=8,
         *,
-        max_epochs=10,
+        n_passes=10,
         lr=1e-3,
         batch_size=256,
         optimizer="adam",
@@ -78,9 +82,11 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         random_state=None,
         callbacks=None,
         progress=False,
+        max_bytes=None,
+        max_epochs=DEPRECATED,
     ):
         self.n_concepts = n_concepts
-        self.max_epochs = max_epochs
+        self.n_passes = n_passes
         self.lr = lr
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -91,6 +97,8 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         self.random_state = random_state
         self.callbacks = callbacks
         self.progress = progress
+        self.max_bytes = max_bytes
+        self.max_epochs = max_epochs
 
     # ------------------------------------------------------ method hooks
     def _module_params(self):
@@ -107,64 +115,20 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
 
     # -------------------------------------------------------- public API
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the sparse autoencoder on activations.
-
-        Parameters
-        ----------
-        X : array-like, torch.Tensor, activation store or iterable of batches
-            Activations of shape (n_samples, n_features), or a source of
-            batches of that width (see Notes of the class).
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        if _is_stream(X):
-            self._fit_stream(X, epochs=self.max_epochs, reset=True)
-        else:
-            self._fit_full(X)
-        return self
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit_transform(self, X, y=None, **fit_params):
-        """Train the autoencoder and return the concept activations of ``X``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Activations (not a stream: use ``fit`` then ``transform``).
-        y : Ignored
-            Not used, present for API consistency.
-        **fit_params : dict
-            Unused; accepted for API consistency.
-
-        Returns
-        -------
-        C : ndarray or torch.Tensor of shape (n_samples, n_concepts)
-            Concept activations, float32.
-        """
-        if _is_stream(X):
-            raise TypeError(
-                f"{type(self).__name__}.fit_transform needs X in memory; for a "
-                "stream of batches call fit(X) and then transform each batch."
-            )
-        was_tensor = is_tensor(X)
-        X, _ = self._fit_full(X)
-        return self._format_output(self._transform(X), was_tensor, X)
-
-    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Train one pass on a chunk of activations (continues earlier fits).
 
+        The model fitted so far (by ``fit`` or earlier calls) is trained
+        further; the first call on an unfitted estimator starts a new one. An
+        array or a tensor is one pass over its rows; an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches is read
+        in one pass, batch by batch.
+
         Parameters
         ----------
-        X : array-like, torch.Tensor or iterable of batches
+        X : array-like, torch.Tensor, ActivationStore or iterable of batches
             A chunk of activations of shape (n_samples, n_features), or a
-            source of batches (one pass over it).
+            source of batches of that width (one pass over it).
         y : Ignored
             Not used, present for API consistency.
 
@@ -174,8 +138,9 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             The updated estimator.
         """
         first = not hasattr(self, "net_")
-        if _is_stream(X):
-            self._fit_stream(X, epochs=1, reset=first)
+        source = as_batch_source(X)
+        if source is not None:
+            self._fit_stream(source, n_passes=1, reset=first)
             return self
         X = self._check_X(X, reset=first)
         if first:
@@ -185,53 +150,64 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         return self
 
     # ------------------------------------------------------------ fitting
+    def _n_passes(self):
+        """``n_passes``, or the deprecated ``max_epochs`` (with a warning)."""
+        return renamed_param(self, "max_epochs", "n_passes")
+
     def _fit(self, X):
         self._start(X.shape[1], _first_mean(X))
-        self.net_.partial_fit(X, X, epochs=self.max_epochs)
+        self.net_.partial_fit(X, X, epochs=self.net_.max_epochs)
         self._finish()
         return None
 
-    def _fit_stream(self, source, *, epochs, reset):
-        is_store = hasattr(source, "iter_batches")
-        if is_store:
-            first = next(
-                iter(source.iter_batches(self.batch_size, shuffle=False, seed=None)),
-                None,
-            )
-        elif isinstance(source, Iterator):
-            first = next(source, None)
-            if first is not None:
-                source = itertools.chain([first], source)
-            if epochs > 1 and first is not None:
-                warnings.warn(
-                    f"X is a one-shot iterator, so {type(self).__name__} trains "
-                    f"a single epoch instead of max_epochs={epochs}; pass a list "
-                    "of batches, a re-iterable or an activation store for more.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                epochs = 1
-        else:
-            first = next(iter(source), None)
-        if first is None:
-            raise ValueError(
-                "X is an empty source of batches; it must yield at least one "
-                "2-D array of activations."
-            )
-        n_features = None if reset else self.n_features_in_
-        first = _as_batch(first, n_features, 0)
+    def _fit_source(self, source):
+        """``fit`` of a batch source: ``n_passes`` passes over it."""
+        self._fit_stream(source, n_passes=None, reset=True)
+
+    def _fit_stream(self, source, *, n_passes, reset):
+        """Train ``n_passes`` passes (None: the net's ``max_epochs``) on ``source``.
+
+        ``reset`` starts a new model, its decoder bias initialised to the mean
+        of the source's first batch (``BatchSource.first_batch``: the first
+        chunk of an iterable, the first ``batch_size`` rows of a store).
+        """
+        name = type(self).__name__
         if reset:
-            self.n_features_in_ = first.shape[1]
+            first = source.first_batch(self.batch_size)
+            if first is None or len(first) == 0:
+                label = source.label[:1].upper() + source.label[1:]
+                raise ValueError(
+                    f"{label} has no rows; {name} needs at least one to fit."
+                )
+            self.n_features_in_ = source.n_features
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-            self._start(first.shape[1], _first_mean(first))
-        self.net_.partial_fit(
-            _BatchSource(source, self.n_features_in_), None, epochs=epochs
-        )
+            self._start(source.n_features, _source_mean(first))
+        elif source.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {source.n_features} features, but {name} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        if n_passes is None:
+            n_passes = self.net_.max_epochs
+        if source.one_shot and n_passes > 1:
+            warnings.warn(
+                f"X is a one-shot iterator, so {name} makes a single pass instead "
+                f"of n_passes={n_passes}; pass a list of batches, a re-iterable or "
+                "an activation store for more.",
+                UserWarning,
+                stacklevel=5,
+            )
+            n_passes = 1
+        self.net_.partial_fit(source, None, epochs=n_passes)
         self._finish()
 
     def _start(self, n_features, bias_init):
-        """Validate, then build and initialise ``net_``."""
+        """Validate, then build and initialise ``net_``.
+
+        The net's ``max_epochs`` is ``n_passes`` (read once per new model, so
+        the deprecated ``max_epochs`` warns once).
+        """
         self._check_method_params()
         if self.dead_concepts == "auxiliary" and self._method == "mp":
             raise ValueError(
@@ -239,6 +215,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
                 "(matching pursuit has no encoder to revive); use "
                 "dead_concepts='resample'."
             )
+        n_passes = self._n_passes()
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
@@ -268,11 +245,12 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             module=_SAEModule,
             optimizer=optimizer,
             lr=self.lr,
-            max_epochs=self.max_epochs,
+            max_epochs=n_passes,
             batch_size=self.batch_size,
             iterator_train=_BatchIterator,
             iterator_train__shuffle=True,
             iterator_train__random_state=shuffle_rng,
+            iterator_train__device=str(device),
             iterator_valid=_BatchIterator,
             train_split=None,
             callbacks=callbacks,
@@ -341,17 +319,25 @@ class SAEConcepts(_BaseSAEConcepts):
     l1_coef : float, default=1e-3
         Weight of the L1 sparsity penalty: a larger value gives fewer active
         concepts per row.
-    max_epochs : int, default=10
-        Passes over the data in ``fit``. ``partial_fit`` makes one pass over
-        the data it is given.
+    n_passes : int, default=10
+        Passes over the data in ``fit`` and ``fit_transform`` (skorch's
+        epochs): over the rows of an array or a tensor, shuffled in each pass,
+        or over a batch source: an :class:`~skconcepts.ActivationStore` is
+        read in a new random order in each pass (seeded by ``random_state``),
+        an iterable in its own order with the rows of each chunk shuffled; a
+        one-shot iterator allows one pass (a warning says so).
+        ``partial_fit`` makes one pass over the data it is given. The package's
+        one name for passes over the data (formerly ``max_epochs``).
     lr : float, default=1e-3
         Learning rate of the optimizer.
     batch_size : int, default=256
-        Rows per gradient step (and per batch in ``transform``).
+        Rows per gradient step (the chunks of an iterable of batches are
+        regrouped into batches of this size), and per batch in ``transform``
+        and ``score`` (and per read of a batch source).
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
         Optimizer of the autoencoder's parameters.
     dead_concepts : {"resample", "auxiliary"} or None, default=None
-        Dead-concept handling. ``"resample"``: at the end of every epoch, the
+        Dead-concept handling. ``"resample"``: at the end of every pass, the
         concepts that never fired in it are re-initialised along the residuals
         of the worst-reconstructed rows (their optimizer state is reset).
         ``"auxiliary"``: an auxiliary loss weighted by ``aux_coef`` (AuxK of
@@ -377,7 +363,19 @@ class SAEConcepts(_BaseSAEConcepts):
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
     progress : bool, default=False
-        Show a tqdm progress bar per epoch (skorch's ``ProgressBar``).
+        Show a tqdm progress bar per pass of ``fit`` (skorch's
+        ``ProgressBar``), and over the rows when ``transform`` or ``score``
+        read a batch source.
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
+    max_epochs : int, default="deprecated"
+        Deprecated alias of ``n_passes``, removed in the next release: when
+        set, ``fit`` uses its value and warns with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -393,17 +391,17 @@ class SAEConcepts(_BaseSAEConcepts):
         Decoder bias ``b_dec``: ``inverse_transform(C) = C @ components_ +
         decoder_bias_``. None when ``decoder_bias=False``.
     n_iter_ : int
-        Number of epochs run (each ``partial_fit`` call counts one).
+        Number of passes run (each ``partial_fit`` call counts one).
     reconstruction_err_ : float
-        Frobenius norm of ``X - X_hat`` accumulated over the last epoch while
-        training (the model moves during the epoch; ``score`` is exact).
+        Frobenius norm of ``X - X_hat`` accumulated over the last pass while
+        training (the model moves during the pass; ``score`` is exact).
     dead_fraction_ : float
-        Fraction of concepts that never fired during the last epoch.
+        Fraction of concepts that never fired during the last pass.
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is the torch module and
-        ``net_.history`` holds, per epoch, ``train_loss``, ``dead_fraction``,
-        ``l0`` (mean active concepts per row), ``train_sse`` and, with
-        ``dead_concepts="resample"``, ``n_resampled``.
+        ``net_.history`` holds, per pass (skorch's epoch), ``train_loss``,
+        ``dead_fraction``, ``l0`` (mean active concepts per row), ``train_sse``
+        and, with ``dead_concepts="resample"``, ``n_resampled``.
 
     See Also
     --------
@@ -412,12 +410,21 @@ class SAEConcepts(_BaseSAEConcepts):
 
     Notes
     -----
-    Fitting accepts, besides an array or a tensor, an object with an
-    ``iter_batches(batch_size, shuffle, seed)`` method (an activation store), a
-    list of 2-D arrays or tensors, or any iterable (e.g. a ``DataLoader``) or
-    iterator that yields them, so activations that do not fit in memory can be
-    used. A one-shot iterator allows a single epoch. ``partial_fit`` trains one
-    pass on each chunk it is given.
+    ``X`` may be a batch source, so activations that do not fit in memory can
+    be used: an :class:`~skconcepts.ActivationStore` (activations on disk, see
+    :func:`~skconcepts.store.extract_to_store`), or an iterable of 2-D arrays
+    or tensors (a list, a ``DataLoader`` yielding ``X`` or ``(X, y)``, a
+    generator). ``fit`` and ``fit_transform`` then train ``n_passes`` passes
+    over it in batches of ``batch_size`` rows (a one-shot iterator allows one
+    pass, and no ``fit_transform``, which reads ``X`` twice), and
+    ``partial_fit`` one pass on each chunk or source it is given; memory
+    stays bounded by one shard of the store (or one chunk) plus one batch.
+    The decoder bias starts at the mean of the first data seen: the first
+    chunk of an iterable, the first ``batch_size`` rows of a store.
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     With a fixed ``random_state`` training on the CPU is bitwise reproducible:
     the initialisation and the shuffling use local generators and the global
@@ -429,7 +436,7 @@ class SAEConcepts(_BaseSAEConcepts):
     >>> import numpy as np
     >>> from skconcepts.concepts import SAEConcepts
     >>> X = np.random.RandomState(0).randn(64, 6).astype("float32")
-    >>> sae = SAEConcepts(n_concepts=12, l1_coef=1e-2, max_epochs=2,
+    >>> sae = SAEConcepts(n_concepts=12, l1_coef=1e-2, n_passes=2,
     ...                   random_state=0).fit(X)
     >>> sae.transform(X).shape, sae.components_.shape
     ((64, 12), (12, 6))
@@ -446,7 +453,7 @@ class SAEConcepts(_BaseSAEConcepts):
         n_concepts=8,
         *,
         l1_coef=1e-3,
-        max_epochs=10,
+        n_passes=10,
         lr=1e-3,
         batch_size=256,
         optimizer="adam",
@@ -457,10 +464,12 @@ class SAEConcepts(_BaseSAEConcepts):
         random_state=None,
         callbacks=None,
         progress=False,
+        max_bytes=None,
+        max_epochs=DEPRECATED,
     ):
         super().__init__(
             n_concepts,
-            max_epochs=max_epochs,
+            n_passes=n_passes,
             lr=lr,
             batch_size=batch_size,
             optimizer=optimizer,
@@ -471,6 +480,8 @@ class SAEConcepts(_BaseSAEConcepts):
             random_state=random_state,
             callbacks=callbacks,
             progress=progress,
+            max_bytes=max_bytes,
+            max_epochs=max_epochs,
         )
         self.l1_coef = l1_coef
 
@@ -491,17 +502,25 @@ class TopKSAEConcepts(_BaseSAEConcepts):
         Number of concepts (rows of the dictionary) to learn.
     top_k : int, default=4
         Active concepts per row; at most ``n_concepts``.
-    max_epochs : int, default=10
-        Passes over the data in ``fit``. ``partial_fit`` makes one pass over
-        the data it is given.
+    n_passes : int, default=10
+        Passes over the data in ``fit`` and ``fit_transform`` (skorch's
+        epochs): over the rows of an array or a tensor, shuffled in each pass,
+        or over a batch source: an :class:`~skconcepts.ActivationStore` is
+        read in a new random order in each pass (seeded by ``random_state``),
+        an iterable in its own order with the rows of each chunk shuffled; a
+        one-shot iterator allows one pass (a warning says so).
+        ``partial_fit`` makes one pass over the data it is given. The package's
+        one name for passes over the data (formerly ``max_epochs``).
     lr : float, default=1e-3
         Learning rate of the optimizer.
     batch_size : int, default=256
-        Rows per gradient step (and per batch in ``transform``).
+        Rows per gradient step (the chunks of an iterable of batches are
+        regrouped into batches of this size), and per batch in ``transform``
+        and ``score`` (and per read of a batch source).
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
         Optimizer of the autoencoder's parameters.
     dead_concepts : {"resample", "auxiliary"} or None, default=None
-        Dead-concept handling. ``"resample"``: at the end of every epoch, the
+        Dead-concept handling. ``"resample"``: at the end of every pass, the
         concepts that never fired in it are re-initialised along the residuals
         of the worst-reconstructed rows (their optimizer state is reset).
         ``"auxiliary"``: an auxiliary loss weighted by ``aux_coef`` (AuxK of
@@ -527,7 +546,19 @@ class TopKSAEConcepts(_BaseSAEConcepts):
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
     progress : bool, default=False
-        Show a tqdm progress bar per epoch (skorch's ``ProgressBar``).
+        Show a tqdm progress bar per pass of ``fit`` (skorch's
+        ``ProgressBar``), and over the rows when ``transform`` or ``score``
+        read a batch source.
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
+    max_epochs : int, default="deprecated"
+        Deprecated alias of ``n_passes``, removed in the next release: when
+        set, ``fit`` uses its value and warns with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -543,17 +574,17 @@ class TopKSAEConcepts(_BaseSAEConcepts):
         Decoder bias ``b_dec``: ``inverse_transform(C) = C @ components_ +
         decoder_bias_``. None when ``decoder_bias=False``.
     n_iter_ : int
-        Number of epochs run (each ``partial_fit`` call counts one).
+        Number of passes run (each ``partial_fit`` call counts one).
     reconstruction_err_ : float
-        Frobenius norm of ``X - X_hat`` accumulated over the last epoch while
-        training (the model moves during the epoch; ``score`` is exact).
+        Frobenius norm of ``X - X_hat`` accumulated over the last pass while
+        training (the model moves during the pass; ``score`` is exact).
     dead_fraction_ : float
-        Fraction of concepts that never fired during the last epoch.
+        Fraction of concepts that never fired during the last pass.
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is the torch module and
-        ``net_.history`` holds, per epoch, ``train_loss``, ``dead_fraction``,
-        ``l0`` (mean active concepts per row), ``train_sse`` and, with
-        ``dead_concepts="resample"``, ``n_resampled``.
+        ``net_.history`` holds, per pass (skorch's epoch), ``train_loss``,
+        ``dead_fraction``, ``l0`` (mean active concepts per row), ``train_sse``
+        and, with ``dead_concepts="resample"``, ``n_resampled``.
 
     See Also
     --------
@@ -562,12 +593,21 @@ class TopKSAEConcepts(_BaseSAEConcepts):
 
     Notes
     -----
-    Fitting accepts, besides an array or a tensor, an object with an
-    ``iter_batches(batch_size, shuffle, seed)`` method (an activation store), a
-    list of 2-D arrays or tensors, or any iterable (e.g. a ``DataLoader``) or
-    iterator that yields them, so activations that do not fit in memory can be
-    used. A one-shot iterator allows a single epoch. ``partial_fit`` trains one
-    pass on each chunk it is given.
+    ``X`` may be a batch source, so activations that do not fit in memory can
+    be used: an :class:`~skconcepts.ActivationStore` (activations on disk, see
+    :func:`~skconcepts.store.extract_to_store`), or an iterable of 2-D arrays
+    or tensors (a list, a ``DataLoader`` yielding ``X`` or ``(X, y)``, a
+    generator). ``fit`` and ``fit_transform`` then train ``n_passes`` passes
+    over it in batches of ``batch_size`` rows (a one-shot iterator allows one
+    pass, and no ``fit_transform``, which reads ``X`` twice), and
+    ``partial_fit`` one pass on each chunk or source it is given; memory
+    stays bounded by one shard of the store (or one chunk) plus one batch.
+    The decoder bias starts at the mean of the first data seen: the first
+    chunk of an iterable, the first ``batch_size`` rows of a store.
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     With a fixed ``random_state`` training on the CPU is bitwise reproducible:
     the initialisation and the shuffling use local generators and the global
@@ -579,7 +619,7 @@ class TopKSAEConcepts(_BaseSAEConcepts):
     >>> import numpy as np
     >>> from skconcepts.concepts import TopKSAEConcepts
     >>> X = np.random.RandomState(0).randn(64, 6).astype("float32")
-    >>> sae = TopKSAEConcepts(n_concepts=12, top_k=3, max_epochs=2,
+    >>> sae = TopKSAEConcepts(n_concepts=12, top_k=3, n_passes=2,
     ...                       random_state=0).fit(X)
     >>> C = sae.transform(X)
     >>> C.shape, int((C != 0).sum(axis=1).max()) <= 3
@@ -597,7 +637,7 @@ class TopKSAEConcepts(_BaseSAEConcepts):
         n_concepts=8,
         *,
         top_k=4,
-        max_epochs=10,
+        n_passes=10,
         lr=1e-3,
         batch_size=256,
         optimizer="adam",
@@ -608,10 +648,12 @@ class TopKSAEConcepts(_BaseSAEConcepts):
         random_state=None,
         callbacks=None,
         progress=False,
+        max_bytes=None,
+        max_epochs=DEPRECATED,
     ):
         super().__init__(
             n_concepts,
-            max_epochs=max_epochs,
+            n_passes=n_passes,
             lr=lr,
             batch_size=batch_size,
             optimizer=optimizer,
@@ -622,6 +664,8 @@ class TopKSAEConcepts(_BaseSAEConcepts):
             random_state=random_state,
             callbacks=callbacks,
             progress=progress,
+            max_bytes=max_bytes,
+            max_epochs=max_epochs,
         )
         self.top_k = top_k
 
@@ -645,17 +689,25 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
         Mean number of active concepts per row; at most ``n_concepts``.
     threshold_momentum : float, default=0.9
         Momentum of the running threshold used at inference.
-    max_epochs : int, default=10
-        Passes over the data in ``fit``. ``partial_fit`` makes one pass over
-        the data it is given.
+    n_passes : int, default=10
+        Passes over the data in ``fit`` and ``fit_transform`` (skorch's
+        epochs): over the rows of an array or a tensor, shuffled in each pass,
+        or over a batch source: an :class:`~skconcepts.ActivationStore` is
+        read in a new random order in each pass (seeded by ``random_state``),
+        an iterable in its own order with the rows of each chunk shuffled; a
+        one-shot iterator allows one pass (a warning says so).
+        ``partial_fit`` makes one pass over the data it is given. The package's
+        one name for passes over the data (formerly ``max_epochs``).
     lr : float, default=1e-3
         Learning rate of the optimizer.
     batch_size : int, default=256
-        Rows per gradient step (and per batch in ``transform``).
+        Rows per gradient step (the chunks of an iterable of batches are
+        regrouped into batches of this size), and per batch in ``transform``
+        and ``score`` (and per read of a batch source).
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
         Optimizer of the autoencoder's parameters.
     dead_concepts : {"resample", "auxiliary"} or None, default=None
-        Dead-concept handling. ``"resample"``: at the end of every epoch, the
+        Dead-concept handling. ``"resample"``: at the end of every pass, the
         concepts that never fired in it are re-initialised along the residuals
         of the worst-reconstructed rows (their optimizer state is reset).
         ``"auxiliary"``: an auxiliary loss weighted by ``aux_coef`` (AuxK of
@@ -681,7 +733,19 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
     progress : bool, default=False
-        Show a tqdm progress bar per epoch (skorch's ``ProgressBar``).
+        Show a tqdm progress bar per pass of ``fit`` (skorch's
+        ``ProgressBar``), and over the rows when ``transform`` or ``score``
+        read a batch source.
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
+    max_epochs : int, default="deprecated"
+        Deprecated alias of ``n_passes``, removed in the next release: when
+        set, ``fit`` uses its value and warns with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -697,17 +761,17 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
         Decoder bias ``b_dec``: ``inverse_transform(C) = C @ components_ +
         decoder_bias_``. None when ``decoder_bias=False``.
     n_iter_ : int
-        Number of epochs run (each ``partial_fit`` call counts one).
+        Number of passes run (each ``partial_fit`` call counts one).
     reconstruction_err_ : float
-        Frobenius norm of ``X - X_hat`` accumulated over the last epoch while
-        training (the model moves during the epoch; ``score`` is exact).
+        Frobenius norm of ``X - X_hat`` accumulated over the last pass while
+        training (the model moves during the pass; ``score`` is exact).
     dead_fraction_ : float
-        Fraction of concepts that never fired during the last epoch.
+        Fraction of concepts that never fired during the last pass.
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is the torch module and
-        ``net_.history`` holds, per epoch, ``train_loss``, ``dead_fraction``,
-        ``l0`` (mean active concepts per row), ``train_sse`` and, with
-        ``dead_concepts="resample"``, ``n_resampled``.
+        ``net_.history`` holds, per pass (skorch's epoch), ``train_loss``,
+        ``dead_fraction``, ``l0`` (mean active concepts per row), ``train_sse``
+        and, with ``dead_concepts="resample"``, ``n_resampled``.
 
     See Also
     --------
@@ -715,12 +779,21 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
 
     Notes
     -----
-    Fitting accepts, besides an array or a tensor, an object with an
-    ``iter_batches(batch_size, shuffle, seed)`` method (an activation store), a
-    list of 2-D arrays or tensors, or any iterable (e.g. a ``DataLoader``) or
-    iterator that yields them, so activations that do not fit in memory can be
-    used. A one-shot iterator allows a single epoch. ``partial_fit`` trains one
-    pass on each chunk it is given.
+    ``X`` may be a batch source, so activations that do not fit in memory can
+    be used: an :class:`~skconcepts.ActivationStore` (activations on disk, see
+    :func:`~skconcepts.store.extract_to_store`), or an iterable of 2-D arrays
+    or tensors (a list, a ``DataLoader`` yielding ``X`` or ``(X, y)``, a
+    generator). ``fit`` and ``fit_transform`` then train ``n_passes`` passes
+    over it in batches of ``batch_size`` rows (a one-shot iterator allows one
+    pass, and no ``fit_transform``, which reads ``X`` twice), and
+    ``partial_fit`` one pass on each chunk or source it is given; memory
+    stays bounded by one shard of the store (or one chunk) plus one batch.
+    The decoder bias starts at the mean of the first data seen: the first
+    chunk of an iterable, the first ``batch_size`` rows of a store.
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     With a fixed ``random_state`` training on the CPU is bitwise reproducible:
     the initialisation and the shuffling use local generators and the global
@@ -732,7 +805,7 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
     >>> import numpy as np
     >>> from skconcepts.concepts import BatchTopKSAEConcepts
     >>> X = np.random.RandomState(0).randn(64, 6).astype("float32")
-    >>> sae = BatchTopKSAEConcepts(n_concepts=12, top_k=3, max_epochs=2,
+    >>> sae = BatchTopKSAEConcepts(n_concepts=12, top_k=3, n_passes=2,
     ...                            random_state=0).fit(X)
     >>> sae.transform(X).shape
     (64, 12)
@@ -751,7 +824,7 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
         *,
         top_k=4,
         threshold_momentum=0.9,
-        max_epochs=10,
+        n_passes=10,
         lr=1e-3,
         batch_size=256,
         optimizer="adam",
@@ -762,10 +835,12 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
         random_state=None,
         callbacks=None,
         progress=False,
+        max_bytes=None,
+        max_epochs=DEPRECATED,
     ):
         super().__init__(
             n_concepts,
-            max_epochs=max_epochs,
+            n_passes=n_passes,
             lr=lr,
             batch_size=batch_size,
             optimizer=optimizer,
@@ -776,6 +851,8 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
             random_state=random_state,
             callbacks=callbacks,
             progress=progress,
+            max_bytes=max_bytes,
+            max_epochs=max_epochs,
         )
         self.top_k = top_k
         self.threshold_momentum = threshold_momentum
@@ -806,17 +883,25 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
         Kernel of the threshold pseudo-gradient.
     bandwidth : float, default=1e-3
         Bandwidth of that kernel.
-    max_epochs : int, default=10
-        Passes over the data in ``fit``. ``partial_fit`` makes one pass over
-        the data it is given.
+    n_passes : int, default=10
+        Passes over the data in ``fit`` and ``fit_transform`` (skorch's
+        epochs): over the rows of an array or a tensor, shuffled in each pass,
+        or over a batch source: an :class:`~skconcepts.ActivationStore` is
+        read in a new random order in each pass (seeded by ``random_state``),
+        an iterable in its own order with the rows of each chunk shuffled; a
+        one-shot iterator allows one pass (a warning says so).
+        ``partial_fit`` makes one pass over the data it is given. The package's
+        one name for passes over the data (formerly ``max_epochs``).
     lr : float, default=1e-3
         Learning rate of the optimizer.
     batch_size : int, default=256
-        Rows per gradient step (and per batch in ``transform``).
+        Rows per gradient step (the chunks of an iterable of batches are
+        regrouped into batches of this size), and per batch in ``transform``
+        and ``score`` (and per read of a batch source).
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
         Optimizer of the autoencoder's parameters.
     dead_concepts : {"resample", "auxiliary"} or None, default=None
-        Dead-concept handling. ``"resample"``: at the end of every epoch, the
+        Dead-concept handling. ``"resample"``: at the end of every pass, the
         concepts that never fired in it are re-initialised along the residuals
         of the worst-reconstructed rows (their optimizer state is reset).
         ``"auxiliary"``: an auxiliary loss weighted by ``aux_coef`` (AuxK of
@@ -842,7 +927,19 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
     progress : bool, default=False
-        Show a tqdm progress bar per epoch (skorch's ``ProgressBar``).
+        Show a tqdm progress bar per pass of ``fit`` (skorch's
+        ``ProgressBar``), and over the rows when ``transform`` or ``score``
+        read a batch source.
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
+    max_epochs : int, default="deprecated"
+        Deprecated alias of ``n_passes``, removed in the next release: when
+        set, ``fit`` uses its value and warns with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -858,17 +955,17 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
         Decoder bias ``b_dec``: ``inverse_transform(C) = C @ components_ +
         decoder_bias_``. None when ``decoder_bias=False``.
     n_iter_ : int
-        Number of epochs run (each ``partial_fit`` call counts one).
+        Number of passes run (each ``partial_fit`` call counts one).
     reconstruction_err_ : float
-        Frobenius norm of ``X - X_hat`` accumulated over the last epoch while
-        training (the model moves during the epoch; ``score`` is exact).
+        Frobenius norm of ``X - X_hat`` accumulated over the last pass while
+        training (the model moves during the pass; ``score`` is exact).
     dead_fraction_ : float
-        Fraction of concepts that never fired during the last epoch.
+        Fraction of concepts that never fired during the last pass.
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is the torch module and
-        ``net_.history`` holds, per epoch, ``train_loss``, ``dead_fraction``,
-        ``l0`` (mean active concepts per row), ``train_sse`` and, with
-        ``dead_concepts="resample"``, ``n_resampled``.
+        ``net_.history`` holds, per pass (skorch's epoch), ``train_loss``,
+        ``dead_fraction``, ``l0`` (mean active concepts per row), ``train_sse``
+        and, with ``dead_concepts="resample"``, ``n_resampled``.
 
     See Also
     --------
@@ -876,12 +973,21 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
 
     Notes
     -----
-    Fitting accepts, besides an array or a tensor, an object with an
-    ``iter_batches(batch_size, shuffle, seed)`` method (an activation store), a
-    list of 2-D arrays or tensors, or any iterable (e.g. a ``DataLoader``) or
-    iterator that yields them, so activations that do not fit in memory can be
-    used. A one-shot iterator allows a single epoch. ``partial_fit`` trains one
-    pass on each chunk it is given.
+    ``X`` may be a batch source, so activations that do not fit in memory can
+    be used: an :class:`~skconcepts.ActivationStore` (activations on disk, see
+    :func:`~skconcepts.store.extract_to_store`), or an iterable of 2-D arrays
+    or tensors (a list, a ``DataLoader`` yielding ``X`` or ``(X, y)``, a
+    generator). ``fit`` and ``fit_transform`` then train ``n_passes`` passes
+    over it in batches of ``batch_size`` rows (a one-shot iterator allows one
+    pass, and no ``fit_transform``, which reads ``X`` twice), and
+    ``partial_fit`` one pass on each chunk or source it is given; memory
+    stays bounded by one shard of the store (or one chunk) plus one batch.
+    The decoder bias starts at the mean of the first data seen: the first
+    chunk of an iterable, the first ``batch_size`` rows of a store.
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     With a fixed ``random_state`` training on the CPU is bitwise reproducible:
     the initialisation and the shuffling use local generators and the global
@@ -893,7 +999,7 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
     >>> import numpy as np
     >>> from skconcepts.concepts import JumpReLUSAEConcepts
     >>> X = np.random.RandomState(0).randn(64, 6).astype("float32")
-    >>> sae = JumpReLUSAEConcepts(n_concepts=12, max_epochs=2,
+    >>> sae = JumpReLUSAEConcepts(n_concepts=12, n_passes=2,
     ...                           random_state=0).fit(X)
     >>> sae.transform(X).shape
     (64, 12)
@@ -927,7 +1033,7 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
         l0_coef=1e-3,
         kernel="silverman",
         bandwidth=1e-3,
-        max_epochs=10,
+        n_passes=10,
         lr=1e-3,
         batch_size=256,
         optimizer="adam",
@@ -938,10 +1044,12 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
         random_state=None,
         callbacks=None,
         progress=False,
+        max_bytes=None,
+        max_epochs=DEPRECATED,
     ):
         super().__init__(
             n_concepts,
-            max_epochs=max_epochs,
+            n_passes=n_passes,
             lr=lr,
             batch_size=batch_size,
             optimizer=optimizer,
@@ -952,6 +1060,8 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
             random_state=random_state,
             callbacks=callbacks,
             progress=progress,
+            max_bytes=max_bytes,
+            max_epochs=max_epochs,
         )
         self.l0_coef = l0_coef
         self.kernel = kernel
@@ -979,17 +1089,25 @@ class MPSAEConcepts(_BaseSAEConcepts):
         Number of concepts (rows of the dictionary) to learn.
     top_k : int, default=4
         Matching-pursuit steps per row; at most ``n_concepts``.
-    max_epochs : int, default=10
-        Passes over the data in ``fit``. ``partial_fit`` makes one pass over
-        the data it is given.
+    n_passes : int, default=10
+        Passes over the data in ``fit`` and ``fit_transform`` (skorch's
+        epochs): over the rows of an array or a tensor, shuffled in each pass,
+        or over a batch source: an :class:`~skconcepts.ActivationStore` is
+        read in a new random order in each pass (seeded by ``random_state``),
+        an iterable in its own order with the rows of each chunk shuffled; a
+        one-shot iterator allows one pass (a warning says so).
+        ``partial_fit`` makes one pass over the data it is given. The package's
+        one name for passes over the data (formerly ``max_epochs``).
     lr : float, default=1e-3
         Learning rate of the optimizer.
     batch_size : int, default=256
-        Rows per gradient step (and per batch in ``transform``).
+        Rows per gradient step (the chunks of an iterable of batches are
+        regrouped into batches of this size), and per batch in ``transform``
+        and ``score`` (and per read of a batch source).
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
         Optimizer of the autoencoder's parameters.
     dead_concepts : {"resample", "auxiliary"} or None, default=None
-        Dead-concept handling. ``"resample"``: at the end of every epoch, the
+        Dead-concept handling. ``"resample"``: at the end of every pass, the
         concepts that never fired in it are re-initialised along the residuals
         of the worst-reconstructed rows (their optimizer state is reset).
         ``"auxiliary"``: an auxiliary loss weighted by ``aux_coef`` (AuxK of
@@ -1015,7 +1133,19 @@ class MPSAEConcepts(_BaseSAEConcepts):
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
     progress : bool, default=False
-        Show a tqdm progress bar per epoch (skorch's ``ProgressBar``).
+        Show a tqdm progress bar per pass of ``fit`` (skorch's
+        ``ProgressBar``), and over the rows when ``transform`` or ``score``
+        read a batch source.
+    max_bytes : int or None, default=None
+        Memory budget, in bytes, of ``transform`` of an
+        :class:`~skconcepts.ActivationStore` or an iterable of batches: its
+        output array must fit in it (``None``: 25% of the RAM available), else
+        a ``StoreTooLargeError`` says to write the concepts to disk with
+        ``transform_to_store``. ``fit`` streams a batch source and needs no
+        budget.
+    max_epochs : int, default="deprecated"
+        Deprecated alias of ``n_passes``, removed in the next release: when
+        set, ``fit`` uses its value and warns with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -1031,17 +1161,17 @@ class MPSAEConcepts(_BaseSAEConcepts):
         Decoder bias ``b_dec``: ``inverse_transform(C) = C @ components_ +
         decoder_bias_``. None when ``decoder_bias=False``.
     n_iter_ : int
-        Number of epochs run (each ``partial_fit`` call counts one).
+        Number of passes run (each ``partial_fit`` call counts one).
     reconstruction_err_ : float
-        Frobenius norm of ``X - X_hat`` accumulated over the last epoch while
-        training (the model moves during the epoch; ``score`` is exact).
+        Frobenius norm of ``X - X_hat`` accumulated over the last pass while
+        training (the model moves during the pass; ``score`` is exact).
     dead_fraction_ : float
-        Fraction of concepts that never fired during the last epoch.
+        Fraction of concepts that never fired during the last pass.
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is the torch module and
-        ``net_.history`` holds, per epoch, ``train_loss``, ``dead_fraction``,
-        ``l0`` (mean active concepts per row), ``train_sse`` and, with
-        ``dead_concepts="resample"``, ``n_resampled``.
+        ``net_.history`` holds, per pass (skorch's epoch), ``train_loss``,
+        ``dead_fraction``, ``l0`` (mean active concepts per row), ``train_sse``
+        and, with ``dead_concepts="resample"``, ``n_resampled``.
 
     See Also
     --------
@@ -1049,12 +1179,21 @@ class MPSAEConcepts(_BaseSAEConcepts):
 
     Notes
     -----
-    Fitting accepts, besides an array or a tensor, an object with an
-    ``iter_batches(batch_size, shuffle, seed)`` method (an activation store), a
-    list of 2-D arrays or tensors, or any iterable (e.g. a ``DataLoader``) or
-    iterator that yields them, so activations that do not fit in memory can be
-    used. A one-shot iterator allows a single epoch. ``partial_fit`` trains one
-    pass on each chunk it is given.
+    ``X`` may be a batch source, so activations that do not fit in memory can
+    be used: an :class:`~skconcepts.ActivationStore` (activations on disk, see
+    :func:`~skconcepts.store.extract_to_store`), or an iterable of 2-D arrays
+    or tensors (a list, a ``DataLoader`` yielding ``X`` or ``(X, y)``, a
+    generator). ``fit`` and ``fit_transform`` then train ``n_passes`` passes
+    over it in batches of ``batch_size`` rows (a one-shot iterator allows one
+    pass, and no ``fit_transform``, which reads ``X`` twice), and
+    ``partial_fit`` one pass on each chunk or source it is given; memory
+    stays bounded by one shard of the store (or one chunk) plus one batch.
+    The decoder bias starts at the mean of the first data seen: the first
+    chunk of an iterable, the first ``batch_size`` rows of a store.
+    ``transform`` and ``score`` of a store or a re-readable iterable read it
+    batch by batch (``transform`` returns one array, within ``max_bytes``;
+    ``transform_to_store`` writes the concept activations to another store
+    instead).
 
     With a fixed ``random_state`` training on the CPU is bitwise reproducible:
     the initialisation and the shuffling use local generators and the global
@@ -1066,7 +1205,7 @@ class MPSAEConcepts(_BaseSAEConcepts):
     >>> import numpy as np
     >>> from skconcepts.concepts import MPSAEConcepts
     >>> X = np.random.RandomState(0).randn(64, 6).astype("float32")
-    >>> sae = MPSAEConcepts(n_concepts=12, top_k=2, max_epochs=2,
+    >>> sae = MPSAEConcepts(n_concepts=12, top_k=2, n_passes=2,
     ...                     random_state=0).fit(X)
     >>> C = sae.transform(X)
     >>> C.shape, int((C != 0).sum(axis=1).max()) <= 2
@@ -1084,7 +1223,7 @@ class MPSAEConcepts(_BaseSAEConcepts):
         n_concepts=8,
         *,
         top_k=4,
-        max_epochs=10,
+        n_passes=10,
         lr=1e-3,
         batch_size=256,
         optimizer="adam",
@@ -1095,10 +1234,12 @@ class MPSAEConcepts(_BaseSAEConcepts):
         random_state=None,
         callbacks=None,
         progress=False,
+        max_bytes=None,
+        max_epochs=DEPRECATED,
     ):
         super().__init__(
             n_concepts,
-            max_epochs=max_epochs,
+            n_passes=n_passes,
             lr=lr,
             batch_size=batch_size,
             optimizer=optimizer,
@@ -1109,6 +1250,8 @@ class MPSAEConcepts(_BaseSAEConcepts):
             random_state=random_state,
             callbacks=callbacks,
             progress=progress,
+            max_bytes=max_bytes,
+            max_epochs=max_epochs,
         )
         self.top_k = top_k
 

@@ -22,7 +22,7 @@ def make():
 
     def make(cls, n_concepts=16, **params):
         params = {
-            "max_epochs": 2,
+            "n_passes": 2,
             "batch_size": 64,
             "lr": 3e-3,
             "random_state": 0,

@@ -12,7 +12,7 @@ from skconcepts.concepts.sae._module import _SAEModule
 
 
 def test_dead_fraction_recorded_each_epoch(small_X, make):
-    sae = make(TopKSAEConcepts, n_concepts=64, max_epochs=3).fit(small_X)
+    sae = make(TopKSAEConcepts, n_concepts=64, n_passes=3).fit(small_X)
     dead = sae.net_.history[:, "dead_fraction"]
     assert len(dead) == 3
     assert all(0.0 <= d <= 1.0 for d in dead)
@@ -25,7 +25,7 @@ def test_dead_fraction_recorded_each_epoch(small_X, make):
 @pytest.mark.parametrize("dead_concepts", ["resample", "auxiliary"])
 def test_dead_concept_handling_lowers_dead_fraction(signed_X, dead_concepts):
     X = signed_X[:512]
-    params = dict(top_k=2, lr=3e-3, max_epochs=6, batch_size=64, random_state=0)
+    params = dict(top_k=2, lr=3e-3, n_passes=6, batch_size=64, random_state=0)
     plain = TopKSAEConcepts(256, **params).fit(X)
     handled = TopKSAEConcepts(256, dead_concepts=dead_concepts, **params).fit(X)
     assert plain.dead_fraction_ > 0.3
@@ -66,7 +66,7 @@ def test_user_callbacks_run_and_are_not_mutated(small_X, make):
             self.epochs += 1
 
     counter = CountEpochs()
-    sae = make(TopKSAEConcepts, max_epochs=3, callbacks=[counter]).fit(small_X)
+    sae = make(TopKSAEConcepts, n_passes=3, callbacks=[counter]).fit(small_X)
     assert counter.epochs == 0
     used = dict(sae.net_.callbacks_)["CountEpochs"]
     assert used.epochs == 3

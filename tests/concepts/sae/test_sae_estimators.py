@@ -38,7 +38,7 @@ ALL = [
 def test_topk_minilm_r2_and_at_most_k_nonzeros(signed_X):
     k = 16
     sae = TopKSAEConcepts(
-        256, top_k=k, lr=3e-3, max_epochs=4, batch_size=128, random_state=0
+        256, top_k=k, lr=3e-3, n_passes=4, batch_size=128, random_state=0
     ).fit(signed_X)
     assert sae.score(signed_X) >= 0.8
     C = sae.transform(signed_X)
@@ -51,7 +51,7 @@ def test_vanilla_sae_l0_falls_as_l1_rises(signed_X):
     l0 = []
     for l1_coef in [1e-4, 1e-3, 1e-2]:
         sae = SAEConcepts(
-            128, l1_coef=l1_coef, lr=3e-3, max_epochs=4, batch_size=128, random_state=0
+            128, l1_coef=l1_coef, lr=3e-3, n_passes=4, batch_size=128, random_state=0
         ).fit(signed_X)
         l0.append((sae.transform(signed_X) != 0).sum(axis=1).mean())
     assert l0[0] > l0[1] > l0[2]
@@ -60,7 +60,7 @@ def test_vanilla_sae_l0_falls_as_l1_rises(signed_X):
 def test_partial_fit_over_chunks_close_to_fit(signed_X):
     params = dict(top_k=8, lr=3e-3, batch_size=64, random_state=0)
     epochs = 4
-    full = TopKSAEConcepts(128, max_epochs=epochs, **params).fit(signed_X)
+    full = TopKSAEConcepts(128, n_passes=epochs, **params).fit(signed_X)
     part = TopKSAEConcepts(128, **params)
     for _ in range(epochs):
         for chunk in np.array_split(signed_X, 10):
@@ -84,7 +84,7 @@ def test_fit_is_bitwise_reproducible_and_leaves_global_rng(cls, small_X, make):
 def test_gridsearch_over_n_concepts_and_top_k(signed_X):
     grid = {"n_concepts": [16, 32], "top_k": [2, 4]}
     search = GridSearchCV(
-        TopKSAEConcepts(max_epochs=2, batch_size=64, random_state=0), grid, cv=2
+        TopKSAEConcepts(n_passes=2, batch_size=64, random_state=0), grid, cv=2
     ).fit(signed_X[:512])
     assert len(search.cv_results_["params"]) == 4
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
@@ -295,3 +295,29 @@ def test_docstrings_are_written_out(cls):
         assert f"\n    {section}\n    {'-' * len(section)}\n" in doc
     for name in cls().get_params():
         assert f"\n    {name} : " in doc, name
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_max_epochs_is_a_deprecated_alias_of_n_passes(cls, small_X, make):
+    new = make(cls, n_passes=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # the default never warns
+        new.fit(small_X)
+    assert new.get_params()["max_epochs"] == "deprecated" and new.n_iter_ == 3
+    old = make(cls, max_epochs=3)  # make's n_passes=2 is overridden by the alias
+    match = rf"{cls.__name__}\(max_epochs=\.\.\.\) is deprecated .*\(n_passes=\.\.\.\)"
+    with pytest.warns(FutureWarning, match=match) as record:
+        old.fit(small_X)
+    assert len(record) == 1
+    assert old.n_iter_ == 3 and old.net_.max_epochs == 3
+    assert_array_equal(old.components_, new.components_)
+    assert_array_equal(old.transform(small_X), new.transform(small_X))
+    # a stream too, and the value is validated like n_passes
+    chunks = np.array_split(small_X, 3)
+    with pytest.warns(FutureWarning, match=match):
+        streamed = make(cls, max_epochs=3).fit(chunks)
+    assert_array_equal(
+        streamed.components_, make(cls, n_passes=3).fit(chunks).components_
+    )
+    with pytest.raises(InvalidParameterError, match="'max_epochs' parameter"):
+        make(cls, max_epochs=0).fit(small_X)

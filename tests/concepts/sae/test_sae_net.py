@@ -126,7 +126,7 @@ BEFORE = {
 
 @pytest.mark.parametrize(("cls", "dead_concepts"), list(BEFORE))
 def test_training_loss_unchanged_by_the_net_subclass(cls, dead_concepts):
-    params = dict(max_epochs=3, batch_size=64, lr=3e-3, random_state=0)
+    params = dict(n_passes=3, batch_size=64, lr=3e-3, random_state=0)
     if cls in (TopKSAEConcepts, BatchTopKSAEConcepts, MPSAEConcepts):
         params["top_k"] = 3
     if cls is SAEConcepts:
