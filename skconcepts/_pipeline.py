@@ -26,11 +26,11 @@ from typing import NamedTuple
 
 import torch
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
 
 from skconcepts.activations import SplitPointActivations
 from skconcepts.concepts import ConceptMixin
 from skconcepts.utils._torch import to_numpy
+from skconcepts.utils._validation import check_is_fitted
 
 __all__ = [
     "PipelineParts",

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skconcepts._granularity import (
@@ -35,7 +34,7 @@ from skconcepts._split import resolve_split_module, stop_after
 from skconcepts.datasets import embedded_model_path
 from skconcepts.exceptions import TruncationWarning
 from skconcepts.utils._torch import resolve_device, resolve_dtype
-from skconcepts.utils._validation import check_texts
+from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["SplitPointActivations"]
 

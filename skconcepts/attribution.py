@@ -15,7 +15,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
@@ -30,7 +29,7 @@ from skconcepts._rerun import (
     select_outputs,
 )
 from skconcepts.utils._torch import resolve_device
-from skconcepts.utils._validation import check_texts
+from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["concept_output_gradient"]
 

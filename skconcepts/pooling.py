@@ -6,10 +6,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from skconcepts.utils._torch import to_numpy
-from skconcepts.utils._validation import check_texts
+from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["PooledConcepts"]
 

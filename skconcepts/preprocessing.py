@@ -30,7 +30,7 @@ from sklearn.utils.validation import (
 
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_tensor
-from skconcepts.utils._validation import check_finite_tensor
+from skconcepts.utils._validation import check_tensor
 
 __all__ = ["ActivationScaler", "NonNegative"]
 
@@ -46,25 +46,17 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
     def _validate(self, X, *, reset):
         if not is_tensor(X):
             return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected 2D input, got a tensor of shape {tuple(X.shape)}; "
-                "reshape it to (n_rows, n_features)."
-            )
-        if X.shape[0] < 1:
-            raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}).")
-        if X.dtype not in (torch.float32, torch.float64):
-            X = X.float()
-        check_finite_tensor(X)
+        X = check_tensor(
+            X,
+            n_features=None if reset else self.n_features_in_,
+            owner=type(self).__name__,
+            dtype=None,
+            detach=False,
+        )
         if reset:
             self.n_features_in_ = X.shape[1]
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                f"expecting {self.n_features_in_} features as input."
-            )
         return X
 
     def _validate_out(self, X):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, validate_data
 from tqdm.auto import tqdm
 
 from skconcepts.concepts._streaming import as_batch_source
@@ -44,7 +44,11 @@ from skconcepts.store import check_memory_budget, memory_budget, transform_store
 from skconcepts.utils._stats import R2Accumulator, r2
 from skconcepts.utils._torch import resolve_device, to_numpy, to_tensor
 from skconcepts.utils._torch_free import is_store
-from skconcepts.utils._validation import check_n_concepts, check_tensor
+from skconcepts.utils._validation import (
+    check_is_fitted,
+    check_n_concepts,
+    check_tensor,
+)
 
 __all__ = ["ConceptMixin", "AffineDecoder", "DEVICE_CONSTRAINT"]
 

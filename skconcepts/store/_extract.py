@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skconcepts._granularity import units_table
@@ -31,7 +30,7 @@ from skconcepts.store._format import (
 )
 from skconcepts.store._reader import ActivationStore
 from skconcepts.store._writer import _StoreWriter
-from skconcepts.utils._validation import check_texts
+from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["extract_to_store"]
 

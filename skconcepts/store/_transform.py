@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skconcepts.store._format import (
@@ -22,6 +21,7 @@ from skconcepts.store._format import (
 from skconcepts.store._reader import ActivationStore
 from skconcepts.store._writer import _StoreWriter
 from skconcepts.utils._torch import to_numpy
+from skconcepts.utils._validation import check_is_fitted
 
 __all__ = ["transform_store"]
 

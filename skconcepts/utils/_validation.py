@@ -6,6 +6,34 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils import validation as sklearn_validation
+
+from skconcepts.exceptions import NotFittedError
+
+
+def check_is_fitted(estimator, attributes=None):
+    """sklearn's ``check_is_fitted``, raising skconcepts' ``NotFittedError``.
+
+    :class:`skconcepts.exceptions.NotFittedError` subclasses both
+    ``SkconceptsError`` and sklearn's ``NotFittedError``, so callers may catch
+    either. The message is sklearn's (it names the estimator and says to call
+    ``fit``).
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        The estimator to check.
+    attributes : str, list of str or None, default=None
+        Fitted attributes to look for (sklearn's default: any attribute ending
+        in ``_``, or ``__sklearn_is_fitted__``).
+    """
+    try:
+        sklearn_validation.check_is_fitted(estimator, attributes)
+    except NotFittedError:
+        raise
+    except SklearnNotFittedError as exc:
+        raise NotFittedError(str(exc)) from None
 
 
 def check_texts(texts, name="texts"):
@@ -86,7 +114,9 @@ def check_finite(X, name="X"):
         )
 
 
-def check_tensor(X, *, name="X", n_features=None, owner=None):
+def check_tensor(
+    X, *, name="X", n_features=None, owner=None, dtype=torch.float32, detach=True
+):
     """Validate a 2-D tensor of activations and return it as float32.
 
     The one tensor validator of the package (the twin of scikit-learn's
@@ -105,10 +135,17 @@ def check_tensor(X, *, name="X", n_features=None, owner=None):
         Expected number of columns (``None``: any).
     owner : str or None, default=None
         Name of the estimator that expects ``n_features``, for the message.
+    dtype : torch.dtype or None, default=torch.float32
+        The dtype of the result; ``None`` keeps float32 and float64 tensors as
+        they are and casts the others to float32 (for dtype-preserving
+        transformers).
+    detach : bool, default=True
+        Detach the tensor from the autograd graph; ``False`` keeps it (for
+        differentiable transforms).
 
     Returns
     -------
-    X : torch.Tensor of shape (n_rows, n_features), dtype float32
+    X : torch.Tensor of shape (n_rows, n_features)
         The validated tensor (no copy when it already was float32 and
         detached).
 
@@ -136,7 +173,12 @@ def check_tensor(X, *, name="X", n_features=None, owner=None):
         )
     if X.shape[0] < 1:
         raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}).")
-    X = X.detach().to(torch.float32)
+    if detach:
+        X = X.detach()
+    if dtype is not None:
+        X = X.to(dtype)
+    elif X.dtype not in (torch.float32, torch.float64):
+        X = X.float()
     check_finite_tensor(X, name)
     if n_features is not None and X.shape[1] != n_features:
         who = f"{owner} is" if owner else "the estimator is"

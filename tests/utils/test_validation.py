@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
+import skconcepts
+from skconcepts import SplitPointActivations
+from skconcepts.exceptions import NotFittedError, SkconceptsError
 from skconcepts.utils._validation import check_finite, check_tensor
 
 
@@ -53,3 +57,18 @@ def test_the_concept_estimators_use_check_tensor():
     ica = ICAConcepts(2, random_state=0).fit(X)  # not torch-native: numpy inside
     with pytest.raises(ValueError, match="X has 3 features, but ICAConcepts"):
         ica.transform(X[:, :3])
+
+
+@pytest.mark.parametrize("name", ["PCAConcepts", "SemiNMFConcepts", "TopKSAEConcepts"])
+def test_unfitted_estimators_raise_the_package_not_fitted_error(name):
+    est = getattr(skconcepts, name)(n_concepts=2)
+    with pytest.raises(NotFittedError, match=f"This {name} instance is not fitted"):
+        est.transform(np.ones((3, 4), dtype=np.float32))
+    # one error, catchable as skconcepts' and as sklearn's
+    assert issubclass(NotFittedError, SkconceptsError)
+    assert issubclass(NotFittedError, SklearnNotFittedError)
+
+
+def test_unfitted_extractor_raises_the_package_not_fitted_error():
+    with pytest.raises(NotFittedError, match="SplitPointActivations"):
+        SplitPointActivations(split_point=1).encode(["a text"])
