@@ -30,6 +30,7 @@ from skconcepts.store._format import (
 )
 from skconcepts.store._reader import ActivationStore
 from skconcepts.store._writer import _StoreWriter
+from skconcepts.utils._deprecation import renamed_kwarg
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["extract_to_store"]
@@ -63,11 +64,11 @@ def _jsonable(value):
     return f"<{type(value).__name__}>"
 
 
-def _model_identity(activations) -> dict:
+def _model_identity(extractor) -> dict:
     """Name, class, config hash and a weight fingerprint of the loaded model."""
-    params = activations.get_params(deep=False)
+    params = extractor.get_params(deep=False)
     given = params.get("model")
-    model = getattr(activations, "model_", None)
+    model = getattr(extractor, "model_", None)
     if model is None:
         model = given
     info = {"name": given if isinstance(given, str) else None}
@@ -98,13 +99,13 @@ def _model_identity(activations) -> dict:
     return info
 
 
-def _activations_source(activations) -> dict:
-    params = activations.get_params(deep=False)
+def _extractor_source(extractor) -> dict:
+    params = extractor.get_params(deep=False)
     named = ("model", "tokenizer", "split_point", "granularity", "aggregation")
     return {
-        "model": _model_identity(activations),
+        "model": _model_identity(extractor),
         "split_point": _jsonable(params.get("split_point")),
-        "split_module": getattr(activations, "split_module_name_", None),
+        "split_module": getattr(extractor, "split_module_name_", None),
         "granularity": _jsonable(params.get("granularity")),
         "aggregation": _jsonable(params.get("aggregation")),
         "params": {
@@ -115,16 +116,16 @@ def _activations_source(activations) -> dict:
     }
 
 
-def _extract_chunk(activations, texts, offset, dtype):
+def _extract_chunk(extractor, texts, offset, dtype):
     """Activations (stored dtype) and units table of consecutive texts.
 
     ``offset`` is the position of ``texts[0]`` in the whole corpus; the units'
     ``sample`` column counts from it. The chunk is one call of
-    ``activations.iter_batches`` (one length-sorted chunk, no cache), so the
+    ``extractor.iter_batches`` (one length-sorted chunk, no cache), so the
     rows depend only on these texts: a resumed run recomputes them bitwise.
     """
     rows, spans = [], []
-    for _, text_rows, text_spans in activations.iter_batches(
+    for _, text_rows, text_spans in extractor.iter_batches(
         texts, use_cache=False, chunk_size=len(texts)
     ):
         rows += text_rows
@@ -133,8 +134,9 @@ def _extract_chunk(activations, texts, offset, dtype):
     return [_to_storage(torch.cat(rows), dtype)], units
 
 
+@renamed_kwarg("activations", "extractor")
 def extract_to_store(
-    activations,
+    extractor,
     texts,
     path,
     *,
@@ -145,7 +147,7 @@ def extract_to_store(
 ):
     """Write the activations of texts to an on-disk store, resumably.
 
-    The texts are processed in chunks of ``activations.batch_size`` texts, and a
+    The texts are processed in chunks of ``extractor.batch_size`` texts, and a
     shard is published once it holds at least ``shard_rows`` rows, so memory
     stays bounded by about one shard plus one batch. Each shard holds whole
     texts and becomes visible only when complete; the manifest is rewritten
@@ -155,8 +157,10 @@ def extract_to_store(
 
     Parameters
     ----------
-    activations : SplitPointActivations
-        The extractor; fitted on ``texts`` first if it is not fitted.
+    extractor : SplitPointActivations
+        The extractor; fitted on ``texts`` first if it is not fitted. (Its
+        keyword was ``activations=`` before; that spelling still works for one
+        release, with a ``FutureWarning``.)
     texts : list of str
         The texts, in order.
     path : str or os.PathLike
@@ -206,23 +210,23 @@ def extract_to_store(
     dtype = _check_dtype(dtype)
     if shard_rows is not None:
         shard_rows = _check_positive_int(shard_rows, "shard_rows")
-    if not hasattr(activations, "iter_batches"):
+    if not hasattr(extractor, "iter_batches"):
         raise TypeError(
-            "activations must be a SplitPointActivations, got "
-            f"{type(activations).__name__}; to store concept activations use "
+            "extractor must be a SplitPointActivations, got "
+            f"{type(extractor).__name__}; to store concept activations use "
             "transform_store(estimator, store, path)."
         )
     try:
-        check_is_fitted(activations)
+        check_is_fitted(extractor)
     except NotFittedError:
-        activations.fit(texts)
-    if getattr(activations, "progress", False):  # one bar here, not one a chunk
-        activations = copy.copy(activations)
-        activations.progress = False
-    chunk = int(getattr(activations, "batch_size", None) or 32)
+        extractor.fit(texts)
+    if getattr(extractor, "progress", False):  # one bar here, not one a chunk
+        extractor = copy.copy(extractor)
+        extractor.progress = False
+    chunk = int(getattr(extractor, "batch_size", None) or 32)
     header = {
         "kind": "activations",
-        "source": _activations_source(activations),
+        "source": _extractor_source(extractor),
         "dtype": dtype,
         "shard_rows": shard_rows,
         "chunk_texts": chunk,
@@ -262,7 +266,7 @@ def extract_to_store(
     ) as bar:
         for a in range(start, len(texts), chunk):
             b = min(a + chunk, len(texts))
-            chunk_pieces, units = _extract_chunk(activations, texts[a:b], a, dtype)
+            chunk_pieces, units = _extract_chunk(extractor, texts[a:b], a, dtype)
             pieces += chunk_pieces
             frames.append(units)
             n_rows += len(units)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 
-__all__ = ["DEPRECATED", "renamed_param"]
+__all__ = ["DEPRECATED", "renamed_kwarg", "renamed_param"]
 
 #: default of a deprecated parameter alias in ``__init__`` (sklearn's idiom)
 DEPRECATED = "deprecated"
@@ -59,3 +61,61 @@ def renamed_param(estimator, old, new):
         stacklevel=3,
     )
     return value
+
+
+def renamed_kwarg(old, new):
+    """Decorator: a function's keyword ``old`` was renamed ``new``.
+
+    Calls that still pass ``old=`` keep working for one release, with a
+    ``FutureWarning`` naming the new keyword; passing both is a ``TypeError``.
+
+    Parameters
+    ----------
+    old : str
+        The deprecated keyword.
+    new : str
+        The keyword that replaces it (a parameter of the decorated function).
+
+    Returns
+    -------
+    decorator : callable
+        Wraps a function (keeps its name, docstring and signature).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skconcepts.utils._deprecation import renamed_kwarg
+    >>> @renamed_kwarg("activations", "extractor")
+    ... def run(extractor, texts):
+    ...     return extractor
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     value = run(activations="acts", texts=[])
+    >>> value, caught[0].category.__name__
+    ('acts', 'FutureWarning')
+    """
+
+    def decorator(func):
+        names = list(inspect.signature(func).parameters)
+        position = names.index(new)  # a positional ``new`` fills args[position]
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if old in kwargs:
+                if new in kwargs or len(args) > position:
+                    raise TypeError(
+                        f"{func.__name__}() got both {new}= and its deprecated "
+                        f"spelling {old}=; pass {new}= only."
+                    )
+                warnings.warn(
+                    f"{func.__name__}({old}=...) is deprecated and will be removed "
+                    f"in the next release; use {func.__name__}({new}=...) instead.",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

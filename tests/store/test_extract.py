@@ -228,3 +228,22 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_store(tmp_path, files_of):
     a, b = ActivationStore(killed), ActivationStore(reference)
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
     pd.testing.assert_frame_equal(a.units(), b.units())
+
+
+def test_the_extractor_keyword_and_its_deprecated_spelling(
+    tmp_path, fake_activations, fake_texts
+):
+    fake = fake_activations()
+    new = extract_to_store(extractor=fake, texts=fake_texts, path=tmp_path / "new")
+    with pytest.warns(FutureWarning, match=r"use extract_to_store\(extractor=\.\.\.\)"):
+        old = extract_to_store(
+            activations=fake, texts=fake_texts, path=tmp_path / "old"
+        )
+    np.testing.assert_array_equal(old[:], new[:])
+    with pytest.raises(TypeError, match="both extractor= and its deprecated"):
+        extract_to_store(
+            fake,
+            fake_texts,
+            tmp_path / "both",
+            activations=fake,
+        )

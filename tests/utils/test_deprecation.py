@@ -5,7 +5,7 @@ import warnings
 import pytest
 from sklearn.base import BaseEstimator
 
-from skconcepts.utils._deprecation import DEPRECATED, renamed_param
+from skconcepts.utils._deprecation import DEPRECATED, renamed_kwarg, renamed_param
 
 
 class _Est(BaseEstimator):
@@ -31,3 +31,23 @@ def test_the_new_name_is_silent():
         warnings.simplefilter("error")
         assert _Est(n_passes=4).fit().n_passes_ == 4
         assert _Est().get_params()["max_epochs"] == DEPRECATED
+
+
+def test_renamed_kwarg_maps_warns_and_refuses_both():
+    @renamed_kwarg("activations", "extractor")
+    def run(extractor, texts, *, k=1):
+        """Doc."""
+        return extractor, texts, k
+
+    assert run("e", "t") == ("e", "t", 1)
+    with pytest.warns(
+        FutureWarning, match=r"run\(activations=\.\.\.\).*run\(extractor"
+    ):
+        assert run(activations="e", texts="t", k=2) == ("e", "t", 2)
+    for call in (
+        lambda: run("e", "t", activations="e"),
+        lambda: run(extractor="e", texts="t", activations="e"),
+    ):
+        with pytest.raises(TypeError, match="both extractor= and its deprecated"):
+            call()
+    assert run.__name__ == "run" and run.__doc__ == "Doc."
