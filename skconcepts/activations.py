@@ -32,7 +32,11 @@ from skconcepts._granularity import (
 )
 from skconcepts._split import resolve_split_module, stop_after
 from skconcepts.datasets import embedded_model_path
-from skconcepts.exceptions import TruncationWarning
+from skconcepts.exceptions import (
+    TokenizerMismatchError,
+    TruncationWarning,
+    UnknownTokensWarning,
+)
 from skconcepts.utils._torch import resolve_device, resolve_dtype
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
@@ -44,6 +48,12 @@ _STORAGE_DTYPES = ("float32", "float16", "bfloat16")
 _CHUNK_TEXTS = 4096
 #: granularities whose rows are single tokens (no aggregation)
 _TOKEN_LEVEL = ("all_tokens", "token", "cls")
+#: a tokenizer with fewer tokens than this fraction of the model's input
+#: embedding rows is not the model's tokenizer (fit refuses it)
+_MIN_VOCAB_FRACTION = 0.5
+#: warn when more than this fraction of the non-special tokens of a transform
+#: call are the unknown token
+_MAX_UNKNOWN_FRACTION = 0.5
 
 
 def pad_encodings(tokenizer, encodings, device, width=None):
@@ -78,6 +88,8 @@ class _TextResult(NamedTuple):
     rows: torch.Tensor  # (n_units, d), storage dtype, CPU
     spans: np.ndarray  # (n_units, 2) int64
     truncated: bool
+    n_unknown: int = 0  # tokens that are the tokenizer's unknown token
+    n_tokens: int = 0  # tokens that are not special tokens
 
 
 class _SharedState:
@@ -117,7 +129,14 @@ class SplitPointActivations(TransformerMixin, BaseEstimator):
 default=None
         A fast tokenizer (offsets and word ids are needed), or a name/folder to
         load one from. Required when ``model`` is a loaded model; with a path,
-        ``None`` loads the tokenizer from the same path.
+        ``None`` loads the tokenizer from the same path. ``fit`` refuses
+        (:class:`~skconcepts.exceptions.TokenizerMismatchError`) a tokenizer
+        with fewer than half as many tokens as the model has input embeddings
+        (``len(tokenizer) < 0.5 * model.get_input_embeddings().num_embeddings``:
+        e.g. the stub transformers builds for a folder without tokenizer
+        files), and ``transform`` a token id beyond those embeddings; it warns
+        (:class:`~skconcepts.exceptions.UnknownTokensWarning`) when more than
+        half of a call's non-special tokens are the unknown token.
     split_point : int or str, default=-1
         The module whose output is read. An int indexes the model's blocks
         (``encoder.layer``, ``transformer.h``, ``model.layers``,
@@ -149,7 +168,11 @@ default="token"
     max_length : int or None, default=None
         Truncate texts to this many tokens (special tokens included); ``None``
         uses the tokenizer's ``model_max_length`` (or, if it sets none, the
-        model's ``max_position_embeddings``). ``transform`` emits one
+        model's ``max_position_embeddings``). A length beyond the model's
+        positions (``max_position_embeddings``, less the ``padding_idx + 1``
+        that RoBERTa-like embeddings reserve) is capped to them with a
+        warning; a length that leaves no room for text after the tokenizer's
+        special tokens is refused. ``transform`` emits one
         :class:`~skconcepts.exceptions.TruncationWarning` that counts the
         truncated texts.
     batch_size : int, default=32
@@ -198,7 +221,8 @@ default="token"
         The resolved device.
     max_length_ : int or None
         The truncation length in use: ``max_length``, else the tokenizer's
-        ``model_max_length``, else the model's ``max_position_embeddings``.
+        ``model_max_length``, else the model's ``max_position_embeddings``;
+        never more than the model's positions.
 
     See Also
     --------
@@ -512,16 +536,9 @@ default="token"
         self.split_module_name_, self._split_module = resolve_split_module(
             self.model_, self.split_point
         )
-        limit = getattr(self.tokenizer_, "model_max_length", None)
-        positions = getattr(self.model_.config, "max_position_embeddings", None)
-        if self.max_length is not None:
-            self.max_length_ = int(self.max_length)
-        elif isinstance(limit, Integral) and limit < 1_000_000:
-            self.max_length_ = int(limit)
-        elif isinstance(positions, Integral):  # tokenizer without a limit
-            self.max_length_ = int(positions)
-        else:
-            self.max_length_ = None
+        self._check_tokenizer_vocab()
+        # a reload (unpickling) does not repeat the warning given at fit
+        self.max_length_ = self._resolve_max_length(warn=not cpu_fallback)
         if self.granularity == "cls":
             enc = self.encode(["a"])[0]
             if not enc.special_tokens_mask or not enc.special_tokens_mask[0]:
@@ -532,6 +549,70 @@ default="token"
                     "granularity='sample' (e.g. with "
                     "aggregation='last' for a causal model) instead."
                 )
+
+    def _check_tokenizer_vocab(self):
+        """Refuse a tokenizer far smaller than the model's vocabulary.
+
+        Rule: ``len(tokenizer) < 0.5 * model.get_input_embeddings().num_embeddings``
+        means the tokenizer is not the model's (e.g. a model folder without
+        tokenizer files, for which transformers builds a tokenizer of a few
+        special tokens that maps every word to its unknown token). Embedding
+        matrices padded beyond the vocabulary (to a multiple of 64 or 128) stay
+        well above the bound.
+        """
+        n_rows = _embedding_rows(self.model_)
+        if n_rows is None:
+            return
+        n_vocab = len(self.tokenizer_)
+        if n_vocab < _MIN_VOCAB_FRACTION * n_rows:
+            source = (
+                f"at {self._model_path()!r}"
+                if self.model is None or isinstance(self.model, (str, os.PathLike))
+                else f"(a loaded {type(self.model).__name__})"
+            )
+            raise TokenizerMismatchError(
+                f"The tokenizer ({type(self.tokenizer_).__name__}) has {n_vocab} "
+                f"tokens but the model {source} has {n_rows} input embeddings: it "
+                "is not this model's tokenizer, and most words would become its "
+                "unknown token. A model folder without tokenizer files gives "
+                "such a tokenizer. Pass the model's own tokenizer, e.g. "
+                "tokenizer='<name or folder of the model's tokenizer>' or "
+                "tokenizer=AutoTokenizer.from_pretrained(...)."
+            )
+
+    def _resolve_max_length(self, warn=True):
+        """Truncation length: max_length or the tokenizer's, capped (fit)."""
+        tokenizer = self.tokenizer_
+        limit = getattr(tokenizer, "model_max_length", None)
+        positions = _position_limit(self.model_)
+        if self.max_length is not None:
+            length, what = int(self.max_length), f"max_length={self.max_length!r}"
+        elif isinstance(limit, Integral) and limit < 1_000_000:
+            length = int(limit)
+            what = f"the tokenizer's model_max_length={length}"
+        elif positions is not None:  # tokenizer without a limit
+            return positions
+        else:
+            return None
+        if positions is not None and length > positions:
+            if warn:
+                warnings.warn(
+                    f"{what} exceeds the {positions} positions of the model "
+                    f"({type(self.model_).__name__}); texts are truncated at "
+                    f"{positions} tokens instead. Pass max_length<={positions} to "
+                    "silence this warning.",
+                    UserWarning,
+                    stacklevel=5,
+                )
+            length = positions
+        n_special = _num_special_tokens(tokenizer)
+        if length < n_special + 1:
+            raise ValueError(
+                f"{what} leaves no room for text: the tokenizer adds "
+                f"{n_special} special tokens to every text; use "
+                f"max_length>={n_special + 1} (or None for the model's limit)."
+            )
+        return length
 
     def _model_path(self):
         if self.model is None:
@@ -704,7 +785,7 @@ default="token"
         cache = self._shared_state().cache if use_cache else None
         key = self._config_key()
         chunk_size = chunk_size or _CHUNK_TEXTS
-        n_truncated = 0
+        n_truncated = n_unknown = n_tokens = 0
         bar = _progress_bar(len(texts), self.progress)
         try:
             for start in range(0, len(texts), chunk_size):
@@ -723,6 +804,8 @@ default="token"
                 results.update(computed)
                 per_text = [results[t] for t in chunk]
                 n_truncated += sum(r.truncated for r in per_text)
+                n_unknown += sum(r.n_unknown for r in per_text)
+                n_tokens += sum(r.n_tokens for r in per_text)
                 yield (
                     np.arange(start, start + len(chunk)),
                     [r.rows for r in per_text],
@@ -737,6 +820,17 @@ default="token"
                 "rows cover only the first tokens. Raise max_length (up to the "
                 "model's limit) to keep more.",
                 TruncationWarning,
+                stacklevel=3,
+            )
+        if n_unknown > _MAX_UNKNOWN_FRACTION * n_tokens:
+            warnings.warn(
+                f"{n_unknown} of the {n_tokens} tokens of these texts (special "
+                f"tokens aside) are the unknown token "
+                f"{self.tokenizer_.unk_token!r}: their activations say nothing "
+                "about the text. Check that the tokenizer is the model's own "
+                "(tokenizer=...) and that the texts are in a language and script "
+                "it covers.",
+                UnknownTokensWarning,
                 stacklevel=3,
             )
 
@@ -782,11 +876,14 @@ default="token"
         units = [self._unit_index(t, e) for t, e in zip(texts, encodings)]
         width = max(len(e.ids) for e in encodings)
         truncated = [len(e.overflowing) > 0 for e in encodings]
+        counts = [self._count_unknown(e) for e in encodings]
         if width == 0:  # only texts without tokens: nothing to run
             d = self._feature_dim()
             return [
-                _TextResult(torch.zeros(len(s), d, dtype=self._storage_dtype()), s, tr)
-                for (_, s), tr in zip(units, truncated)
+                _TextResult(
+                    torch.zeros(len(s), d, dtype=self._storage_dtype()), s, tr, *c
+                )
+                for (_, s), tr, c in zip(units, truncated, counts)
             ]
         hidden = self._forward(encodings, width)  # (B, T, d) float32
         # unit id of every position of the batch, numbered across the batch
@@ -806,9 +903,34 @@ default="token"
         rows = rows.to(self._storage_dtype()).cpu()  # (n_units, d)
         pieces = torch.split(rows, [len(s) for _, s in units])
         return [
-            _TextResult(piece, spans, tr)
-            for piece, (_, spans), tr in zip(pieces, units, truncated)
+            _TextResult(piece, spans, tr, *c)
+            for piece, (_, spans), tr, c in zip(pieces, units, truncated, counts)
         ]
+
+    def _count_unknown(self, encoding):
+        """``(unknown tokens, non-special tokens)`` of one encoding.
+
+        Also refuses a token id beyond the model's input embeddings (a
+        tokenizer larger than the model's vocabulary), which would otherwise
+        fail inside torch with an index error.
+        """
+        ids, special = encoding.ids, encoding.special_tokens_mask
+        n_rows = _embedding_rows(self.model_)
+        if ids and n_rows is not None and max(ids) >= n_rows:
+            bad = max(ids)
+            raise TokenizerMismatchError(
+                f"The tokenizer gave token id {bad} "
+                f"({self.tokenizer_.convert_ids_to_tokens(bad)!r}) but the model "
+                f"has only {n_rows} input embeddings: the tokenizer "
+                f"({len(self.tokenizer_)} tokens) is not this model's. Pass the "
+                "model's own tokenizer (tokenizer=...)."
+            )
+        unk = self.tokenizer_.unk_token_id
+        n_tokens = len(ids) - sum(special)
+        if unk is None:
+            return 0, n_tokens
+        n_unknown = sum(1 for i, s in zip(ids, special) if i == unk and not s)
+        return n_unknown, n_tokens
 
     def _forward(self, encodings, width):
         """Right-padded forward pass stopped after the split module."""
@@ -901,6 +1023,41 @@ class _eval_mode:  # noqa: N801 - used like a function
         for module, flag in self.flags:
             module.training = flag
         return False
+
+
+def _position_limit(model):
+    """Tokens the model can take: ``config.max_position_embeddings``, or None.
+
+    RoBERTa-like embeddings (an ``embeddings`` module with ``padding_idx`` and
+    ``position_embeddings``) number positions from ``padding_idx + 1``, so
+    they reserve ``padding_idx + 1`` of them (514 positions give 512 tokens).
+    """
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(positions, Integral) or isinstance(positions, bool):
+        return None
+    base = getattr(model, "base_model", model)
+    embeddings = getattr(base, "embeddings", None)
+    pad = getattr(embeddings, "padding_idx", None)
+    if isinstance(pad, Integral) and hasattr(embeddings, "position_embeddings"):
+        positions -= pad + 1
+    return int(positions) if positions > 0 else None
+
+
+def _embedding_rows(model):
+    """Rows of the model's input embedding matrix (its vocabulary), or None."""
+    try:
+        rows = getattr(model.get_input_embeddings(), "num_embeddings", None)
+    except (AttributeError, NotImplementedError):
+        return None
+    return int(rows) if isinstance(rows, Integral) else None
+
+
+def _num_special_tokens(tokenizer):
+    """Special tokens the tokenizer adds to one text (0 if it cannot say)."""
+    try:
+        return int(tokenizer.num_special_tokens_to_add())
+    except (AttributeError, NotImplementedError, TypeError):
+        return 0
 
 
 def _load_pretrained(kind, path, dtype=None):

@@ -10,6 +10,8 @@ __all__ = [
     "StoreCorruptedError",
     "TruncationWarning",
     "StoreTooLargeError",
+    "TokenizerMismatchError",
+    "UnknownTokensWarning",
 ]
 
 
@@ -43,3 +45,16 @@ class StoreTooLargeError(SkconceptsError, MemoryError):
     Raised before anything is allocated; the message gives the bytes needed, the
     budget and what to do instead (stream the store, or raise ``max_bytes``).
     """
+
+
+class TokenizerMismatchError(SkconceptsError, ValueError):
+    """The tokenizer is not the model's: its vocabulary does not fit the model.
+
+    Raised at fit when the tokenizer has far fewer tokens than the model has
+    input embeddings (e.g. a model folder without tokenizer files), or when it
+    gives a token id beyond the model's embeddings.
+    """
+
+
+class UnknownTokensWarning(UserWarning):
+    """Most tokens of the transformed texts are the tokenizer's unknown token."""
