@@ -105,11 +105,14 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         X_out : ndarray or torch.Tensor
-            Transformed activations, same dtype (float32/float64) as ``X``; a
-            tensor for a tensor input.
+            Transformed activations, same dtype as ``X`` (float32, float64, or
+            float16/bfloat16, computed in float32 or float64 and rounded back,
+            with a warning if a value overflows it); a tensor for a tensor
+            input.
         """
         check_is_fitted(self)
-        return self._transform(self._validate(X, reset=False))
+        half = _half_dtype(X)
+        return _to_half(self._transform(self._validate(X, reset=False)), half)
 
     def inverse_transform(self, X):
         """Map transformed activations back to the input space.
@@ -122,13 +125,17 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         X_original : ndarray or torch.Tensor of shape (n_samples, n_features_in_)
-            Activations in the input space.
+            Activations in the input space, same dtype as ``X`` (as for
+            :meth:`transform`).
         """
         check_is_fitted(self)
+        half = _half_dtype(X)
         X = self._validate_out(X)
         if is_tensor(X):
-            return self._inverse(X.detach())
-        return self._inverse(X)
+            X = X.detach()
+            if half is not None:
+                X = X.float()
+        return _to_half(self._inverse(X), half)
 
     def decoder_torch(self, device=None, dtype=None):
         """The differentiable ``inverse_transform``, as a torch module.
@@ -147,7 +154,8 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
             A module whose ``forward(X)`` maps transformed activations of shape
             (..., n_features_out) to the input space (..., n_features_in_);
             gradients flow through. Attribution composes it after a concept
-            estimator's ``decoder_torch``.
+            estimator's ``decoder_torch``. A float16/bfloat16 ``X`` gives an
+            output of its dtype (computed in at least float32).
         """
         check_is_fitted(self)
         return self._decoder(device, dtype or torch.float32)
@@ -194,8 +202,50 @@ class _TensorAwareTransformer(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.transformer_tags.preserves_dtype = ["float64", "float32", "float16"]
         return tags
+
+
+_HALF_TORCH = (torch.float16, torch.bfloat16)
+
+
+def _half_dtype(X):
+    """The half float dtype of ``X`` (numpy float16, torch float16/bfloat16).
+
+    Validation computes such input in float32 or float64; the result is
+    rounded back to this dtype (``None`` for any other input: no change).
+    """
+    if is_tensor(X):
+        return X.dtype if X.dtype in _HALF_TORCH else None
+    dtypes = getattr(X, "dtypes", None)  # a DataFrame: every column float16
+    if dtypes is not None and not isinstance(X, np.ndarray):
+        kinds = set(np.atleast_1d(np.asarray(dtypes, dtype=object)).tolist())
+        return np.dtype(np.float16) if kinds == {np.dtype(np.float16)} else None
+    dtype = getattr(X, "dtype", None)
+    return np.dtype(np.float16) if dtype == np.float16 else None
+
+
+def _to_half(out, dtype):
+    """``out`` rounded to the half dtype ``dtype``; warns if values overflow."""
+    if dtype is None:
+        return out
+    if is_tensor(out):
+        half = out.to(dtype)
+        n_over = int((torch.isinf(half) & torch.isfinite(out)).sum())
+        top = float(out.abs().max()) if n_over else 0.0
+    else:
+        with np.errstate(over="ignore"):
+            half = out.astype(dtype)
+        n_over = int((np.isinf(half) & np.isfinite(out)).sum())
+        top = float(np.abs(out).max()) if n_over else 0.0
+    if n_over:
+        warnings.warn(
+            f"{n_over} values (largest magnitude {top:.4g}) overflow {dtype} "
+            "and became infinite; pass float32 input to keep them.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return half
 
 
 def _like(values, X):
@@ -228,6 +278,13 @@ class _Decoder(torch.nn.Module):
                 f"of {self.name}.transform has {self.n_in}."
             )
 
+    @staticmethod
+    def _keep_half(X, out):
+        """A float16/bfloat16 ``X`` gives an output of its dtype."""
+        if X.dtype in _HALF_TORCH and out.dtype != X.dtype:
+            return out.to(X.dtype)
+        return out
+
 
 class _ScalerDecoder(_Decoder):
     """``forward(X) = X * scale + mean``: the inverse of ``ActivationScaler``."""
@@ -239,7 +296,7 @@ class _ScalerDecoder(_Decoder):
 
     def forward(self, X):  # X: (..., d) -> (..., d)
         self._check(X)
-        return X * self.scale + self.mean
+        return self._keep_half(X, X * self.scale + self.mean)
 
 
 class _NonNegativeDecoder(_Decoder):
@@ -259,7 +316,7 @@ class _NonNegativeDecoder(_Decoder):
         if self.strategy == "relu":
             return X
         if self.strategy == "shift":
-            return X - self.shift
+            return self._keep_half(X, X - self.shift)
         d = self.n_features
         return X[..., :d] - X[..., d:]
 
