@@ -565,10 +565,17 @@ default="token"
             return
         n_vocab = len(self.tokenizer_)
         if n_vocab < _MIN_VOCAB_FRACTION * n_rows:
+            from_path = self.model is None or isinstance(self.model, (str, os.PathLike))
             source = (
                 f"at {self._model_path()!r}"
-                if self.model is None or isinstance(self.model, (str, os.PathLike))
+                if from_path
                 else f"(a loaded {type(self.model).__name__})"
+            )
+            copy_files = (
+                " or copy the tokenizer files (tokenizer.json, tokenizer_config.json"
+                "...) into the model folder"
+                if from_path and self.tokenizer is None
+                else ""
             )
             raise TokenizerMismatchError(
                 f"The tokenizer ({type(self.tokenizer_).__name__}) has {n_vocab} "
@@ -577,7 +584,7 @@ default="token"
                 "unknown token. A model folder without tokenizer files gives "
                 "such a tokenizer. Pass the model's own tokenizer, e.g. "
                 "tokenizer='<name or folder of the model's tokenizer>' or "
-                "tokenizer=AutoTokenizer.from_pretrained(...)."
+                f"tokenizer=AutoTokenizer.from_pretrained(...){copy_files}."
             )
 
     def _resolve_max_length(self, warn=True):
@@ -727,7 +734,25 @@ default="token"
             return_offsets_mapping=True,
             return_special_tokens_mask=True,
         )
+        self._check_token_ids(batch.encodings)
         return batch.encodings
+
+    def _check_token_ids(self, encodings):
+        """Refuse a token id beyond the model's input embeddings.
+
+        A tokenizer larger than the model's vocabulary would otherwise fail
+        inside torch with an index error (or a device assert on CUDA).
+        """
+        n_rows = _embedding_rows(self.model_)
+        top = max((max(e.ids) for e in encodings if e.ids), default=-1)
+        if n_rows is not None and top >= n_rows:
+            raise TokenizerMismatchError(
+                f"The tokenizer gave token id {top} "
+                f"({self.tokenizer_.convert_ids_to_tokens(top)!r}) but the model "
+                f"has only {n_rows} input embeddings: the tokenizer "
+                f"({len(self.tokenizer_)} tokens) is not this model's. Pass the "
+                "model's own tokenizer (tokenizer=...)."
+            )
 
     def _unit_index(self, text, enc):
         return unit_index(
@@ -908,23 +933,8 @@ default="token"
         ]
 
     def _count_unknown(self, encoding):
-        """``(unknown tokens, non-special tokens)`` of one encoding.
-
-        Also refuses a token id beyond the model's input embeddings (a
-        tokenizer larger than the model's vocabulary), which would otherwise
-        fail inside torch with an index error.
-        """
+        """``(unknown tokens, non-special tokens)`` of one encoding."""
         ids, special = encoding.ids, encoding.special_tokens_mask
-        n_rows = _embedding_rows(self.model_)
-        if ids and n_rows is not None and max(ids) >= n_rows:
-            bad = max(ids)
-            raise TokenizerMismatchError(
-                f"The tokenizer gave token id {bad} "
-                f"({self.tokenizer_.convert_ids_to_tokens(bad)!r}) but the model "
-                f"has only {n_rows} input embeddings: the tokenizer "
-                f"({len(self.tokenizer_)} tokens) is not this model's. Pass the "
-                "model's own tokenizer (tokenizer=...)."
-            )
         unk = self.tokenizer_.unk_token_id
         n_tokens = len(ids) - sum(special)
         if unk is None:

@@ -183,3 +183,26 @@ def test_capped_max_length_survives_pickle_without_a_new_warning():
         warnings.simplefilter("error")
         again = pickle.loads(pickle.dumps(acts))
     assert again.max_length_ == 128
+
+
+def test_token_id_beyond_the_embeddings_is_refused_on_rerun_paths():
+    model, _ = make_tiny_model("gpt2")  # 400 embeddings
+    _, bert_tokenizer = make_tiny_model("bert")
+    acts = SplitPointActivations(
+        model, tokenizer=bert_tokenizer, split_point=1, max_length=64
+    ).fit()
+    with pytest.raises(TokenizerMismatchError, match="only 400 input embeddings"):
+        acts.encode(["a good film"])  # what attribution and intervention rerun
+
+
+def test_cli_fit_on_a_folder_without_tokenizer_files(weights_only, tmp_path, capsys):
+    from skconcepts.cli import main
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a good film\nbad food today\nnice weather\nmore words\n")
+    argv = ["fit", "-q", "--texts", str(texts), "--model", str(weights_only)]
+    argv += ["--layer", "1", "--method", "pca", "--n-concepts", "2"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "has 5 tokens" in err and "copy the tokenizer files" in err
+    assert not (tmp_path / "out" / "pipeline.joblib").exists()
