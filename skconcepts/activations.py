@@ -90,6 +90,8 @@ class _TextResult(NamedTuple):
     truncated: bool
     n_unknown: int = 0  # tokens that are the tokenizer's unknown token
     n_tokens: int = 0  # tokens that are not special tokens
+    n_overflow: int = 0  # values beyond the float16 range (stored as inf)
+    peak: float = 0.0  # largest magnitude among them
 
 
 class _SharedState:
@@ -192,6 +194,8 @@ default="token"
         ``"float16"`` give numpy arrays; numpy has no bfloat16, so
         ``"bfloat16"`` gives a CPU ``torch.Tensor`` (which the concept
         estimators accept, but ``set_output(transform="pandas")`` does not).
+        Values beyond the float16 range (65504) become inf with a
+        ``RuntimeWarning`` that counts them.
     model_dtype : {"float32", "float16", "bfloat16"} or None, default=None
         Precision of the forward pass; ``None`` keeps the model's own.
         ``"bfloat16"`` is several times faster on CPUs with AMX and on GPUs.
@@ -810,7 +814,8 @@ default="token"
         cache = self._shared_state().cache if use_cache else None
         key = self._config_key()
         chunk_size = chunk_size or _CHUNK_TEXTS
-        n_truncated = n_unknown = n_tokens = 0
+        n_truncated = n_unknown = n_tokens = n_overflow = 0
+        peak = 0.0
         bar = _progress_bar(len(texts), self.progress)
         try:
             for start in range(0, len(texts), chunk_size):
@@ -831,6 +836,8 @@ default="token"
                 n_truncated += sum(r.truncated for r in per_text)
                 n_unknown += sum(r.n_unknown for r in per_text)
                 n_tokens += sum(r.n_tokens for r in per_text)
+                n_overflow += sum(r.n_overflow for r in per_text)
+                peak = max([peak, *(r.peak for r in per_text)])
                 yield (
                     np.arange(start, start + len(chunk)),
                     [r.rows for r in per_text],
@@ -845,6 +852,14 @@ default="token"
                 "rows cover only the first tokens. Raise max_length (up to the "
                 "model's limit) to keep more.",
                 TruncationWarning,
+                stacklevel=3,
+            )
+        if n_overflow:
+            warnings.warn(
+                f"{n_overflow} activation values (largest magnitude {peak:.6g}) "
+                "exceed the float16 range (65504) and became inf; use "
+                "dtype='bfloat16' or 'float32' to keep them.",
+                RuntimeWarning,
                 stacklevel=3,
             )
         if n_unknown > _MAX_UNKNOWN_FRACTION * n_tokens:
@@ -925,11 +940,22 @@ default="token"
             rows = flat[unit_ids >= 0]  # ids ascend with position
         else:
             rows = aggregate(flat, unit_ids, offset, self.aggregation)
+        sizes = [len(s) for _, s in units]
+        overflow = [(0, 0.0)] * len(units)
+        if self._storage_dtype() == torch.float16:  # count what becomes inf
+            big = torch.isfinite(rows) & (rows.abs() > torch.finfo(torch.float16).max)
+            if bool(big.any()):
+                overflow = [
+                    (int(b.sum()), float(r.abs()[b].max()) if b.any() else 0.0)
+                    for b, r in zip(torch.split(big, sizes), torch.split(rows, sizes))
+                ]
         rows = rows.to(self._storage_dtype()).cpu()  # (n_units, d)
-        pieces = torch.split(rows, [len(s) for _, s in units])
+        pieces = torch.split(rows, sizes)
         return [
-            _TextResult(piece, spans, tr, *c)
-            for piece, (_, spans), tr, c in zip(pieces, units, truncated, counts)
+            _TextResult(piece, spans, tr, *c, *o)
+            for piece, (_, spans), tr, c, o in zip(
+                pieces, units, truncated, counts, overflow
+            )
         ]
 
     def _count_unknown(self, encoding):

@@ -8,6 +8,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -206,3 +207,22 @@ def test_cli_fit_on_a_folder_without_tokenizer_files(weights_only, tmp_path, cap
     err = capsys.readouterr().err
     assert "has 5 tokens" in err and "copy the tokenizer files" in err
     assert not (tmp_path / "out" / "pipeline.joblib").exists()
+
+
+# ------------------------------------------- same class: float16 output overflow
+def test_float16_activations_beyond_its_range_warn():
+    model, tokenizer = make_tiny_model("gpt2", seed=1)
+    with torch.no_grad():
+        model.wte.weight.mul_(1e8)  # the embedding output is far beyond 65504
+    kw = dict(tokenizer=tokenizer, split_point="wte", cache=False)
+    ref = SplitPointActivations(model, **kw).fit().transform(["a good film"])
+    half = SplitPointActivations(model, dtype="float16", **kw).fit()
+    n_big = int((np.abs(ref) > 65504).sum())
+    assert n_big > 0
+    with pytest.warns(RuntimeWarning, match=rf"^{n_big} activation values .*inf"):
+        X = half.transform(["a good film"])
+    assert int(np.isinf(X).sum()) == n_big
+    bf = SplitPointActivations(model, dtype="bfloat16", **kw).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.isfinite(bf.transform(["a good film"])).all()
