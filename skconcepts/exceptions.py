@@ -10,6 +10,8 @@ __all__ = [
     "StoreCorruptedError",
     "TruncationWarning",
     "StoreTooLargeError",
+    "PipelineFileError",
+    "UntrustedTypesError",
 ]
 
 
@@ -42,4 +44,16 @@ class StoreTooLargeError(SkconceptsError, MemoryError):
 
     Raised before anything is allocated; the message gives the bytes needed, the
     budget and what to do instead (stream the store, or raise ``max_bytes``).
+    """
+
+
+class PipelineFileError(SkconceptsError, ValueError):
+    """A saved pipeline folder is missing, damaged, changed since it was saved,
+    or not a pipeline (:mod:`skconcepts.io`)."""
+
+
+class UntrustedTypesError(PipelineFileError):
+    """A saved pipeline names types that :func:`skconcepts.io.load` does not trust.
+
+    The message lists them; pass them in ``trusted=`` only if you trust the file.
     """
