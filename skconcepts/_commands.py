@@ -233,6 +233,8 @@ def _save_pipeline(pipeline, out):
     try:
         io.save(pipeline, out)
     except TypeError:
+        for name in (io.PIPELINE_FILE, io.MANIFEST_FILE):  # a previous fit's
+            (out / name).unlink(missing_ok=True)
         path = write_atomic(out / "pipeline.joblib", lambda p: joblib.dump(pipeline, p))
         print(
             f"note: {type(pipeline[-1]).__name__} cannot be saved without pickle; "

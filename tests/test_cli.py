@@ -519,3 +519,29 @@ def test_an_interrupted_fit_leaves_no_half_written_file(
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json", "pipeline.skops", "report.html",
     ]  # fmt: skip
+
+
+def test_demo_out_a_file_exits_2_before_the_work(tmp_path, capsys, monkeypatch):
+    from skconcepts import _demo
+
+    monkeypatch.setattr(_demo, "load_demo_corpus", _no_fit)
+    (tmp_path / "f").write_text("x")
+    argv = ["demo", "--out", str(tmp_path / "f"), "-q"]
+    _one_line_exit_2(*run(argv, capsys)[::2], r"--out .* is a file")
+
+
+def test_fit_an_sae_writes_a_pickle_that_interpret_reads_only_if_trusted(
+    corpus_csv, tmp_path, capsys
+):
+    assert run(_fit_argv(corpus_csv, tmp_path / "sae"), capsys)[0] == 0  # a PCA
+    argv = _fit_argv(corpus_csv, tmp_path / "sae")  # then an SAE in the same folder
+    argv[argv.index("--method") + 1] = "topksae"
+    argv[argv.index("--n-concepts") + 1] = "8"
+    status, out, _ = run(argv, capsys)
+    assert status == 0 and "--trust-pickle" in out
+    assert (tmp_path / "sae" / "pipeline.joblib").is_file()
+    assert not (tmp_path / "sae" / "pipeline.skops").exists()
+    status, _, err = run(_interpret(tmp_path / "sae", corpus_csv), capsys)
+    _one_line_exit_2(status, err, r"runs code from the file; pass --trust-pickle")
+    argv = _interpret(tmp_path / "sae", corpus_csv, "--trust-pickle")
+    assert run(argv, capsys)[0] == 0
