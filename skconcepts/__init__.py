@@ -45,6 +45,7 @@ _SUBMODULES = {
     "datasets",
     "exceptions",
     "interpret",
+    "io",
     "metrics",
     "pooling",
     "preprocessing",

@@ -18,11 +18,14 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
 
+from skconcepts import io
 from skconcepts._pipeline import encode, split_pipeline
 from skconcepts.activations import SplitPointActivations
+from skconcepts.exceptions import PipelineFileError
 from skconcepts.interpret import TopKInputs
 from skconcepts.pooling import PooledConcepts
 from skconcepts.preprocessing import NonNegative
+from skconcepts.utils._files import check_out_folder, write_atomic
 from skconcepts.utils.discovery import concept_methods, method_name
 from skconcepts.viz import ConceptReport, report
 
@@ -150,8 +153,12 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
     """Fit ``pipeline`` on the texts; save it, its report and a summary in ``out``.
 
     The model runs once: the activations are computed, then the later steps
-    are fitted on them. Writes ``pipeline.joblib``, ``report.html``,
-    ``top_inputs.csv`` and ``summary.json``, and prints a summary.
+    are fitted on them. Writes the pipeline with :func:`skconcepts.io.save`
+    (``pipeline.skops`` and ``manifest.json``; a pipeline skops cannot store,
+    a sparse autoencoder's, goes to ``pipeline.joblib``, which ``interpret``
+    reads only with ``--trust-pickle``), ``report.html``, ``top_inputs.csv``
+    and ``summary.json``, each written to a temporary file then renamed, and
+    prints a summary. ``out`` is checked to be writable before the work.
 
     Parameters
     ----------
@@ -166,11 +173,13 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
     layer : str
         The split point as the user gave it.
     """
-    X = pipeline[0].fit_transform(texts)
+    out = check_out_folder(out)
+    try:
+        X = pipeline[0].fit_transform(texts)
+    except OSError as exc:  # a model folder transformers cannot load
+        raise ValueError(f"--model: {exc}") from None
     pipeline[1:].fit(X)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipeline, out / "pipeline.joblib")
+    saved = _save_pipeline(pipeline, out)
     estimator = pipeline["concepts"]
     granularity = pipeline[0].granularity
     n_concepts = estimator.n_concepts
@@ -191,8 +200,10 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
             "reconstruction R²": f"{r2:.3f}",
         },
     )
-    rep.save(out / "report.html")
-    rep.top_inputs.to_csv(out / "top_inputs.csv", index=False)
+    write_atomic(out / "report.html", rep.save)
+    write_atomic(
+        out / "top_inputs.csv", lambda p: rep.top_inputs.to_csv(p, index=False)
+    )
     summary = {
         "model": model_name,
         "layer": layer,
@@ -203,7 +214,10 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
         "n_units": int(X.shape[0]),
         "reconstruction_r2": float(r2),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(
+        out / "summary.json",
+        lambda p: Path(p).write_text(json.dumps(summary, indent=2) + "\n"),
+    )
     print(
         f"fitted {summary['method']}(n_concepts={n_concepts}) on "
         f"{len(texts)} texts ({X.shape[0]} {granularity} units), "
@@ -211,24 +225,75 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
     )
     for j, label in enumerate(rep.labels_):
         print(f"  concept{j}: {label}")
-    print(f"saved {out / 'pipeline.joblib'} and {out / 'report.html'}")
+    print(f"saved {saved} and {out / 'report.html'}")
 
 
-def load_pipeline(folder):
+def _save_pipeline(pipeline, out):
+    """Save with skconcepts.io; what skops cannot store goes to pipeline.joblib."""
+    try:
+        io.save(pipeline, out)
+    except TypeError:
+        for name in (io.PIPELINE_FILE, io.MANIFEST_FILE):  # a previous fit's
+            (out / name).unlink(missing_ok=True)
+        path = write_atomic(out / "pipeline.joblib", lambda p: joblib.dump(pipeline, p))
+        print(
+            f"note: {type(pipeline[-1]).__name__} cannot be saved without pickle; "
+            f"wrote {path}: 'skconcepts interpret' reads it only with --trust-pickle"
+        )
+        return path
+    (out / "pipeline.joblib").unlink(missing_ok=True)  # a previous fit's
+    return out / io.PIPELINE_FILE
+
+
+def load_pipeline(folder, trust_pickle=False):
     """The pipeline saved by ``skconcepts fit`` in ``folder``.
+
+    Reads ``pipeline.skops`` with :func:`skconcepts.io.load` (no code runs);
+    an old ``pipeline.joblib`` only when ``trust_pickle`` (unpickling runs code
+    from the file).
 
     Raises
     ------
     FileNotFoundError
-        If ``folder`` holds no ``pipeline.joblib``.
+        If ``folder`` holds no saved pipeline.
+    PipelineFileError
+        If the file is damaged, not a pipeline of ``skconcepts fit``, or a
+        pickle and ``trust_pickle`` is False.
     """
-    path = Path(folder) / "pipeline.joblib"
-    if not path.is_file():
+    folder = Path(folder)
+    old = folder / "pipeline.joblib"
+    if (folder / io.PIPELINE_FILE).is_file():
+        pipeline = io.load(folder)
+    elif old.is_file():
+        if not trust_pickle:
+            raise PipelineFileError(
+                f"{str(old)!r} is a pickle: loading it runs code from the file; "
+                "pass --trust-pickle only if you made it (or fit again to write "
+                "the safe format)."
+            )
+        try:
+            pipeline = joblib.load(old)
+        except Exception as exc:  # any damage: EOF, unpickling, missing model
+            raise PipelineFileError(
+                f"{str(old)!r} cannot be loaded ({type(exc).__name__}: {exc}); "
+                "fit the pipeline again."
+            ) from None
+    else:
         raise FileNotFoundError(
-            f"{str(folder)!r} holds no pipeline.joblib; pass the --out folder of "
-            "'skconcepts fit'."
+            f"{str(folder)!r} holds no {io.PIPELINE_FILE} (nor pipeline.joblib); "
+            "pass the --out folder of 'skconcepts fit'."
         )
-    return joblib.load(path)
+    if not (
+        isinstance(pipeline, Pipeline)
+        and len(pipeline) > 1
+        and isinstance(pipeline[0], SplitPointActivations)
+        and hasattr(pipeline[0], "model_")
+    ):
+        raise PipelineFileError(
+            f"{str(folder)!r} holds a {type(pipeline).__name__}, not a fitted "
+            "pipeline of 'skconcepts fit' (SplitPointActivations, then concepts)."
+        )
+    return pipeline
 
 
 def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
@@ -240,6 +305,8 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
     ``top_inputs.csv``, ``concept_activations.csv`` (one row per unit),
     ``text_concepts.csv`` (one row per text) and ``report.html``.
     """
+    if out is not None:
+        out = check_out_folder(out)
     parts = split_pipeline(pipeline, require_extractor=True)
     extractor, concepts = parts.extractor, pipeline[1:]
     extractor.set_params(progress=progress)
@@ -268,18 +335,21 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
         print(f"  ... {len(texts) - show} more (use --out to write all)")
 
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        top.to_csv(out / "top_inputs.csv", index=False)
+        write_atomic(out / "top_inputs.csv", lambda p: top.to_csv(p, index=False))
         activations = pd.concat(
             [units.reset_index(drop=True), pd.DataFrame(C, columns=names)], axis=1
         )
-        activations.to_csv(out / "concept_activations.csv", index=False)
-        per_text.insert(0, "text", texts)
-        per_text.to_csv(out / "text_concepts.csv", index_label="sample")
-        ConceptReport(texts, units, C, top_inputs=top, concept_names=names, k=k).save(
-            out / "report.html"
+        write_atomic(
+            out / "concept_activations.csv",
+            lambda p: activations.to_csv(p, index=False),
         )
+        per_text.insert(0, "text", texts)
+        write_atomic(
+            out / "text_concepts.csv",
+            lambda p: per_text.to_csv(p, index_label="sample"),
+        )
+        rep = ConceptReport(texts, units, C, top_inputs=top, concept_names=names, k=k)
+        write_atomic(out / "report.html", rep.save)
         print(
             f"wrote top_inputs.csv, concept_activations.csv, text_concepts.csv "
             f"and report.html to {out}"

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -30,6 +29,7 @@ from skconcepts.concepts import KMeansConcepts, SemiNMFConcepts
 from skconcepts.datasets import load_demo_corpus, load_embedded_model
 from skconcepts.interpret import TopKInputs
 from skconcepts.pooling import PooledConcepts
+from skconcepts.utils._files import check_out_folder, write_atomic
 from skconcepts.viz import report
 
 __all__ = ["run_demo"]
@@ -236,10 +236,14 @@ def write_reports(pipelines, texts, X_words, importance, out, *, results, layer)
             },
         )
         suffix = "" if name == MAIN_METHOD else "_" + name[: -len("Concepts")]
-        paths[name] = rep.save(out / f"report{suffix.lower()}.html")
+        paths[name] = write_atomic(out / f"report{suffix.lower()}.html", rep.save)
         if rep.figure_ is not None:
-            rep.figure_.savefig(out / "importance.png", dpi=100)
-    importance.to_csv(out / "importance.csv")
+            figure = rep.figure_
+            write_atomic(
+                out / "importance.png",
+                lambda p, figure=figure: figure.savefig(p, dpi=100, format="png"),
+            )
+    write_atomic(out / "importance.csv", importance.to_csv)
     return paths
 
 
@@ -291,8 +295,7 @@ def run_demo(
     PosixPath('demo-out/report.html')
     """
     stream = stream or sys.stdout
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_folder(out)  # before the work
     steps = tqdm(total=5, desc="skconcepts demo", unit="step", disable=not progress)
 
     def say(line=""):

@@ -9,9 +9,11 @@ Three commands::
 This module only parses and checks the arguments and dispatches: the demo is
 :func:`skconcepts._demo.run_demo`, the work of ``fit`` and ``interpret`` is in
 :mod:`skconcepts._commands`. Bad input (a missing file, an unknown method, a
-layer out of range, an empty corpus) prints one line on stderr and exits with
-status 2. The command modules (torch, transformers) are imported only when a
-command runs, so ``--help`` is instant.
+layer out of range, an empty corpus, an unwritable ``--out``, a damaged or
+untrusted pipeline file) prints one line on stderr and exits with status 2.
+Output piped into a reader that stops early (``| head``) ends quietly. The
+command modules (torch, transformers) are imported only when a command runs,
+so ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -164,9 +166,12 @@ def _cmd_fit(args):
 
 def _cmd_interpret(args):
     from skconcepts._commands import interpret_command, load_pipeline
+    from skconcepts.utils._files import check_out_folder
 
     texts = _read_texts(args)
-    pipeline = load_pipeline(args.dir)
+    if args.out is not None:
+        check_out_folder(args.out)  # before the work
+    pipeline = load_pipeline(args.dir, trust_pickle=args.trust_pickle)
     interpret_command(
         pipeline, texts, k=args.k, show=args.show, out=args.out,
         progress=not args.quiet,
@@ -229,7 +234,8 @@ def build_parser():
         parents=[common, texts],
         help="fit concepts on your texts; save the pipeline and a report",
         description="Extract activations at a layer, fit a concept method and "
-        "save the fitted pipeline (pipeline.joblib) and report.html.",
+        "save the fitted pipeline (pipeline.skops, see skconcepts.io) and "
+        "report.html.",
     )
     fit.add_argument(
         "--model",
@@ -272,6 +278,12 @@ def build_parser():
         "-k", type=int, default=5, help="top units per concept (default: 5)"
     )
     interpret.add_argument("--show", type=int, default=20, help=argparse.SUPPRESS)
+    interpret.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also read an old pipeline.joblib (a pickle): loading it RUNS CODE "
+        "from the file; use only for files you made",
+    )
     interpret.add_argument(
         "--out",
         metavar="DIR",
@@ -321,6 +333,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("skconcepts: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`| head`): end quietly
+        import os  # the Python docs' recipe (signal.html, note on SIGPIPE)
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error at exit flush
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ __all__ = [
     "StoreTooLargeError",
     "TokenizerMismatchError",
     "UnknownTokensWarning",
+    "PipelineFileError",
+    "UntrustedTypesError",
 ]
 
 
@@ -58,3 +60,15 @@ class TokenizerMismatchError(SkconceptsError, ValueError):
 
 class UnknownTokensWarning(UserWarning):
     """Most tokens of the transformed texts are the tokenizer's unknown token."""
+
+
+class PipelineFileError(SkconceptsError, ValueError):
+    """A saved pipeline folder is missing, damaged, changed since it was saved,
+    or not a pipeline (:mod:`skconcepts.io`)."""
+
+
+class UntrustedTypesError(PipelineFileError):
+    """A saved pipeline names types that :func:`skconcepts.io.load` does not trust.
+
+    The message lists them; pass them in ``trusted=`` only if you trust the file.
+    """

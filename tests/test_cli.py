@@ -9,6 +9,7 @@ The work behind the commands is tested here through ``main``; the demo's steps i
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pandas as pd
 import pytest
 
 from skconcepts import cli
+from skconcepts import io as skio
 from skconcepts.cli import main
 
 
@@ -157,7 +159,7 @@ def test_bad_input_exits_2_with_one_line(change, message, corpus_csv, tmp_path, 
     assert status == 2
     assert err.count("\n") == 1 and err.startswith("skconcepts: error: "), err
     assert re.search(message, err), err
-    assert not (tmp_path / "out" / "pipeline.joblib").exists()
+    assert not (tmp_path / "out" / "pipeline.skops").exists()
 
 
 @pytest.mark.parametrize(
@@ -186,7 +188,7 @@ def test_interpret_needs_a_fit_folder(corpus_csv, tmp_path, capsys):
     argv += ["--column", "sentence"]
     status, _, err = run(argv, capsys)
     assert status == 2
-    assert "holds no pipeline.joblib" in err
+    assert "holds no pipeline.skops" in err
 
 
 def test_python_dash_m_reports_bad_input(tmp_path):
@@ -210,7 +212,8 @@ def test_fit_then_interpret_round_trip(corpus_csv, demo_corpus, tmp_path, capsys
     status, out, _ = run(_fit_argv(corpus_csv, model_dir), capsys)
     assert status == 0
     assert "fitted PCAConcepts(n_concepts=3) on 24 texts" in out
-    pipe = joblib.load(model_dir / "pipeline.joblib")
+    assert not (model_dir / "pipeline.joblib").exists()  # no pickle
+    pipe = skio.load(model_dir)
     assert [name for name, _ in pipe.steps] == ["activations", "concepts"]
     assert pipe[0].split_point == 1 and pipe[0].granularity == "word"
     summary = json.loads((model_dir / "summary.json").read_text())
@@ -253,7 +256,7 @@ def test_fit_nmf_adds_a_non_negative_step(corpus_csv, tmp_path, capsys):
     argv[argv.index("--method") + 1] = "nmf"
     argv[argv.index("--granularity") + 1] = "sample"
     assert run(argv, capsys)[0] == 0
-    pipe = joblib.load(tmp_path / "m" / "pipeline.joblib")
+    pipe = skio.load(tmp_path / "m")
     assert [name for name, _ in pipe.steps] == [
         "activations", "nonnegative", "concepts",
     ]  # fmt: skip
@@ -284,3 +287,261 @@ def test_demo_on_a_reduced_corpus(tmp_path, capsys):
     assert list(importance.index) == ["negative", "positive"]
     assert (out_dir / "importance.png").is_file()
     assert (out_dir / "report_kmeans.html").is_file()
+
+
+# ------------------------------------------ CLI errors (issue 12, item 15)
+def _one_line_exit_2(status, err, pattern):
+    assert status == 2, err
+    assert err.count("\n") == 1 and err.startswith("skconcepts: error: "), err
+    assert re.search(pattern, err), err
+
+
+@pytest.fixture(scope="module")
+def fit_dir(corpus_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "fitted"
+    assert main(_fit_argv(corpus_csv, out)) == 0
+    return out
+
+
+def _copy_fit(fit_dir, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(fit_dir, tmp_path / "copy"))
+
+
+def _interpret(folder, corpus_csv, *extra):
+    return ["interpret", str(folder), "--texts", str(corpus_csv),
+            "--column", "sentence", "-q", *extra]  # fmt: skip
+
+
+def _no_fit(*args, **kwargs):
+    raise AssertionError("the model ran before the argument check")
+
+
+def test_device_gpu_exits_2(corpus_csv, tmp_path, capsys):
+    argv = _fit_argv(corpus_csv, tmp_path / "o", "--device", "gpu")
+    _one_line_exit_2(*run(argv, capsys)[::2], r"device='gpu' is not a device")
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only", "proc"])
+def test_fit_out_not_writable_exits_2_before_the_work(
+    kind, corpus_csv, tmp_path, capsys, monkeypatch
+):
+    from skconcepts import SplitPointActivations
+
+    if kind == "file":
+        out = tmp_path / "a-file"
+        out.write_text("x")
+    elif kind == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes in read-only folders (see the 'proc' case)")
+        out = tmp_path / "ro"
+        out.mkdir(mode=0o555)
+    else:
+        if not Path("/proc/self").is_dir():
+            pytest.skip("needs Linux /proc")
+        out = Path("/proc/self/skconcepts-out")
+    monkeypatch.setattr(SplitPointActivations, "fit_transform", _no_fit)
+    status, _, err = run(_fit_argv(corpus_csv, out), capsys)
+    _one_line_exit_2(status, err, r"--out .*(is a file|cannot be written)")
+
+
+def test_interpret_out_not_writable_exits_2(fit_dir, corpus_csv, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    argv = _interpret(fit_dir, corpus_csv, "--out", str(tmp_path / "f"))
+    _one_line_exit_2(*run(argv, capsys)[::2], r"--out .* is a file")
+
+
+def _damage(kind, data):
+    return {"random": os.urandom(2000), "truncated": data[: len(data) // 2],
+            "empty": b""}[kind]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["random", "truncated", "empty"])
+@pytest.mark.parametrize("checksum", ["stale", "updated"])
+def test_interpret_a_damaged_pipeline_file_exits_2(
+    kind, checksum, fit_dir, corpus_csv, tmp_path, capsys
+):
+    import hashlib
+
+    folder = _copy_fit(fit_dir, tmp_path)
+    path = folder / "pipeline.skops"
+    path.write_bytes(_damage(kind, path.read_bytes()))
+    if checksum == "updated":  # past the checksum: the parser sees the damage
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["sha256"]["pipeline.skops"] = hashlib.sha256(
+            path.read_bytes()
+        ).hexdigest()
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    pattern = "sha256" if checksum == "stale" else "is not a skops file"
+    _one_line_exit_2(*run(_interpret(folder, corpus_csv), capsys)[::2], pattern)
+
+
+@pytest.mark.parametrize("kind", ["random", "truncated", "empty"])
+def test_interpret_a_damaged_trusted_pickle_exits_2(
+    kind, fit_dir, corpus_csv, tmp_path, capsys
+):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    joblib.dump(skio.load(fit_dir), folder / "pipeline.joblib")
+    path = folder / "pipeline.joblib"
+    path.write_bytes(_damage(kind, path.read_bytes()))
+    argv = _interpret(folder, corpus_csv, "--trust-pickle")
+    _one_line_exit_2(*run(argv, capsys)[::2], r"pipeline\.joblib' cannot be loaded")
+
+
+def test_interpret_an_old_joblib_folder_needs_trust_pickle(
+    fit_dir, corpus_csv, tmp_path, capsys
+):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    joblib.dump(skio.load(fit_dir), folder / "pipeline.joblib")
+    status, _, err = run(_interpret(folder, corpus_csv), capsys)
+    _one_line_exit_2(status, err, r"runs code from the file; pass --trust-pickle")
+    status, out, _ = run(_interpret(folder, corpus_csv, "--trust-pickle"), capsys)
+    assert status == 0 and "top 5 units per concept" in out
+
+
+def test_trust_pickle_help_says_it_runs_code(capsys):
+    with pytest.raises(SystemExit):
+        main(["interpret", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--trust-pickle" in help_text and "RUNS CODE" in help_text
+
+
+class _Crafted:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("name", ["pipeline.joblib", "pipeline.skops"])
+def test_interpret_refuses_a_crafted_pickle_without_running_it(
+    name, corpus_csv, tmp_path, capsys
+):
+    import hashlib
+    import pickle
+
+    target = tmp_path / "created-by-the-file"
+    folder = tmp_path / "crafted"
+    folder.mkdir()
+    payload = pickle.dumps(_Crafted(str(target)))
+    (folder / name).write_bytes(payload)
+    manifest = {"format": skio.FORMAT,
+                "sha256": {name: hashlib.sha256(payload).hexdigest()}}  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    status, _, err = run(_interpret(folder, corpus_csv), capsys)
+    _one_line_exit_2(status, err, r"(--trust-pickle|not a skops file)")
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("kind", ["dict", "estimator"])
+@pytest.mark.parametrize("fmt", ["skops", "joblib"])
+def test_interpret_a_file_that_is_not_a_pipeline_exits_2(
+    kind, fmt, fit_dir, corpus_csv, tmp_path, capsys
+):
+    obj = {"a": 1} if kind == "dict" else skio.load(fit_dir)["concepts"]
+    folder = tmp_path / "x"
+    folder.mkdir()
+    if fmt == "skops":
+        skio.save(obj, folder)
+        argv = _interpret(folder, corpus_csv)
+    else:
+        joblib.dump(obj, folder / "pipeline.joblib")
+        argv = _interpret(folder, corpus_csv, "--trust-pickle")
+    pattern = r"holds a (dict|PCAConcepts), not a"
+    _one_line_exit_2(*run(argv, capsys)[::2], pattern)
+
+
+def test_fit_with_a_model_folder_holding_only_a_config_exits_2(
+    corpus_csv, tmp_path, capsys
+):
+    from skconcepts.datasets import embedded_model_path
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_bytes(
+        (Path(embedded_model_path()) / "config.json").read_bytes()
+    )
+    argv = _fit_argv(corpus_csv, tmp_path / "o", "--model", str(model))
+    _one_line_exit_2(*run(argv, capsys)[::2], r"--model")
+
+
+@pytest.mark.parametrize("fmt", ["skops", "joblib"])
+def test_interpret_after_the_model_folder_moved_exits_2(
+    fmt, corpus_csv, tmp_path, capsys
+):
+    import shutil
+
+    from skconcepts.datasets import embedded_model_path
+
+    model = shutil.copytree(embedded_model_path(), tmp_path / "model")
+    out = tmp_path / "fitted"
+    assert run(_fit_argv(corpus_csv, out, "--model", str(model)), capsys)[0] == 0
+    extra = ()
+    if fmt == "joblib":
+        joblib.dump(skio.load(out), out / "pipeline.joblib")
+        (out / "pipeline.skops").unlink()
+        extra = ("--trust-pickle",)
+    shutil.move(model, tmp_path / "elsewhere")
+    argv = _interpret(out, corpus_csv, *extra)
+    _one_line_exit_2(*run(argv, capsys)[::2], r"(does not exist|cannot be loaded)")
+
+
+def test_interpret_piped_into_head_ends_quietly(fit_dir, tmp_path):
+    texts = tmp_path / "many.txt"
+    texts.write_text("".join(f"Text number {i} is here.\n" for i in range(1500)))
+    command = (
+        f"{sys.executable} -m skconcepts interpret {fit_dir} --texts {texts} "
+        "--show 1500 -q | head -1"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=600
+    )
+    assert proc.stdout.startswith("top 5 units per concept")
+    assert proc.stderr == ""
+
+
+def test_an_interrupted_fit_leaves_no_half_written_file(
+    corpus_csv, tmp_path, capsys, monkeypatch
+):
+    def half_then_interrupt(self, path, *args, **kwargs):
+        Path(path).write_text("concept,te")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
+    out = tmp_path / "o"
+    status, _, err = run(_fit_argv(corpus_csv, out), capsys)
+    assert status == 130 and "interrupted" in err
+    assert (out / "pipeline.skops").is_file()  # written before, whole
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json", "pipeline.skops", "report.html",
+    ]  # fmt: skip
+
+
+def test_demo_out_a_file_exits_2_before_the_work(tmp_path, capsys, monkeypatch):
+    from skconcepts import _demo
+
+    monkeypatch.setattr(_demo, "load_demo_corpus", _no_fit)
+    (tmp_path / "f").write_text("x")
+    argv = ["demo", "--out", str(tmp_path / "f"), "-q"]
+    _one_line_exit_2(*run(argv, capsys)[::2], r"--out .* is a file")
+
+
+def test_fit_an_sae_writes_a_pickle_that_interpret_reads_only_if_trusted(
+    corpus_csv, tmp_path, capsys
+):
+    assert run(_fit_argv(corpus_csv, tmp_path / "sae"), capsys)[0] == 0  # a PCA
+    argv = _fit_argv(corpus_csv, tmp_path / "sae")  # then an SAE in the same folder
+    argv[argv.index("--method") + 1] = "topksae"
+    argv[argv.index("--n-concepts") + 1] = "8"
+    status, out, _ = run(argv, capsys)
+    assert status == 0 and "--trust-pickle" in out
+    assert (tmp_path / "sae" / "pipeline.joblib").is_file()
+    assert not (tmp_path / "sae" / "pipeline.skops").exists()
+    status, _, err = run(_interpret(tmp_path / "sae", corpus_csv), capsys)
+    _one_line_exit_2(status, err, r"runs code from the file; pass --trust-pickle")
+    argv = _interpret(tmp_path / "sae", corpus_csv, "--trust-pickle")
+    assert run(argv, capsys)[0] == 0
