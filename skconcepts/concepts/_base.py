@@ -113,6 +113,14 @@ default=None
         return out
 
 
+def _as_rows(codes, n_rows):
+    """``codes`` as (n_rows, n_concepts): a method that drops the row axis of a
+    one-row input (sklearn's ``SparsePCA``) gets it back."""
+    if codes.ndim == 1:
+        return codes.reshape(n_rows, -1)
+    return codes
+
+
 def _as_buffer(x, device, dtype):
     if torch.is_tensor(x):
         return x.detach().to(device=device, dtype=dtype)
@@ -363,8 +371,8 @@ class ConceptMixin(TransformerMixin):
         if source is not None:
             return self._score_source(source)
         X_checked = self._check_X(X, reset=False)
-        X_hat = self.inverse_transform(self._transform(X_checked))
-        return r2(X_checked, X_hat)
+        codes = _as_rows(self._transform(X_checked), X_checked.shape[0])
+        return r2(X_checked, self.inverse_transform(codes))
 
     def transform_to_store(self, store, path, **kwargs):
         """Write the concept activations of a store to a new store on disk.
@@ -442,6 +450,7 @@ class ConceptMixin(TransformerMixin):
         return None
 
     def _format_output(self, codes, was_tensor, X):
+        codes = _as_rows(codes, X.shape[0])
         if was_tensor:
             device = X.device if torch.is_tensor(X) else None
             return to_tensor(codes, device=device)
