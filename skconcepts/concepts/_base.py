@@ -113,6 +113,20 @@ default=None
         return out
 
 
+def _check_has_rows(X, owner):
+    """A clear error for activations without rows (e.g. of empty texts only)."""
+    shape = getattr(X, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] != 0:
+        return  # validated (with sklearn's messages) by _check_X
+    raise ValueError(
+        f"X has no rows (shape {tuple(shape)}); {owner} needs at least one. "
+        "Activations of texts that are all empty or whitespace-only have no rows "
+        "at granularity 'token', 'word' or 'sentence' (such a text has no unit): "
+        "drop those texts, or use granularity='sample' (one row per text). "
+        "TopKInputs.interpret and PooledConcepts skip them."
+    )
+
+
 def _as_rows(codes, n_rows):
     """``codes`` as (n_rows, n_concepts): a method that drops the row axis of a
     one-row input (sklearn's ``SparsePCA``) gets it back."""
@@ -161,6 +175,8 @@ class ConceptMixin(TransformerMixin):
                 max_bytes=getattr(self, "max_bytes", None),
                 estimator=type(self).__name__,
             )
+        if not reset:
+            _check_has_rows(X, type(self).__name__)
         if torch.is_tensor(X):
             return self._check_tensor(X, reset=reset, name=name)
         X = validate_data(
