@@ -112,3 +112,12 @@ def test_pooled_concepts_give_zeros_for_empty_texts(pca_word):
     pooled = PooledConcepts(pca_word[0], PCAConcepts(n_concepts=2)).fit(TEXTS)
     out = pooled.transform(["", "a good film"])
     assert out.shape == (2, 2) and not out[0].any() and out[1].any()
+
+
+def test_fit_on_empty_texts_only_says_why():
+    extractor = SplitPointActivations(split_point=0, granularity="word")
+    pipe = make_pipeline(extractor, PCAConcepts(n_concepts=2))
+    with pytest.raises(ValueError, match=r"X has no rows.*empty or whitespace-only"):
+        pipe.fit(["", " "])
+    with pytest.raises(ValueError, match=r"X has no rows.*empty or whitespace-only"):
+        PooledConcepts(extractor, PCAConcepts(n_concepts=2)).fit(["", " "])

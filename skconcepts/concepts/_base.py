@@ -175,8 +175,7 @@ class ConceptMixin(TransformerMixin):
                 max_bytes=getattr(self, "max_bytes", None),
                 estimator=type(self).__name__,
             )
-        if not reset:
-            _check_has_rows(X, type(self).__name__)
+        _check_has_rows(X, type(self).__name__)
         if torch.is_tensor(X):
             return self._check_tensor(X, reset=reset, name=name)
         X = validate_data(
