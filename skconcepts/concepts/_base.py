@@ -30,11 +30,13 @@ activations of a store to another store.
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import TransformerMixin, _fit_context
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array, validate_data
 from tqdm.auto import tqdm
@@ -379,7 +381,9 @@ class ConceptMixin(TransformerMixin):
         Returns
         -------
         score : float
-            ``1 - ||X - X_hat||² / ||X - mean(X)||²``.
+            ``1 - ||X - X_hat||² / ||X - mean(X)||²``. One row has no
+            variance: 1.0 for an exact reconstruction, else 0.0, with an
+            ``UndefinedMetricWarning``.
         """
         check_is_fitted(self)
         source = as_batch_source(X)
@@ -387,6 +391,14 @@ class ConceptMixin(TransformerMixin):
             return self._score_source(source)
         X_checked = self._check_X(X, reset=False)
         codes = _as_rows(self._transform(X_checked), X_checked.shape[0])
+        if X_checked.shape[0] < 2:
+            warnings.warn(
+                "The R² of one row is not well defined (one row has no "
+                "variance): score returns 1.0 for an exact reconstruction, else "
+                "0.0; score at least two rows.",
+                UndefinedMetricWarning,
+                stacklevel=2,
+            )
         return r2(X_checked, self.inverse_transform(codes))
 
     def transform_to_store(self, store, path, **kwargs):
