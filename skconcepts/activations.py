@@ -350,7 +350,9 @@ default="token"
         Parameters
         ----------
         X : list of str
-            The texts.
+            The texts: a list, a 1-D array or a pandas ``Series`` of str, or a
+            ``DataFrame`` with one column (read as that column; several
+            columns are refused: pass ``df["text"]``).
 
         Returns
         -------
@@ -383,7 +385,8 @@ default="token"
         -------
         units : pandas.DataFrame
             One row per row of ``transform(X)``, in the same order, with
-            columns ``sample`` (index of the text in ``X``), ``unit`` (index of
+            columns ``sample`` (position of the text in ``X``, 0-based, also
+            for a pandas ``Series`` with another index), ``unit`` (index of
             the unit within its text), ``start`` and ``end`` (character offsets,
             white space trimmed; ``(0, 0)`` for special tokens) and ``text``
             (``X[sample][start:end]``).
@@ -728,9 +731,10 @@ default="token"
         ('[CLS]', '[SEP]')
         """
         check_is_fitted(self)
+        texts = check_texts(texts, name="texts")
         truncate = self.max_length_ is not None
         batch = self.tokenizer_(
-            list(texts),
+            texts,
             add_special_tokens=True,
             truncation=truncate,
             max_length=self.max_length_ if truncate else None,

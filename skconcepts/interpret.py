@@ -125,6 +125,11 @@ class TopKInputs:
             are applied, the steps after it are ignored.
         texts : list of str or None
             The texts to search; ``None`` only with an ``ActivationStore``.
+            A text without units (an empty or whitespace-only text at
+            ``token``, ``word`` or ``sentence`` level) contributes no unit;
+            if no text has one, every concept gets an empty result. At
+            ``sample`` level every text is a unit (an empty text's row is the
+            aggregate of its special tokens, see ``SplitPointActivations``).
         activations : array-like, torch.Tensor or ActivationStore, default=None
             Activations computed before, so the model is not rerun: the
             ``SplitPointActivations`` output (n_rows, n_features) for ``texts``
@@ -270,6 +275,8 @@ def _batches_from_texts(parts, texts, batch_size):
         X = extractor.transform(chunk)
         units = extractor.units(chunk)
         _check_units(units, X.shape[0], "SplitPointActivations.transform")
+        if X.shape[0] == 0:  # only texts without units (e.g. empty): nothing
+            continue  # to encode, as on the ``activations=`` path
         units = units[_UNIT_COLUMNS].copy()
         units["sample"] = units["sample"].to_numpy() + start
         yield encode(parts, X), units

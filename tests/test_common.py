@@ -11,8 +11,9 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconcepts.utils.discovery import all_estimators
@@ -105,3 +106,34 @@ def test_joblib_round_trip(estimator, tmp_path):
     np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
     if hasattr(est, "components_"):
         np.testing.assert_array_equal(loaded.components_, est.components_)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=repr)
+def test_one_row_gives_one_row(estimator):
+    """One-row input: 2-D one-row outputs everywhere (SparsePCA squeezed to (k,))."""
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(60, 8))).astype(np.float32)
+    est = clone(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X)
+    C = est.transform(X[:1])
+    k = C.shape[1]
+    assert C.shape == (1, k) and C.dtype == np.float32
+    np.testing.assert_allclose(C, est.transform(X[:3])[:1], rtol=1e-4, atol=1e-5)
+    C_t = est.transform(torch.from_numpy(X[:1]))
+    assert tuple(C_t.shape) == (1, k)
+    if hasattr(est, "inverse_transform"):
+        assert est.inverse_transform(C).shape == (1, 8)
+        assert tuple(est.inverse_transform(C_t).shape) == (1, 8)
+    if hasattr(est, "score"):
+        with pytest.warns(UndefinedMetricWarning, match="R² of one row"):
+            assert np.isfinite(est.score(X[:1]))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            C_fit = clone(estimator).fit_transform(X[:1])
+    except ValueError as exc:  # a method that cannot learn from one row says so
+        assert "n_samples = 1" in str(exc)
+    else:
+        assert C_fit.shape == (1, C_fit.shape[1])

@@ -30,11 +30,13 @@ activations of a store to another store.
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import TransformerMixin, _fit_context
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array, validate_data
 from tqdm.auto import tqdm
@@ -113,6 +115,28 @@ default=None
         return out
 
 
+def _check_has_rows(X, owner):
+    """A clear error for activations without rows (e.g. of empty texts only)."""
+    shape = getattr(X, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] != 0:
+        return  # validated (with sklearn's messages) by _check_X
+    raise ValueError(
+        f"X has no rows (shape {tuple(shape)}); {owner} needs at least one. "
+        "Activations of texts that are all empty or whitespace-only have no rows "
+        "at granularity 'token', 'word' or 'sentence' (such a text has no unit): "
+        "drop those texts, or use granularity='sample' (one row per text). "
+        "TopKInputs.interpret and PooledConcepts skip them."
+    )
+
+
+def _as_rows(codes, n_rows):
+    """``codes`` as (n_rows, n_concepts): a method that drops the row axis of a
+    one-row input (sklearn's ``SparsePCA``) gets it back."""
+    if codes.ndim == 1:
+        return codes.reshape(n_rows, -1)
+    return codes
+
+
 def _as_buffer(x, device, dtype):
     if torch.is_tensor(x):
         return x.detach().to(device=device, dtype=dtype)
@@ -153,6 +177,7 @@ class ConceptMixin(TransformerMixin):
                 max_bytes=getattr(self, "max_bytes", None),
                 estimator=type(self).__name__,
             )
+        _check_has_rows(X, type(self).__name__)
         if torch.is_tensor(X):
             return self._check_tensor(X, reset=reset, name=name)
         X = validate_data(
@@ -356,15 +381,25 @@ class ConceptMixin(TransformerMixin):
         Returns
         -------
         score : float
-            ``1 - ||X - X_hat||² / ||X - mean(X)||²``.
+            ``1 - ||X - X_hat||² / ||X - mean(X)||²``. One row has no
+            variance: 1.0 for an exact reconstruction, else 0.0, with an
+            ``UndefinedMetricWarning``.
         """
         check_is_fitted(self)
         source = as_batch_source(X)
         if source is not None:
             return self._score_source(source)
         X_checked = self._check_X(X, reset=False)
-        X_hat = self.inverse_transform(self._transform(X_checked))
-        return r2(X_checked, X_hat)
+        codes = _as_rows(self._transform(X_checked), X_checked.shape[0])
+        if X_checked.shape[0] < 2:
+            warnings.warn(
+                "The R² of one row is not well defined (one row has no "
+                "variance): score returns 1.0 for an exact reconstruction, else "
+                "0.0; score at least two rows.",
+                UndefinedMetricWarning,
+                stacklevel=2,
+            )
+        return r2(X_checked, self.inverse_transform(codes))
 
     def transform_to_store(self, store, path, **kwargs):
         """Write the concept activations of a store to a new store on disk.
@@ -442,6 +477,7 @@ class ConceptMixin(TransformerMixin):
         return None
 
     def _format_output(self, codes, was_tensor, X):
+        codes = _as_rows(codes, X.shape[0])
         if was_tensor:
             device = X.device if torch.is_tensor(X) else None
             return to_tensor(codes, device=device)

@@ -77,7 +77,7 @@ class SklearnConceptsMixin(ConceptMixin):
             return None
         # fit then transform (not fit_transform): the codes of the training rows
         # are then exactly those of ``transform``, whatever the method
-        codes = self.estimator_.transform(X)
+        codes = self.estimator_.transform(X).reshape(X.shape[0], -1)
         self._set_iteration_stats(X, codes)
         return codes
 
@@ -94,7 +94,9 @@ class SklearnConceptsMixin(ConceptMixin):
         )
 
     def _transform(self, X):
-        return self.estimator_.transform(X)
+        codes = self.estimator_.transform(X)
+        # sklearn's SparsePCA squeezes a one-row input to (k,)
+        return codes.reshape(X.shape[0], -1) if codes.ndim == 1 else codes
 
     def _check_cpu_only(self):
         """``device`` of a CPU-only method: "cpu" or "auto", else ``ValueError``."""

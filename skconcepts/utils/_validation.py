@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -37,39 +38,133 @@ def check_is_fitted(estimator, attributes=None):
 
 
 def check_texts(texts, name="texts"):
-    """Validate a list of texts and return it as a list of str.
+    """Validate a sequence of texts and return it as a list of str.
+
+    The one text validator of the package: every entry point that takes texts
+    (``SplitPointActivations.fit``/``transform``/``units``/``iter_batches``/
+    ``encode``, ``PooledConcepts``, ``TopKInputs.interpret``,
+    ``concept_output_gradient``, ``extract_to_store``) reads its texts here.
+
+    Accepted: a list, tuple or other ordered iterable of ``str``; a 1-D numpy
+    array or a pandas ``Series``/``Index`` of ``str`` (read by position: the
+    ``sample`` of a unit is the position of its text, ``0 … n-1``, not the
+    label of a ``Series`` index); a pandas ``DataFrame`` with exactly one
+    column, or a 2-D array with one column, read as that column (as a
+    ``ColumnTransformer`` passes one column).
+
+    Refused, because iterating them would give something else than the texts:
+    a bare string or bytes (its characters), a ``DataFrame`` with several
+    columns (its column names), a ``dict`` (its keys), a ``set`` (no order),
+    an array of another shape; and items that are not ``str`` (``None``,
+    ``NaN``, ``bytes``, numbers).
+
+    Parameters
+    ----------
+    texts : sequence of str
+        The texts.
+    name : str, default="texts"
+        Name of the argument in the messages.
+
+    Returns
+    -------
+    texts : list of str
+        The texts, in order.
 
     Raises
     ------
     TypeError
-        If ``texts`` is a bare string, ``None``, not iterable, or holds non-strings.
+        If ``texts`` is not one of the accepted containers or holds non-strings.
     ValueError
         If ``texts`` is empty.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skconcepts.utils._validation import check_texts
+    >>> check_texts(pd.DataFrame({"text": ["a good film", "dull"]}))
+    ['a good film', 'dull']
+    >>> check_texts(pd.DataFrame({"text": ["a"], "label": [1]}), name="X")
+    Traceback (most recent call last):
+    ...
+    TypeError: X is a DataFrame with 2 columns ['text', 'label']; pass the column \
+of texts, e.g. X=df['text'].
     """
-    if texts is None:
-        raise TypeError(f"{name} must be a list of strings, got None.")
-    if isinstance(texts, (str, bytes)):
-        raise TypeError(
-            f"{name} must be a list of strings, got a single {type(texts).__name__}; "
-            f"wrap it in a list: [{texts[:30]!r}]."
-        )
-    if hasattr(texts, "tolist") and not isinstance(texts, list):
-        texts = texts.tolist()  # numpy array, pandas Series
-    try:
-        texts = list(texts)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be a list of strings, got {type(texts).__name__}."
-        ) from None
+    texts = _texts_container(texts, name)
     if len(texts) == 0:
         raise ValueError(f"{name} is empty; pass at least one text.")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(
-                f"{name}[{i}] is {type(t).__name__} ({t!r:.40}); every item of "
-                f"{name} must be a str."
-            )
+            raise TypeError(_bad_text_item(name, i, t))
     return texts
+
+
+def _texts_container(texts, name):
+    """``texts`` as a list, or ``TypeError`` for a container that is no list."""
+    kind = type(texts).__name__
+    if texts is None:
+        raise TypeError(f"{name} must be a list of strings, got None.")
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(
+            f"{name} must be a list of strings, got a single {kind}; "
+            f"wrap it in a list: [{texts[:30]!r}]."
+        )
+    if isinstance(texts, Mapping):
+        raise TypeError(
+            f"{name} is a {kind}, whose items are its keys; pass the texts as a "
+            f"list, e.g. {name}=list(d.values()) or {name}=list(d)."
+        )
+    if isinstance(texts, (set, frozenset)):
+        raise TypeError(
+            f"{name} is a {kind}, which has no order (the rows would not follow "
+            f"your texts); pass a list, e.g. {name}=sorted(texts)."
+        )
+    columns = getattr(texts, "columns", None)
+    if columns is not None and getattr(texts, "ndim", None) == 2:  # a DataFrame
+        if len(columns) != 1:
+            raise TypeError(
+                f"{name} is a DataFrame with {len(columns)} columns "
+                f"{list(columns)[:5]!r}; pass the column of texts, e.g. "
+                f"{name}=df[{_first(columns)!r}]."
+            )
+        return texts.iloc[:, 0].tolist()
+    if isinstance(texts, np.ndarray):
+        if texts.ndim == 2 and texts.shape[1] == 1:
+            return texts[:, 0].tolist()
+        if texts.ndim != 1:
+            raise TypeError(
+                f"{name} is an array of shape {texts.shape}; pass a 1-D array "
+                f"or list of strings (one text per item), e.g. {name}=arr[:, 0]."
+            )
+        return texts.tolist()
+    if hasattr(texts, "tolist") and not isinstance(texts, list):
+        return texts.tolist()  # pandas Series or Index: by position
+    try:
+        return list(texts)
+    except TypeError:
+        raise TypeError(f"{name} must be a list of strings, got {kind}.") from None
+
+
+def _first(columns):
+    return columns[0] if len(columns) else "text"
+
+
+def _bad_text_item(name, i, t):
+    """The message for ``name[i] = t``, which is not a str."""
+    where = f"{name}[{i}] is {type(t).__name__} ({t!r:.40})"
+    if isinstance(t, (bytes, bytearray)):
+        fix = f"decode it first, e.g. {name}=[b.decode('utf-8') for b in {name}]"
+    elif t is None or (isinstance(t, float) and t != t) or _is_pd_missing(t):
+        fix = (
+            "a missing text; drop the missing texts or fill them, e.g. "
+            "df['text'].fillna('') (an empty text has no unit)"
+        )
+    else:
+        fix = f"every item of {name} must be a str"
+    return f"{where}; {fix}."
+
+
+def _is_pd_missing(t):
+    return type(t).__name__ in ("NAType", "NaTType")
 
 
 def check_n_concepts(n_concepts, upper, name="n_concepts", why=""):
