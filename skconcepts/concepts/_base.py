@@ -292,8 +292,19 @@ class ConceptMixin(TransformerMixin):
         self.components_ = np.ascontiguousarray(
             to_numpy(self.components_, dtype=None), dtype=np.float32
         )
+        self._check_fitted_dictionary()
         self._n_features_out = self.components_.shape[0]
         return X, codes
+
+    def _check_fitted_dictionary(self):
+        """Refuse a dictionary with fewer rows than ``n_concepts`` (never silent)."""
+        k = self.components_.shape[0]
+        if k != self.n_concepts:
+            raise RuntimeError(
+                f"{type(self).__name__} learned {k} concepts instead of "
+                f"n_concepts={self.n_concepts!r}; lower n_concepts to {k} (and "
+                "report this: the method's bound should have refused it)."
+            )
 
     def transform(self, X):
         """Concept activations of ``X`` (the dictionary is not refitted).

@@ -495,6 +495,7 @@ class StreamingConceptsMixin:
 
     def _finish_stream(self, stats):
         self.components_ = np.ascontiguousarray(self.components_, dtype=np.float32)
+        self._check_fitted_dictionary()
         self._n_features_out = self.components_.shape[0]
         if "sse" in stats:
             self.reconstruction_err_ = float(np.sqrt(stats["sse"]))

@@ -411,8 +411,9 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
     Parameters
     ----------
     n_concepts : int, default=8
-        Number of concepts (rows of the dictionary) to learn. Must be smaller
-        than ``n_features``.
+        Number of concepts (rows of the dictionary) to learn: at most
+        ``min(n_samples, n_features)`` (smaller than that with
+        ``algorithm="arpack"``).
     algorithm : {"arpack", "randomized"}, default="randomized"
         SVD solver. On torch, ``"arpack"`` runs the exact SVD.
     n_iter : int, default=5
@@ -519,11 +520,18 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         self.progress = progress
 
     def _max_concepts(self, n_samples, n_features):
-        if n_features < 2:
-            raise ValueError(
-                f"SVDConcepts needs at least 2 features, got n_features = {n_features}."
-            )
-        return n_features - 1
+        # the rank of X bounds the number of singular directions: the randomized
+        # solver would silently return min(n_samples, n_features) of them; arpack
+        # (as in TruncatedSVD) needs one fewer
+        if self.algorithm == "arpack":
+            if min(n_samples, n_features) < 2:
+                raise ValueError(
+                    f"SVDConcepts(algorithm='arpack') needs at least 2 samples and "
+                    f"2 features, got n_samples = {n_samples}, n_features = "
+                    f"{n_features}; pass more rows or use algorithm='randomized'."
+                )
+            return min(n_samples, n_features) - 1
+        return min(n_samples, n_features)
 
     def _fit_torch(self, X):
         fitted, _ = _truncated_svd_torch(

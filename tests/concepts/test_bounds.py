@@ -1,0 +1,113 @@
+"""Input bounds shared by every concept estimator (issue 12, items 2, 10, 11).
+
+* ``n_concepts`` over what the method allows is one clear error naming the bound
+  (``check_n_concepts`` and each class's ``_max_concepts`` hook); at the bound the
+  fit learns exactly ``n_concepts`` concepts, never fewer.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from skconcepts.utils.discovery import all_estimators
+
+CONCEPTS = all_estimators(type_filter="concept")
+
+#: parameters that keep the fits quick (filtered by get_params)
+_FAST = {"max_iter": 20, "n_passes": 2, "top_k": 1, "random_state": 0}
+
+
+def _instance(cls, **params):
+    accepted = cls().get_params()
+    return cls(**{k: v for k, v in _FAST.items() if k in accepted}, **params)
+
+
+def _fit(est, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings of short fits
+        return est.fit(X)
+
+
+#: the true bound of ``n_concepts`` for (n_samples, n_features), as in sklearn;
+#: ``None``: no bound (overcomplete dictionaries are allowed)
+TRUE_BOUND = {
+    "PCAConcepts": lambda n, d: min(n, d),  # PCA: n_components <= min(n, d)
+    "SVDConcepts": lambda n, d: min(n, d),  # TruncatedSVD randomized: rank of X
+    "ICAConcepts": lambda n, d: min(n, d),  # FastICA whitening: rank of X
+    "KMeansConcepts": lambda n, d: n,  # KMeans: n_clusters <= n_samples
+    "NMFConcepts": None,
+    "SemiNMFConcepts": None,
+    "ConvexNMFConcepts": None,
+    "SparsePCAConcepts": None,
+    "DictionaryLearningConcepts": None,
+    "SAEConcepts": None,
+    "TopKSAEConcepts": None,
+    "BatchTopKSAEConcepts": None,
+    "JumpReLUSAEConcepts": None,
+    "MPSAEConcepts": None,
+}
+
+#: shapes (n_samples, n_features): fewer rows than columns, and the reverse
+SHAPES = [(5, 8), (12, 4)]
+
+
+def _X(shape):
+    return np.abs(np.random.default_rng(0).normal(size=shape)).astype(np.float32)
+
+
+def test_every_estimator_has_a_known_bound():
+    assert {name for name, _ in CONCEPTS} == set(TRUE_BOUND)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name, cls", CONCEPTS)
+def test_hook_states_the_true_bound(name, cls, shape):
+    n, d = shape
+    truth = TRUE_BOUND[name]
+    expected = None if truth is None else truth(n, d)
+    assert _instance(cls)._max_concepts(n, d) == expected
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name, cls", CONCEPTS)
+def test_n_concepts_over_the_bound_is_one_clear_error(name, cls, shape):
+    n, d = shape
+    truth = TRUE_BOUND[name]
+    if truth is None:
+        pytest.skip(f"{name} has no bound (see test_fits_at_the_bound)")
+    upper = truth(n, d)
+    match = (
+        rf"n_concepts={upper + 1} is larger than this method allows \({upper}, "
+        rf"n_samples = {n}, n_features = {d}\); use n_concepts <= {upper}"
+    )
+    with pytest.raises(ValueError, match=match):
+        _fit(_instance(cls, n_concepts=upper + 1), _X(shape))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name, cls", CONCEPTS)
+def test_fits_at_the_bound(name, cls, shape):
+    n, d = shape
+    truth = TRUE_BOUND[name]
+    # unbounded methods: an overcomplete dictionary, more concepts than n and d
+    k = n + d if truth is None else truth(n, d)
+    X = _X(shape)
+    est = _fit(_instance(cls, n_concepts=k), X)
+    assert est.components_.shape == (k, d)  # never silently fewer concepts
+    assert est.transform(X).shape == (n, k)
+
+
+def test_svd_issue_case():
+    """SVDConcepts(10).fit(X[:5]) silently fitted 5 concepts (issue 12, item 2)."""
+    from skconcepts.concepts import SVDConcepts
+
+    X = _X((20, 16))
+    with pytest.raises(ValueError, match=r"allows \(5, .*use n_concepts <= 5"):
+        SVDConcepts(n_concepts=10).fit(X[:5])
+    with pytest.raises(ValueError, match=r"allows \(4, .*use n_concepts <= 4"):
+        SVDConcepts(n_concepts=10, algorithm="arpack").fit(X[:5])
+    # n_components == n_features, as TruncatedSVD's randomized solver allows
+    assert SVDConcepts(n_concepts=16).fit(X).components_.shape == (16, 16)
+    with pytest.raises(ValueError, match="algorithm='randomized'"):
+        SVDConcepts(n_concepts=1, algorithm="arpack").fit(X[:, :1])
