@@ -467,6 +467,7 @@ class StreamingConceptsMixin:
 
     def _stream_step(self, X, *, first, stats, track):
         X = to_numpy(self._check_X(X, reset=first))
+        self._check_value_range(X, name="a batch of X")
         if first:
             n_samples, n_features = X.shape
             check_n_concepts(

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from skconcepts.utils.discovery import all_estimators
 
@@ -111,3 +112,76 @@ def test_svd_issue_case():
     assert SVDConcepts(n_concepts=16).fit(X).components_.shape == (16, 16)
     with pytest.raises(ValueError, match="algorithm='randomized'"):
         SVDConcepts(n_concepts=1, algorithm="arpack").fit(X[:, :1])
+
+
+# ------------------------------------------- item 10: values too large for float32
+def _rows(shape=(30, 6)):
+    return np.abs(np.random.default_rng(0).normal(size=shape))
+
+
+HUGE = r"X is too large to fit: its largest \|value\| is [0-9.e+]+ .*ActivationScaler"
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+@pytest.mark.parametrize("name, cls", CONCEPTS)
+def test_huge_values_are_refused_at_fit(name, cls, scale):
+    """Values of 1e19-1e30 failed deep in eigh / sampling, or gave NaN codes."""
+    X = (_rows() * scale).astype(np.float32)
+    est = _instance(cls, n_concepts=3)
+    with pytest.raises(ValueError, match=HUGE):
+        _fit(est, X)
+    assert not hasattr(est, "components_")
+
+
+@pytest.mark.parametrize("name, cls", CONCEPTS)
+def test_values_under_the_limit_fit(name, cls):
+    """Half the accepted norm still fits, with finite concepts and codes."""
+    for shape in [(30, 6), (200, 12)]:
+        X = _rows(shape)
+        X = (X / np.linalg.norm(X) * cls._max_input_norm * 0.5).astype(np.float32)
+        est = _fit(_instance(cls, n_concepts=3), X)
+        assert np.isfinite(est.components_).all()
+        assert np.isfinite(est.transform(X)).all()
+
+
+@pytest.mark.parametrize(
+    "name, cls", [(n, c) for n, c in CONCEPTS if hasattr(c, "partial_fit")]
+)
+def test_huge_streamed_batches_are_refused(name, cls):
+    X = (_rows() * 1e20).astype(np.float32)
+    with pytest.raises(ValueError, match=r"too large to fit.*ActivationScaler"):
+        _fit(_instance(cls, n_concepts=3), [X[:15], X[15:]])
+
+
+def test_nan_dictionary_is_never_returned(monkeypatch):
+    from skconcepts.concepts import PCAConcepts
+
+    X = _rows().astype(np.float32)
+    est = PCAConcepts(2)
+
+    def nan_fit(X):
+        est.components_ = np.full((2, X.shape[1]), np.nan, dtype=np.float32)
+
+    monkeypatch.setattr(est, "_fit", nan_fit)
+    with pytest.raises(ValueError, match="non-finite concepts.*ActivationScaler"):
+        est.fit(X)
+    assert not hasattr(est, "components_")
+
+
+def test_non_finite_codes_are_never_returned():
+    from skconcepts.concepts import SVDConcepts
+
+    est = SVDConcepts(2, random_state=0).fit(_rows().astype(np.float32))
+    X = np.full((2, 6), np.finfo(np.float32).max / 2, dtype=np.float32)
+    with pytest.raises(ValueError, match="not finite.*ActivationScaler"):
+        est.transform(X)
+
+
+def test_check_value_range():
+    from skconcepts.utils._validation import check_value_range
+
+    check_value_range(np.full((4, 4), 1e18, dtype=np.float32))  # norm 4e18
+    with pytest.raises(ValueError, match=r"largest \|value\| is 1e\+19 .* 4e\+19"):
+        check_value_range(np.full((4, 4), 1e19, dtype=np.float32), owner="Est")
+    with pytest.raises(ValueError, match="batch 3 is too large"):
+        check_value_range(torch.full((2, 2), 1e5), max_norm=1e5, name="batch 3")

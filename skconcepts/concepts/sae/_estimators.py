@@ -268,6 +268,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             self.decoder_bias_ = (
                 None if module.b_dec is None else to_numpy(module.b_dec)
             )
+        self._check_fitted_dictionary()  # no NaN dictionary (streamed input too)
         self._n_features_out = self.components_.shape[0]
         history = self.net_.history
         self.n_iter_ = len(history)
