@@ -681,6 +681,29 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
     def _max_concepts(self, n_samples, n_features):
         return min(n_samples, n_features)
 
+    def _fit(self, X):
+        # whitening divides by the singular values of the centred X: a zero one
+        # (constant X, or fewer varying directions than n_concepts) gave a bare
+        # "array must not contain infs or NaNs" from inside FastICA
+        if not np.any(X.max(axis=0) > X.min(axis=0)):
+            raise ValueError(
+                "ICAConcepts cannot fit X: it has zero variance (every row is "
+                "the same), so there is no independent component to find; pass "
+                "activations that vary across rows."
+            )
+        try:
+            return super()._fit(X)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            if "inf" not in str(exc) and "NaN" not in str(exc):
+                raise
+            raise ValueError(
+                f"ICAConcepts could not whiten X: its centred activations vary "
+                f"in fewer than n_concepts={self.n_concepts} directions (a "
+                "singular value is zero), so whitening divides by zero; lower "
+                "n_concepts to the rank of the centred X, or use "
+                "whiten_solver='eigh'."
+            ) from exc
+
     def _read_fitted(self):
         self.components_ = self.estimator_.mixing_.T
 

@@ -185,3 +185,35 @@ def test_check_value_range():
         check_value_range(np.full((4, 4), 1e19, dtype=np.float32), owner="Est")
     with pytest.raises(ValueError, match="batch 3 is too large"):
         check_value_range(torch.full((2, 2), 1e5), max_norm=1e5, name="batch 3")
+
+
+# ----------------------------------------------- item 11: zero-variance input
+@pytest.mark.parametrize("value", [0.0, 3.0])
+@pytest.mark.parametrize("name, cls", CONCEPTS)
+def test_constant_X_fits_something_valid_or_says_why(name, cls, value):
+    """Constant or all-zero X: a finite fit, or one ValueError naming the problem.
+
+    ``ICAConcepts`` raised a numpy inf/NaN error from inside FastICA.
+    """
+    X = np.full((30, 6), value, dtype=np.float32)
+    est = _instance(cls, n_concepts=2)
+    if name == "ICAConcepts":  # whitening divides by the (zero) variance
+        with pytest.raises(ValueError, match="zero variance.*activations that vary"):
+            _fit(est, X)
+        return
+    _fit(est, X)
+    assert np.isfinite(est.components_).all()
+    C = est.transform(X)
+    assert C.shape == (30, 2) and np.isfinite(C).all()
+    assert np.isfinite(est.inverse_transform(C)).all()
+    assert np.isfinite(est.score(X))
+
+
+def test_ica_rank_below_n_concepts_says_why():
+    from skconcepts.concepts import ICAConcepts
+
+    # two distinct rows: the centred X varies in one direction only
+    X = np.tile(np.array([[1, 2, 3, 4], [2, 4, 6, 8.5]], np.float32), (15, 1))
+    with pytest.raises(ValueError, match=r"fewer than n_concepts=3 .*whiten_solver"):
+        ICAConcepts(3, random_state=0).fit(X)
+    assert np.isfinite(ICAConcepts(1, random_state=0).fit(X).components_).all()
