@@ -217,3 +217,19 @@ def test_ica_rank_below_n_concepts_says_why():
     with pytest.raises(ValueError, match=r"fewer than n_concepts=3 .*whiten_solver"):
         ICAConcepts(3, random_state=0).fit(X)
     assert np.isfinite(ICAConcepts(1, random_state=0).fit(X).components_).all()
+
+
+@pytest.mark.parametrize(
+    "name, cls", [(n, c) for n, c in CONCEPTS if hasattr(c, "partial_fit")]
+)
+def test_huge_partial_fit_is_refused(name, cls):
+    """SAEs' partial_fit of an array trained on 1e20 values without a word."""
+    X = _rows().astype(np.float32)
+    with pytest.raises(ValueError, match=r"too large to fit.*ActivationScaler"):
+        _instance(cls, n_concepts=3).partial_fit(X * np.float32(1e20))
+    est = _instance(cls, n_concepts=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.partial_fit(X)
+        with pytest.raises(ValueError, match=r"too large to fit.*ActivationScaler"):
+            est.partial_fit(X * np.float32(1e20))

@@ -143,6 +143,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             self._fit_stream(source, n_passes=1, reset=first)
             return self
         X = self._check_X(X, reset=first)
+        self._check_value_range(X)
         if first:
             self._start(X.shape[1], _first_mean(X))
         self.net_.partial_fit(X, X, epochs=1)
