@@ -47,9 +47,11 @@ from skconcepts.utils._stats import R2Accumulator, r2
 from skconcepts.utils._torch import resolve_device, to_numpy, to_tensor
 from skconcepts.utils._torch_free import is_store
 from skconcepts.utils._validation import (
+    FLOAT32_MAX,
     check_is_fitted,
     check_n_concepts,
     check_tensor,
+    check_value_range,
 )
 
 __all__ = ["ConceptMixin", "AffineDecoder", "DEVICE_CONSTRAINT"]
@@ -160,6 +162,9 @@ class ConceptMixin(TransformerMixin):
     _torch_native = False
     #: whether ``fit`` streams a batch source (``StreamingConceptsMixin``)
     _streams = False
+    #: largest norm ``sqrt(sum(X**2))`` of the activations ``fit`` accepts:
+    #: ``sum(X**2)`` must be finite in float32 (see ``check_value_range``)
+    _max_input_norm = FLOAT32_MAX**0.5
 
     # ------------------------------------------------------------------ input
     def _wants_torch(self, X):
@@ -305,8 +310,15 @@ class ConceptMixin(TransformerMixin):
             "an estimator that has partial_fit."
         )
 
+    def _check_value_range(self, X, name="X"):
+        """Refuse activations whose float32 arithmetic would overflow."""
+        check_value_range(
+            X, max_norm=self._max_input_norm, name=name, owner=type(self).__name__
+        )
+
     def _fit_full(self, X):
         X = self._check_X(X, reset=True)
+        self._check_value_range(X)
         n_samples, n_features = X.shape
         check_n_concepts(
             self.n_concepts,
@@ -317,8 +329,31 @@ class ConceptMixin(TransformerMixin):
         self.components_ = np.ascontiguousarray(
             to_numpy(self.components_, dtype=None), dtype=np.float32
         )
+        self._check_fitted_dictionary()
         self._n_features_out = self.components_.shape[0]
         return X, codes
+
+    def _check_fitted_dictionary(self):
+        """Refuse a non-finite dictionary, or one with fewer than ``n_concepts`` rows.
+
+        Neither may pass silently: NaN concepts would give NaN codes.
+        """
+        name = type(self).__name__
+        if not np.isfinite(self.components_).all():
+            del self.components_  # leave the estimator unfitted
+            raise ValueError(
+                f"{name} learned non-finite concepts (NaN or infinity): the "
+                "activations are too large or badly scaled for its float32 "
+                "arithmetic. Scale them first, e.g. with "
+                "skconcepts.preprocessing.ActivationScaler() in the pipeline."
+            )
+        k = self.components_.shape[0]
+        if k != self.n_concepts:
+            raise RuntimeError(
+                f"{type(self).__name__} learned {k} concepts instead of "
+                f"n_concepts={self.n_concepts!r}; lower n_concepts to {k} (and "
+                "report this: the method's bound should have refused it)."
+            )
 
     def transform(self, X):
         """Concept activations of ``X`` (the dictionary is not refitted).
@@ -478,6 +513,18 @@ class ConceptMixin(TransformerMixin):
 
     def _format_output(self, codes, was_tensor, X):
         codes = _as_rows(codes, X.shape[0])
+        finite = (
+            bool(torch.isfinite(codes).all())
+            if torch.is_tensor(codes)
+            else bool(np.isfinite(codes).all())
+        )
+        if not finite:
+            raise ValueError(
+                f"The concept activations of {type(self).__name__} are not finite "
+                "(NaN or infinity): X is too large for the dictionary's float32 "
+                "arithmetic. Scale the activations as at fit, e.g. with "
+                "skconcepts.preprocessing.ActivationScaler() in the pipeline."
+            )
         if was_tensor:
             device = X.device if torch.is_tensor(X) else None
             return to_tensor(codes, device=device)

@@ -467,6 +467,7 @@ class StreamingConceptsMixin:
 
     def _stream_step(self, X, *, first, stats, track):
         X = to_numpy(self._check_X(X, reset=first))
+        self._check_value_range(X, name="a batch of X")
         if first:
             n_samples, n_features = X.shape
             check_n_concepts(
@@ -495,6 +496,7 @@ class StreamingConceptsMixin:
 
     def _finish_stream(self, stats):
         self.components_ = np.ascontiguousarray(self.components_, dtype=np.float32)
+        self._check_fitted_dictionary()
         self._n_features_out = self.components_.shape[0]
         if "sse" in stats:
             self.reconstruction_err_ = float(np.sqrt(stats["sse"]))

@@ -411,8 +411,9 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
     Parameters
     ----------
     n_concepts : int, default=8
-        Number of concepts (rows of the dictionary) to learn. Must be smaller
-        than ``n_features``.
+        Number of concepts (rows of the dictionary) to learn: at most
+        ``min(n_samples, n_features)`` (smaller than that with
+        ``algorithm="arpack"``).
     algorithm : {"arpack", "randomized"}, default="randomized"
         SVD solver. On torch, ``"arpack"`` runs the exact SVD.
     n_iter : int, default=5
@@ -519,11 +520,18 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         self.progress = progress
 
     def _max_concepts(self, n_samples, n_features):
-        if n_features < 2:
-            raise ValueError(
-                f"SVDConcepts needs at least 2 features, got n_features = {n_features}."
-            )
-        return n_features - 1
+        # the rank of X bounds the number of singular directions: the randomized
+        # solver would silently return min(n_samples, n_features) of them; arpack
+        # (as in TruncatedSVD) needs one fewer
+        if self.algorithm == "arpack":
+            if min(n_samples, n_features) < 2:
+                raise ValueError(
+                    f"SVDConcepts(algorithm='arpack') needs at least 2 samples and "
+                    f"2 features, got n_samples = {n_samples}, n_features = "
+                    f"{n_features}; pass more rows or use algorithm='randomized'."
+                )
+            return min(n_samples, n_features) - 1
+        return min(n_samples, n_features)
 
     def _fit_torch(self, X):
         fitted, _ = _truncated_svd_torch(
@@ -672,6 +680,29 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
 
     def _max_concepts(self, n_samples, n_features):
         return min(n_samples, n_features)
+
+    def _fit(self, X):
+        # whitening divides by the singular values of the centred X: a zero one
+        # (constant X, or fewer varying directions than n_concepts) gave a bare
+        # "array must not contain infs or NaNs" from inside FastICA
+        if not np.any(X.max(axis=0) > X.min(axis=0)):
+            raise ValueError(
+                "ICAConcepts cannot fit X: it has zero variance (every row is "
+                "the same), so there is no independent component to find; pass "
+                "activations that vary across rows."
+            )
+        try:
+            return super()._fit(X)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            if "inf" not in str(exc) and "NaN" not in str(exc):
+                raise
+            raise ValueError(
+                f"ICAConcepts could not whiten X: its centred activations vary "
+                f"in fewer than n_concepts={self.n_concepts} directions (a "
+                "singular value is zero), so whitening divides by zero; lower "
+                "n_concepts to the rank of the centred X, or use "
+                "whiten_solver='eigh'."
+            ) from exc
 
     def _read_fitted(self):
         self.components_ = self.estimator_.mixing_.T

@@ -793,6 +793,9 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
     True
     """
 
+    #: the weights step multiplies Gram-sized products of Gram-sized products
+    #: (fourth powers of X): they must stay finite in float32
+    _max_input_norm = float(np.finfo(np.float32).max) ** 0.25
     _parameter_constraints = _constraints(
         solvers=("pg", "oc-mu", "oc-pgd"),
         inits=("kmeans", "random"),

@@ -178,6 +178,83 @@ def check_n_concepts(n_concepts, upper, name="n_concepts", why=""):
         )
 
 
+#: the largest float32: the concept estimators compute in float32
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _sum_squares(X, chunk=4096):
+    """``sum(X**2)`` in float64, a block of rows at a time (no full copy)."""
+    total = 0.0
+    for start in range(0, X.shape[0], chunk):
+        block = X[start : start + chunk]
+        if isinstance(block, torch.Tensor):
+            total += float(torch.sum(block.double() ** 2))
+        else:
+            total += float(np.sum(np.asarray(block, dtype=np.float64) ** 2))
+    return total
+
+
+def check_value_range(X, *, max_norm=FLOAT32_MAX**0.5, name="X", owner=None):
+    """Refuse activations too large for float32 arithmetic.
+
+    The concept estimators compute in float32, whose largest value is about
+    3.4e38: sums of squares of values above about 1e18 overflow to infinity,
+    and the fits then fail deep inside a solver or return NaN. This check
+    refuses ``X`` when its Frobenius norm ``sqrt(sum(X**2))`` reaches
+    ``max_norm`` (by default the square root of the largest float32, so that
+    ``sum(X**2)`` is finite in float32), with a message that names the largest
+    ``|value|`` and the fix. ``X`` must be finite (checked before).
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor of shape (n_rows, n_features)
+        Finite activations.
+    max_norm : float, default=FLOAT32_MAX ** 0.5
+        Largest accepted Frobenius norm (a method whose arithmetic squares
+        sums of squares passes ``FLOAT32_MAX ** 0.25``).
+    name : str, default="X"
+        Name of the input in the message.
+    owner : str or None, default=None
+        Name of the estimator, for the message.
+
+    Raises
+    ------
+    ValueError
+        If the norm of ``X`` is ``max_norm`` or more.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.utils._validation import check_value_range
+    >>> check_value_range(np.ones((3, 2), dtype=np.float32))
+    >>> check_value_range(np.full((3, 2), 1e20, dtype=np.float32))
+    Traceback (most recent call last):
+    ...
+    ValueError: X is too large to fit: its largest |value| is 1e+20 and ...
+    """
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        return
+    if isinstance(X, torch.Tensor):
+        largest = float(torch.max(torch.abs(X.detach())))
+    else:
+        largest = float(max(np.max(X), -np.min(X)))
+    # quick pass: sum(X**2) <= largest**2 * size; else compute the sum
+    if largest * np.sqrt(float(X.shape[0]) * X.shape[1]) < max_norm:
+        return
+    norm = float(np.sqrt(_sum_squares(X)))
+    if norm < max_norm:
+        return
+    who = f"{owner} computes" if owner else "the fit computes"
+    raise ValueError(
+        f"{name} is too large to fit: its largest |value| is {largest:.3g} and "
+        f"its norm (square root of the sum of squares) is {norm:.3g}, but {who} "
+        f"in float32 and overflows at a norm of {max_norm:.3g} or more. Scale "
+        "the activations first, e.g. with "
+        "skconcepts.preprocessing.ActivationScaler() in the pipeline, or divide "
+        "them by their largest |value|."
+    )
+
+
 def check_finite_tensor(X, name="X"):
     """Raise ``ValueError`` if a torch tensor holds NaN or infinity."""
     if not bool(torch.isfinite(X).all()):

@@ -17,7 +17,7 @@ import torch
 from skconcepts.concepts._streaming import BatchSource
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_tensor
-from skconcepts.utils._validation import check_finite
+from skconcepts.utils._validation import check_finite, check_value_range
 
 
 def _first_mean(X):
@@ -80,6 +80,7 @@ class _BatchIterator:
             for index, batch in enumerate(batches):
                 if source.kind == "store":  # the source checks an iterable's
                     check_finite(batch, f"batch {index} of {source.label}")
+                check_value_range(batch, name=f"batch {index} of {source.label}")
                 batch = _as_tensor(batch, self.device)
                 yield batch, batch
             return

@@ -143,6 +143,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             self._fit_stream(source, n_passes=1, reset=first)
             return self
         X = self._check_X(X, reset=first)
+        self._check_value_range(X)
         if first:
             self._start(X.shape[1], _first_mean(X))
         self.net_.partial_fit(X, X, epochs=1)
@@ -268,6 +269,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             self.decoder_bias_ = (
                 None if module.b_dec is None else to_numpy(module.b_dec)
             )
+        self._check_fitted_dictionary()  # no NaN dictionary (streamed input too)
         self._n_features_out = self.components_.shape[0]
         history = self.net_.history
         self.n_iter_ = len(history)
