@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 
 from ._strategies import ARCHS, TEXT, prop_settings
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::skconcepts.exceptions.TruncationWarning"
+)
+
 ATOL = 1e-5
 RTOL = 1e-5
 

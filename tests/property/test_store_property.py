@@ -25,6 +25,10 @@ from skconcepts.store import ActivationStore, extract_to_store, write_array_stor
 
 from ._strategies import TEXT, prop_settings
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::skconcepts.exceptions.TruncationWarning"
+)
+
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 #: the largest finite float32 that bfloat16 does not round up to inf
@@ -55,11 +59,13 @@ def _arrays(draw, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@prop_settings(max_examples=20)
+@prop_settings(max_examples=15)
 @given(data=st.data())
 def test_write_array_store_round_trip_is_bitwise(dtype, data):
     X = data.draw(_arrays(dtype), label="X")
-    shard_rows = data.draw(st.integers(1, X.shape[0] + 3), label="shard_rows")
+    # at most 8 shards (each is fsynced), boundaries anywhere
+    n = X.shape[0]
+    shard_rows = data.draw(st.integers(-(-n // 8), n + 3), label="shard_rows")
     with tempfile.TemporaryDirectory() as folder:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # an in-range array warns of nothing
@@ -127,7 +133,7 @@ def test_float16_store_never_holds_inf_silently(X, as_tensor):
 @prop_settings(max_examples=8)
 @given(
     texts=st.lists(TEXT, min_size=1, max_size=6),
-    shard_rows=st.integers(1, 20),
+    shard_rows=st.integers(4, 40),
     batch_size=st.integers(1, 3),
 )
 def test_extract_to_store_holds_the_rows_and_units_of_transform(

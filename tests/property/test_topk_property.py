@@ -22,6 +22,10 @@ from skconcepts.datasets import load_demo_corpus
 
 from ._strategies import TEXT, prop_settings
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::skconcepts.exceptions.TruncationWarning"
+)
+
 ATOL = 1e-5  # batched forward passes and matmuls differ in the last bits
 N_CONCEPTS = 3
 

@@ -13,6 +13,11 @@ from hypothesis import example, given
 
 from ._strategies import ARCHS, GRANULARITIES, TEXTS, prop_settings
 
+# long texts are truncated to the 128 positions, with a warning
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::skconcepts.exceptions.TruncationWarning"
+)
+
 #: explicit cases every run checks, whatever hypothesis draws
 LONG = "word " * 400  # far beyond the 128 positions: truncated
 EXAMPLES = [
