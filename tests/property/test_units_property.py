@@ -121,3 +121,47 @@ def test_all_tokens_rows_are_tokens_plus_specials(tiny_acts, arch, texts):
 def test_cls_without_leading_special_token_is_refused(tiny_acts):
     with pytest.raises(ValueError, match="granularity='cls'"):
         tiny_acts("gpt2", granularity="cls")
+
+
+def _spans(units, i):
+    """Spans of the non-blank units of text ``i`` (blank ones: white space tokens)."""
+    rows = units[units["sample"] == i]
+    return [
+        (a, b)
+        for a, b, unit in zip(rows["start"], rows["end"], rows["text"])
+        if unit.strip()
+    ]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@prop_settings(max_examples=20)
+@given(texts=TEXTS)
+@example(texts=EXAMPLES[9])
+@example(texts=EXAMPLES[3])
+def test_units_nest_token_word_sentence_sample(tiny_acts, arch, texts):
+    """Every token lies in a word and in a sentence, all in the sample.
+
+    Words and sentences do not overlap one another, and come in text order.
+    Blank units (white space tokens of byte-level BPEs) are left out: sentences
+    exclude the white space between them.
+    """
+    levels = ("token", "word", "sentence", "sample")
+    units = {g: tiny_acts(arch, granularity=g).units(texts) for g in levels}
+    for i in range(len(texts)):
+        spans = {g: _spans(units[g], i) for g in levels}
+        # (a tokenizer's word may cross a line break, i.e. a sentence end)
+        pairs = [
+            ("token", "word"),
+            ("token", "sentence"),
+            ("word", "sample"),
+            ("sentence", "sample"),
+        ]
+        for inner, outer in pairs:
+            for a, b in spans[inner]:
+                assert any(s <= a and b <= e for s, e in spans[outer]), (
+                    f"{inner} {texts[i][a:b]!r} ({a}, {b}) is in no {outer}: "
+                    f"{spans[outer]}"
+                )
+        for g in ("word", "sentence"):
+            for (a, b), (c, d) in zip(spans[g], spans[g][1:]):
+                assert b <= c, f"{g}s overlap or are out of order: {spans[g]}"
