@@ -10,6 +10,8 @@ __all__ = [
     "StoreCorruptedError",
     "TruncationWarning",
     "StoreTooLargeError",
+    "StoreLockedError",
+    "StoreChangedError",
 ]
 
 
@@ -42,4 +44,18 @@ class StoreTooLargeError(SkconceptsError, MemoryError):
 
     Raised before anything is allocated; the message gives the bytes needed, the
     budget and what to do instead (stream the store, or raise ``max_bytes``).
+    """
+
+
+class StoreLockedError(SkconceptsError, RuntimeError):
+    """Another process is writing the activation store (its writer lock is held).
+
+    The message names the holder's pid and host and the lock file.
+    """
+
+
+class StoreChangedError(StoreMismatchError):
+    """An activation store was overwritten while it was open for reading.
+
+    Raised instead of returning rows of the new store under the old manifest.
     """

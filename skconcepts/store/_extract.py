@@ -240,42 +240,45 @@ def extract_to_store(
         overwrite=overwrite,
         texts=texts,
     )
-    chunk = writer.manifest["chunk_texts"]  # a resumed store keeps its chunks
-    start = writer.next_text
-    if writer.manifest["complete"]:
-        return ActivationStore(writer.path)
+    try:
+        chunk = writer.manifest["chunk_texts"]  # a resumed store keeps its chunks
+        start = writer.next_text
+        if writer.manifest["complete"]:
+            return ActivationStore(writer.path)
 
-    pieces, frames, first, n_rows = [], [], start, 0
-    limit = _resolve_shard_rows(shard_rows, writer.manifest["n_features"], dtype)
+        pieces, frames, first, n_rows = [], [], start, 0
+        limit = _resolve_shard_rows(shard_rows, writer.manifest["n_features"], dtype)
 
-    def flush(stop):
-        units = pd.concat(frames, ignore_index=True)
-        writer.write_shard(
-            pieces,
-            units=units,
-            texts=(first, stop),
-            texts_sha256=_hash_texts(texts[first:stop]),
-        )
+        def flush(stop):
+            units = pd.concat(frames, ignore_index=True)
+            writer.write_shard(
+                pieces,
+                units=units,
+                texts=(first, stop),
+                texts_sha256=_hash_texts(texts[first:stop]),
+            )
 
-    with tqdm(
-        total=len(texts),
-        initial=start,
-        disable=not progress,
-        unit="text",
-        desc="extract_to_store",
-    ) as bar:
-        for a in range(start, len(texts), chunk):
-            b = min(a + chunk, len(texts))
-            chunk_pieces, units = _extract_chunk(extractor, texts[a:b], a, dtype)
-            pieces += chunk_pieces
-            frames.append(units)
-            n_rows += len(units)
-            if limit is None and pieces:
-                limit = _resolve_shard_rows(None, pieces[0].shape[1], dtype)
-            if limit is not None and n_rows >= limit:
-                flush(b)
-                pieces, frames, first, n_rows = [], [], b, 0
-            bar.update(b - a)
-        if frames:
-            flush(len(texts))
-    return writer.finish()
+        with tqdm(
+            total=len(texts),
+            initial=start,
+            disable=not progress,
+            unit="text",
+            desc="extract_to_store",
+        ) as bar:
+            for a in range(start, len(texts), chunk):
+                b = min(a + chunk, len(texts))
+                chunk_pieces, units = _extract_chunk(extractor, texts[a:b], a, dtype)
+                pieces += chunk_pieces
+                frames.append(units)
+                n_rows += len(units)
+                if limit is None and pieces:
+                    limit = _resolve_shard_rows(None, pieces[0].shape[1], dtype)
+                if limit is not None and n_rows >= limit:
+                    flush(b)
+                    pieces, frames, first, n_rows = [], [], b, 0
+                bar.update(b - a)
+            if frames:
+                flush(len(texts))
+        return writer.finish()
+    finally:
+        writer.release()

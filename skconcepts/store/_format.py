@@ -21,13 +21,17 @@ import hashlib
 import json
 import os
 import re
+import secrets
+import socket
+import time
+import warnings
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from skconcepts.exceptions import StoreCorruptedError
+from skconcepts.exceptions import StoreCorruptedError, StoreLockedError
 
 __all__ = ["DEFAULT_SHARD_BYTES"]
 
@@ -39,7 +43,11 @@ _FORMAT_VERSION = 1
 _MANIFEST = "manifest.json"
 #: on-disk dtype of each stored dtype (bfloat16 as its raw bits)
 _STORAGE = {"float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}
-_SHARD_FILE = re.compile(r"^\.?shard-\d+\.(npy|units\.npy|units\.jsonl)(\.tmp)?$")
+_LOCK = ".skconcepts-store.lock"
+#: suffix of a temporary file: unique per writer (pid and a random token)
+_TMP = r"(\.\d+-[0-9a-f]+)?\.tmp"
+_SHARD_FILE = re.compile(rf"^\.?shard-\d+\.(npy|units\.npy|units\.jsonl)({_TMP})?$")
+_MANIFEST_TMP = re.compile(rf"^\.manifest\.json{_TMP}$")
 _HASH_CHUNK = 1 << 22
 #: name of the units column that holds the index of the text
 _SAMPLE = "sample"
@@ -65,7 +73,7 @@ def _write_atomic(path: Path, write) -> dict:
 
     Returns ``{"name", "bytes", "sha256"}`` of the file.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     with open(tmp, "wb") as f:
         fp = _HashingWriter(f)
         write(fp)
@@ -118,7 +126,136 @@ def _copy_file(src: Path):
 
 
 def _is_store_file(p: Path) -> bool:
-    return p.name in (_MANIFEST, f".{_MANIFEST}.tmp") or bool(_SHARD_FILE.match(p.name))
+    """A file a store writer may remove: the manifest, shards, temporary files.
+
+    The lock file is not one (see :func:`_is_lock_file`).
+    """
+    return (
+        p.name == _MANIFEST
+        or bool(_MANIFEST_TMP.match(p.name))
+        or bool(_SHARD_FILE.match(p.name))
+    )
+
+
+def _is_lock_file(p: Path) -> bool:
+    return p.name == _LOCK or p.name.startswith(f"{_LOCK}.")
+
+
+def _new_generation() -> str:
+    """A random token that names one write (or overwrite) of a store."""
+    return secrets.token_hex(8)
+
+
+# ------------------------------------------------------------------ lock
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's live process
+        return True
+    except OSError:  # pragma: no cover - e.g. Windows: cannot tell, assume alive
+        return True
+    return True
+
+
+def _read_lock(file: Path):
+    """The holder recorded in a lock file, ``None`` if unreadable."""
+    for _ in range(20):  # the holder writes it right after creating it
+        try:
+            holder = json.loads(file.read_text(encoding="utf-8"))
+            if isinstance(holder, dict) and "pid" in holder and "host" in holder:
+                return holder
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, UnicodeDecodeError):
+            pass
+        time.sleep(0.05)
+    return None
+
+
+class _StoreLock:
+    """The writer lock of a store: a file created with ``O_CREAT | O_EXCL``.
+
+    It holds the pid and host of the writer. A lock whose holder is a dead
+    process of this host is stale: it is taken over with a warning. A live
+    holder makes :meth:`acquire` raise :class:`StoreLockedError`.
+    """
+
+    def __init__(self, path: Path):
+        self.file = Path(path) / _LOCK
+        self.record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "token": secrets.token_hex(8),
+            "since": time.time(),
+        }
+        self.held = False
+
+    def acquire(self):
+        for _ in range(10):
+            try:
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    holder = _read_lock(self.file)
+                except FileNotFoundError:
+                    continue  # released meanwhile: try again
+                self._take_over_if_stale(holder)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.record, f)
+                f.flush()
+                os.fsync(f.fileno())
+            self.held = True
+            return self
+        raise StoreLockedError(  # pragma: no cover - a lock that keeps changing
+            f"Could not take the writer lock '{self.file}' of the store at "
+            f"'{self.file.parent}': other writers keep taking it."
+        )
+
+    def _take_over_if_stale(self, holder):
+        here = socket.gethostname()
+        if holder is None:
+            reason = "it is unreadable"
+        elif holder["host"] == here and not _pid_alive(int(holder["pid"])):
+            reason = f"its holder (pid {holder['pid']} on {here}) is not running"
+        else:
+            raise StoreLockedError(
+                f"The ActivationStore at '{self.file.parent}' is being written by "
+                f"another process (pid {holder['pid']} on host {holder['host']!r}, "
+                f"lock file '{self.file}'). Wait for it to finish, or write to "
+                "another folder; if that process is gone, delete the lock file."
+            )
+        # move the stale lock aside under a unique name, so that two writers
+        # taking it over at once cannot both succeed
+        aside = self.file.with_name(f"{_LOCK}.{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.replace(self.file, aside)
+        except FileNotFoundError:
+            return
+        if _read_lock(aside) != holder:  # someone else's fresh lock: put it back
+            try:
+                os.link(aside, self.file)
+            except FileExistsError:  # pragma: no cover
+                pass
+        else:
+            warnings.warn(
+                f"Taking over the stale writer lock '{self.file}' ({reason}).",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+        aside.unlink(missing_ok=True)
+
+    def release(self):
+        if not self.held:
+            return
+        self.held = False
+        try:
+            if _read_lock(self.file) == self.record:
+                self.file.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _read_manifest(path: Path) -> dict:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from skconcepts.exceptions import StoreCorruptedError
+from skconcepts.exceptions import StoreChangedError, StoreCorruptedError
 from skconcepts.store._format import (
+    _MANIFEST,
     _STORAGE,
     _check_positive_int,
     _decode,
@@ -99,7 +101,9 @@ class ActivationStore:
     def __init__(self, path, *, verify=True, allow_incomplete=False):
         self.path = Path(path)
         self.verify = verify
+        self._manifest_key = _stat_key(self.path / _MANIFEST)
         self.manifest = _read_manifest(self.path)
+        self._watch = True
         if not self.manifest["complete"] and not allow_incomplete:
             m = self.manifest
             done = m["shards"][-1]["texts"][1] if m["shards"] else 0
@@ -116,6 +120,7 @@ class ActivationStore:
         """A store over an in-memory manifest (used by the writer)."""
         store = cls.__new__(cls)
         store.path, store.verify, store.manifest = Path(path), verify, manifest
+        store._watch = False  # the writer holds the lock: nobody else writes
         store._index()
         return store
 
@@ -162,17 +167,51 @@ class ActivationStore:
         )
 
     # -------------------------------------------------------- shard access
+    def _check_generation(self):
+        """Raise ``StoreChangedError`` if the store was overwritten since opened.
+
+        Every write (or overwrite) of a store records a new random
+        ``generation`` in its manifest and shards. A reader checks, after it
+        opened a shard file, that the manifest on disk still has the
+        generation it read: the file it holds is then one of its store (an
+        overwrite removes the manifest before it touches a shard).
+        """
+        if not self._watch:
+            return
+        file = self.path / _MANIFEST
+        key = _stat_key(file)
+        if key is not None and key == self._manifest_key:
+            return
+        new = None
+        if key is not None:
+            try:
+                new = json.loads(file.read_text(encoding="utf-8")).get("generation")
+            except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+                new = "<unreadable>"
+            else:
+                if new == self.manifest.get("generation"):
+                    self._manifest_key = key  # rewritten by a resume: same data
+                    return
+        raise StoreChangedError(
+            f"The ActivationStore at '{self.path}' was overwritten or removed while "
+            f"it was open (generation {self.manifest.get('generation')!r}, now "
+            f"{new!r}): its rows no longer match the manifest read when it was "
+            "opened. Open it again (ActivationStore(path)) to read the new store."
+        )
+
     def _file(self, i, role) -> Path:
         """The checked path of file ``role`` of shard ``i``."""
         info = self._shards[i]["files"][role]
         path = self.path / info["name"]
         if not path.is_file():
+            self._check_generation()
             raise StoreCorruptedError(
                 f"Shard file '{path}' is missing. Rerun the extract_to_store (or "
                 "transform_store) call that wrote the store to rewrite it."
             )
         size = path.stat().st_size
         if size != info["bytes"]:
+            self._check_generation()
             raise StoreCorruptedError(
                 f"Shard file '{path}' has {size} bytes but the manifest records "
                 f"{info['bytes']}: it is truncated or was modified. Rerun the call "
@@ -181,6 +220,7 @@ class ActivationStore:
         if self.verify and (i, role) not in self._verified:
             digest = _sha256_file(path)
             if digest != info["sha256"]:
+                self._check_generation()
                 raise StoreCorruptedError(
                     f"Shard file '{path}' fails its checksum (sha256 {digest[:12]}…, "
                     f"manifest {info['sha256'][:12]}…): it is corrupted. Rerun "
@@ -195,9 +235,11 @@ class ActivationStore:
         try:
             mm = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:
+            self._check_generation()
             raise StoreCorruptedError(
                 f"Shard file '{path}' is not a readable .npy file ({exc})."
             ) from exc
+        self._check_generation()
         expected = (self._shards[i]["rows"], self.n_features)
         if mm.shape != expected or mm.dtype != np.dtype(_STORAGE[self.dtype]):
             raise StoreCorruptedError(
@@ -228,6 +270,7 @@ class ActivationStore:
                     f"Shard file '{path}' holds {len(values)} lines but the shard "
                     f"has {rows} rows."
                 )
+        self._check_generation()
         cols = {}
         for n, dt in schema:
             if dt == "str":
@@ -449,6 +492,15 @@ class ActivationStore:
             for role in shard["files"]:
                 self._file(i, role)
             self._memmap(i)
+
+
+def _stat_key(file):
+    """What changes when a file is replaced: inode, size, modification time."""
+    try:
+        st = os.stat(file)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _rebatch(readers, batch_size, concat):
