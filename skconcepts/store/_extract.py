@@ -131,7 +131,7 @@ def _extract_chunk(extractor, texts, offset, dtype):
         rows += text_rows
         spans += text_spans
     units = units_table(texts, spans, offset=offset)
-    return [_to_storage(torch.cat(rows), dtype)], units
+    return [_to_storage(torch.cat(rows), dtype, check=True)], units
 
 
 @renamed_kwarg("activations", "extractor")

@@ -309,8 +309,20 @@ def _resolve_shard_rows(shard_rows, n_features, dtype):
     return max(1, DEFAULT_SHARD_BYTES // (int(n_features) * itemsize))
 
 
-def _to_storage(x, dtype: str) -> np.ndarray:
-    """Rows (numpy array or torch tensor) in the on-disk dtype, C-contiguous."""
+def _to_storage(x, dtype: str, *, check=False) -> np.ndarray:
+    """Rows (numpy array or torch tensor) in the on-disk dtype, C-contiguous.
+
+    With ``check=True`` (what the writers pass), values too large for a 16-bit
+    ``dtype`` raise ``ValueError`` instead of being stored as ``inf``, and NaN
+    or inf among the rows themselves give a ``RuntimeWarning``.
+    """
+    out = _convert(x, dtype)
+    if check:
+        _check_finite(x, out, dtype)
+    return out
+
+
+def _convert(x, dtype: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach()
         if dtype == "bfloat16":
@@ -322,7 +334,45 @@ def _to_storage(x, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         return t.to(torch.bfloat16).view(torch.int16).numpy().view("<u2")
-    return np.ascontiguousarray(x, dtype=_STORAGE[dtype])
+    with np.errstate(over="ignore"):  # an overflow is reported by _check_finite
+        return np.ascontiguousarray(x, dtype=_STORAGE[dtype])
+
+
+def _n_nonfinite_stored(out: np.ndarray, dtype: str) -> int:
+    if dtype == "bfloat16":  # exponent bits all ones: inf or NaN
+        return int(np.count_nonzero((out & 0x7F80) == 0x7F80))
+    return int(out.size - np.count_nonzero(np.isfinite(out)))
+
+
+def _check_finite(x, out: np.ndarray, dtype: str):
+    """Refuse an overflow of the stored dtype; warn of NaN/inf in the input."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    x = np.asarray(x)
+    finite = np.isfinite(x) if x.dtype.kind in "fc" else np.ones(x.shape, bool)
+    n_in = int(x.size - np.count_nonzero(finite))
+    n_out = _n_nonfinite_stored(out, dtype)
+    if n_out > n_in:
+        big = float(np.abs(x[finite]).max())
+        limit = float(torch.finfo(getattr(torch, dtype)).max)
+        raise ValueError(
+            f"dtype={dtype!r} cannot store {n_out - n_in} of these activations: "
+            f"their largest magnitude is {big:.6g}, above the dtype's maximum "
+            f"{limit:.6g}, so they would be stored as inf. Use dtype='bfloat16' "
+            "(float32's range) or dtype='float32' (pass overwrite=True to replace "
+            "a store already begun at this path), or scale the activations down."
+        )
+    if n_in:
+        n_nan = int(np.count_nonzero(np.isnan(x)))
+        warnings.warn(
+            f"{n_in} of the activations written to the store are not finite "
+            f"({n_nan} NaN, {n_in - n_nan} inf); they are stored as they are, and "
+            "estimators fitted on the store will fail or return NaN. Check the "
+            "model and its inputs.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def _decode_into(out: np.ndarray, raw: np.ndarray, dtype: str):

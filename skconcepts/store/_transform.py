@@ -153,7 +153,11 @@ def transform_store(
                 X = store._read_rows(lo, hi)
                 step = batch_size or max(hi - lo, 1)
                 pieces = [
-                    _to_storage(to_numpy(estimator.transform(X[a : a + step])), dtype)
+                    _to_storage(
+                        to_numpy(estimator.transform(X[a : a + step])),
+                        dtype,
+                        check=True,
+                    )
                     for a in range(0, hi - lo, step)
                 ]
                 if not pieces:  # an empty shard: zero rows of the concept width

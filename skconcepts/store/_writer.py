@@ -370,7 +370,7 @@ def write_array_store(
             for a in range(start, n, limit):
                 b = min(a + limit, n)
                 writer.write_shard(
-                    [_to_storage(X[a:b], dtype)],
+                    [_to_storage(X[a:b], dtype, check=True)],
                     units=pd.DataFrame({_SAMPLE: np.arange(a, b, dtype=np.int64)}),
                     texts=(a, b),
                     texts_sha256=None,
