@@ -47,8 +47,11 @@ _LOCK = ".skconcepts-store.lock"
 #: suffix of a temporary file: unique per writer (pid and a random token)
 _TMP = r"(\.\d+-[0-9a-f]+)?\.tmp"
 _SHARD_FILE = re.compile(rf"^\.?shard-\d+\.(npy|units\.npy|units\.jsonl)({_TMP})?$")
+#: a published shard file (a name in the manifest: no folder, no temporary)
+_SHARD_NAME = re.compile(r"shard-\d+\.(npy|units\.npy|units\.jsonl)")
 _MANIFEST_TMP = re.compile(rf"^\.manifest\.json{_TMP}$")
 _HASH_CHUNK = 1 << 22
+_MISSING = object()
 #: name of the units column that holds the index of the text
 _SAMPLE = "sample"
 
@@ -269,17 +272,158 @@ def _read_manifest(path: Path) -> dict:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise StoreCorruptedError(f"The manifest '{file}' is not valid JSON: {exc}")
+    if not isinstance(manifest, dict):
+        raise StoreCorruptedError(
+            f"The manifest '{file}' holds a JSON {type(manifest).__name__}, not an "
+            "object: it is not the manifest of an ActivationStore."
+        )
     if manifest.get("format") != _FORMAT:
         raise StoreCorruptedError(
             f"'{file}' is not the manifest of an ActivationStore (format="
             f"{manifest.get('format')!r})."
+        )
+    if not _is_int(manifest.get("format_version", 0)):
+        raise StoreCorruptedError(
+            f"The manifest '{file}' is invalid: format_version="
+            f"{manifest['format_version']!r} (wrong value; expected an integer)."
         )
     if manifest.get("format_version", 0) > _FORMAT_VERSION:
         raise StoreCorruptedError(
             f"The store at '{path}' has format version {manifest['format_version']};"
             f" this skconcepts reads up to {_FORMAT_VERSION}: upgrade skconcepts."
         )
+    _validate_manifest(manifest, file)
     return manifest
+
+
+def _is_int(v, minimum=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _is_sha(v):
+    return isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None
+
+
+def _validate_manifest(m: dict, file: Path):
+    """Check every field a reader or writer uses; ``StoreCorruptedError`` if not.
+
+    The one place the manifest's schema is checked, so that a hand-edited or
+    damaged manifest gives an error naming the field and the file, never a
+    bare ``KeyError`` or ``TypeError`` later.
+    """
+
+    def bad(field, value, expected):
+        raise StoreCorruptedError(
+            f"The manifest '{file}' is invalid: {field}={value!r} "
+            f"({'missing' if value is _MISSING else 'wrong value'}; expected "
+            f"{expected}). The file was edited or damaged: restore it, or rewrite "
+            "the store (the call that wrote it, with overwrite=True)."
+        )
+
+    def field(obj, key, name, ok, expected):
+        value = obj.get(key, _MISSING) if isinstance(obj, dict) else _MISSING
+        if value is _MISSING or not ok(value):
+            bad(name, value, expected)
+        return value
+
+    field(m, "format_version", "format_version", _is_int, "an integer")
+    field(m, "dtype", "dtype", lambda v: v in _STORAGE, f"one of {sorted(_STORAGE)}")
+    n_features = field(
+        m,
+        "n_features",
+        "n_features",
+        lambda v: v is None or _is_int(v, 1),
+        "an integer >= 1 (or null before the first shard)",
+    )
+    field(m, "n_rows", "n_rows", _is_int, "an integer >= 0")
+    field(m, "complete", "complete", lambda v: isinstance(v, bool), "true or false")
+    field(m, "n_texts", "n_texts", _is_int, "an integer >= 0")
+    field(m, "kind", "kind", lambda v: isinstance(v, str), "a string")
+    field(m, "source", "source", lambda v: isinstance(v, dict), "an object")
+    for key in ("shard_rows", "chunk_texts"):
+        field(m, key, key, lambda v: v is None or _is_int(v, 1), "null or an int >= 1")
+    field(
+        m,
+        "texts_sha256",
+        "texts_sha256",
+        lambda v: v is None or _is_sha(v),
+        "null or a sha256",
+    )
+    if "generation" in m:  # absent from stores written before it existed
+        field(m, "generation", "generation", lambda v: isinstance(v, str), "a string")
+    field(
+        m,
+        "feature_names",
+        "feature_names",
+        lambda v: (
+            v is None or (isinstance(v, list) and all(isinstance(n, str) for n in v))
+        ),
+        "null or a list of strings",
+    )
+
+    def column(c):
+        if not (isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)):
+            return False
+        if c[1] == "str":
+            return True
+        try:
+            return np.dtype(c[1]).kind in "iubf"
+        except (TypeError, ValueError):
+            return False
+
+    columns = field(
+        m,
+        "units_columns",
+        "units_columns",
+        lambda v: v is None or (isinstance(v, list) and all(column(c) for c in v)),
+        "null or a list of [name, dtype] pairs (dtype 'str' or a numeric dtype)",
+    )
+    shards = field(m, "shards", "shards", lambda v: isinstance(v, list), "a list")
+    if shards and (n_features is None or columns is None):
+        bad("n_features" if n_features is None else "units_columns", None, "a value")
+    end = 0
+    for i, shard in enumerate(shards):
+        at = f"shards[{i}]"
+        field({at: shard}, at, at, lambda v: isinstance(v, dict), "an object")
+        field(shard, "rows", f"{at}.rows", _is_int, "an integer >= 0")
+        texts = field(
+            shard,
+            "texts",
+            f"{at}.texts",
+            lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_int, v)),
+            "[first, stop] integers",
+        )
+        if texts[0] != end or texts[1] < texts[0]:
+            bad(f"{at}.texts", texts, f"[{end}, stop >= {end}] (the previous stop)")
+        end = texts[1]
+        field(
+            shard,
+            "texts_sha256",
+            f"{at}.texts_sha256",
+            lambda v: v is None or _is_sha(v),
+            "null or a sha256",
+        )
+        files = field(
+            shard,
+            "files",
+            f"{at}.files",
+            lambda v: isinstance(v, dict) and "data" in v and "units" in v,
+            "an object with 'data' and 'units'",
+        )
+        for role, info in files.items():
+            name = f"{at}.files.{role}"
+            field({name: info}, name, name, lambda v: isinstance(v, dict), "an object")
+            field(
+                info,
+                "name",
+                f"{name}.name",
+                lambda v: isinstance(v, str) and _SHARD_NAME.fullmatch(v) is not None,
+                "a shard file name in the store's folder (shard-NNNNN...)",
+            )
+            field(info, "bytes", f"{name}.bytes", _is_int, "an integer >= 0")
+            field(info, "sha256", f"{name}.sha256", _is_sha, "a sha256 hex digest")
+    if m["complete"] and end != m["n_texts"]:
+        bad("n_texts", m["n_texts"], f"{end}, where the last shard stops")
 
 
 # ------------------------------------------------------------- dtype helpers
