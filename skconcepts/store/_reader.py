@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skconcepts.exceptions import StoreChangedError, StoreCorruptedError
+from skconcepts.exceptions import (
+    StoreChangedError,
+    StoreCorruptedError,
+    StoreMismatchError,
+)
 from skconcepts.store._format import (
     _MANIFEST,
     _STORAGE,
@@ -27,6 +31,7 @@ from skconcepts.store._format import (
     _sha256_file,
 )
 from skconcepts.store._memory import check_memory_budget, streaming_estimator_names
+from skconcepts.store._source import _extractor_source, _source_diff
 
 __all__ = ["ActivationStore"]
 
@@ -479,6 +484,73 @@ class ActivationStore:
             fix=_stream_instead,
         )
         return self._read_rows(0, n)
+
+    def check_source(self, extractor):
+        """Check that this store holds activations of ``extractor``.
+
+        Compares the source recorded in the manifest (model identity, split
+        point, granularity, aggregation and the other parameters that change
+        the values) with ``extractor``'s. Only what both sides know is
+        compared: an unfitted extractor given a model by name is compared by
+        that name.
+
+        Parameters
+        ----------
+        extractor : SplitPointActivations
+            The extractor the store should come from (fitted or not).
+
+        Returns
+        -------
+        self : ActivationStore
+            The store, unchanged.
+
+        Raises
+        ------
+        StoreMismatchError
+            If the store is not an activation store (a concept store), or was
+            written at another split point, granularity, aggregation or with
+            another model; the message names every difference.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from skconcepts import SplitPointActivations
+        >>> from skconcepts.datasets import load_demo_corpus, load_embedded_model
+        >>> from skconcepts.exceptions import StoreMismatchError
+        >>> from skconcepts.store import extract_to_store
+        >>> model, tokenizer = load_embedded_model()
+        >>> acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=0)
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> store = extract_to_store(acts, load_demo_corpus()[0][:3], folder.name)
+        >>> store.check_source(acts) is store
+        True
+        >>> other = SplitPointActivations(model, tokenizer=tokenizer, split_point=1)
+        >>> try:
+        ...     store.check_source(other.fit())
+        ... except StoreMismatchError as exc:
+        ...     print("split point" in str(exc))
+        True
+        >>> folder.cleanup()
+        """
+        kind = self.manifest["kind"]
+        if kind != "activations":
+            raise StoreMismatchError(
+                f"The ActivationStore at '{self.path}' holds {kind} (written by "
+                f"{'transform_store' if kind == 'concepts' else 'write_array_store'}"
+                "), not the activations of a SplitPointActivations: it cannot be "
+                f"checked against {type(extractor).__name__}. Pass a store written "
+                "by extract_to_store (or transform_to_store) of this extractor."
+            )
+        diffs = _source_diff(self.manifest["source"], _extractor_source(extractor))
+        if diffs:
+            raise StoreMismatchError(
+                f"The ActivationStore at '{self.path}' was not written by this "
+                f"{type(extractor).__name__}; it differs in: "
+                + "; ".join(diffs)
+                + ". Pass the store written by this extractor, or write one with "
+                "extract_to_store(extractor, texts, path)."
+            )
+        return self
 
     def verify_all(self):
         """Check the size and sha256 of every file of every shard now.
