@@ -250,14 +250,23 @@ class ActivationStore:
             raise StoreCorruptedError(
                 f"Shard file '{path}' holds {mm.dtype} rows of shape {mm.shape}, "
                 f"but the manifest expects {np.dtype(_STORAGE[self.dtype])} of "
-                f"shape {expected}."
+                f"shape {expected}. Rerun the call that wrote the store to rewrite "
+                "it."
             )
         return mm
 
     def _shard_units(self, i):
         """The units table of shard ``i`` (index: global row numbers)."""
         schema = self.manifest["units_columns"]
-        arr = np.load(self._file(i, "units"), allow_pickle=False)
+        path = self._file(i, "units")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            self._check_generation()
+            raise StoreCorruptedError(
+                f"Shard file '{path}' is not a readable .npy file ({exc}). Rerun the "
+                "call that wrote the store to rewrite it."
+            ) from exc
         rows = self._shards[i]["rows"]
         if arr.shape != (rows,):
             raise StoreCorruptedError(
@@ -265,11 +274,39 @@ class ActivationStore:
                 f" holds {arr.shape[0]} units but the shard has {rows} rows."
             )
         strings = [n for n, dt in schema if dt == "str"]
+        numeric = [n for n, dt in schema if dt != "str"]
+        if list(arr.dtype.names or ()) != numeric:
+            raise StoreCorruptedError(
+                f"Shard file '{self.path / self._shards[i]['files']['units']['name']}'"
+                f" holds the columns {list(arr.dtype.names or ())}, but the manifest "
+                f"lists {numeric}. Rerun the call that wrote the store to rewrite it."
+            )
         values = []
         if strings:
             path = self._file(i, "strings")
-            with open(path, encoding="utf-8") as f:
-                values = [json.loads(line) for line in f]
+            try:
+                with open(path, encoding="utf-8") as f:
+                    values = [json.loads(line) for line in f]
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._check_generation()
+                raise StoreCorruptedError(
+                    f"Shard file '{path}' is not valid JSON lines ({exc}). Rerun the "
+                    "call that wrote the store to rewrite it."
+                ) from exc
+            bad = next(
+                (
+                    k
+                    for k, v in enumerate(values)
+                    if not isinstance(v, list) or len(v) != len(strings)
+                ),
+                None,
+            )
+            if bad is not None:
+                raise StoreCorruptedError(
+                    f"Shard file '{path}' line {bad + 1} holds {values[bad]!r}, not "
+                    f"a list of {len(strings)} strings. Rerun the call that wrote "
+                    "the store to rewrite it."
+                )
             if len(values) != rows:
                 raise StoreCorruptedError(
                     f"Shard file '{path}' holds {len(values)} lines but the shard "

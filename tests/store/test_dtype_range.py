@@ -74,3 +74,10 @@ def test_a_tensor_with_bfloat16_values_is_checked(tmp_path):
     t = torch.full((2, 2), 1e6, dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="float16"):
         _to_storage(t, "float16", check=True)
+
+
+def test_float32_refuses_float64_values_beyond_its_range(tmp_path):
+    X = np.ones((3, 2))
+    X[1, 1] = 1e300
+    with pytest.raises(ValueError, match="dtype='float32' cannot store 1 .*1e\\+300"):
+        write_array_store(X, tmp_path)

@@ -109,3 +109,43 @@ def test_a_store_without_generation_still_reads(tmp_path):
 
     _edit(tmp_path, drop)
     np.testing.assert_array_equal(ActivationStore(tmp_path)[:], X)
+
+
+def _rows(path):
+    return json.loads((path / "manifest.json").read_text())["shards"][0]["rows"]
+
+
+def _rewrite_unverified(path, name, data):
+    (path / name).write_bytes(data)
+    # the manifest's size follows, so only the content is wrong (verify=False)
+    _edit(
+        path,
+        lambda m: m["shards"][0]["files"]["strings"].update(bytes=len(data)),
+    )
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [(b"not json\n", "not valid JSON lines"), (b'["a", "b"]\n', "line 1 holds")],
+)
+def test_damaged_units_strings_name_the_file(store_path, data, match):
+    data *= _rows(store_path)
+    _rewrite_unverified(store_path, "shard-00000.units.jsonl", data)
+    store = ActivationStore(store_path, verify=False)
+    with pytest.raises(StoreCorruptedError, match=match):
+        store.units()
+
+
+def test_units_with_other_columns_name_the_file(store_path):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(_rows(store_path), dtype=[("x", "<i8")]))
+    (store_path / "shard-00000.units.npy").write_bytes(buf.getvalue())
+    _edit(
+        store_path,
+        lambda m: m["shards"][0]["files"]["units"].update(bytes=len(buf.getvalue())),
+    )
+    store = ActivationStore(store_path, verify=False)
+    with pytest.raises(StoreCorruptedError, match="holds the columns"):
+        store.units()
