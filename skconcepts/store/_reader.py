@@ -35,6 +35,13 @@ from skconcepts.store._source import _extractor_source, _source_diff
 
 __all__ = ["ActivationStore"]
 
+#: the function that writes each kind of store
+_WRITERS = {
+    "activations": "extract_to_store",
+    "concepts": "transform_store",
+    "array": "write_array_store",
+}
+
 
 class ActivationStore:
     """Activations stored on disk in shards, read lazily and streamed.
@@ -112,11 +119,12 @@ class ActivationStore:
         if not self.manifest["complete"] and not allow_incomplete:
             m = self.manifest
             done = m["shards"][-1]["texts"][1] if m["shards"] else 0
+            writer = _WRITERS.get(m["kind"], "extract_to_store")
             raise ValueError(
                 f"The ActivationStore at '{self.path}' is incomplete: its "
                 f"extraction stopped after {len(m['shards'])} shards ({done} of "
-                f"{m['n_texts']} texts). Rerun the same extract_to_store call to "
-                "finish it, or open it with allow_incomplete=True."
+                f"{m['n_texts']} texts). Rerun the same {writer} call to finish "
+                "it, or open it with allow_incomplete=True."
             )
         self._index()
 

@@ -8,6 +8,7 @@ copied byte for byte), and an interrupted call resumes when rerun.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -106,6 +107,11 @@ def transform_store(
         raise ValueError(
             f"The ActivationStore at '{store.path}' is incomplete; finish its "
             "extraction before transforming it."
+        )
+    if Path(path).resolve() == store.path.resolve():
+        raise ValueError(
+            f"path={str(path)!r} is the folder of the store being transformed; "
+            "write the concept store to another folder."
         )
     check_is_fitted(estimator)
     dtype = _check_dtype(dtype)
