@@ -38,7 +38,7 @@ _SCRIPT = textwrap.dedent(
             self.model_ = "fake"
             return self
         def iter_batches(self, texts, *, use_cache=None, chunk_size=None):
-            time.sleep(0.2)
+            time.sleep(0.5)  # the test writes meanwhile
             rows, spans = [], []
             for t in texts:
                 seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
