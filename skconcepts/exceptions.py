@@ -14,6 +14,8 @@ __all__ = [
     "UnknownTokensWarning",
     "PipelineFileError",
     "UntrustedTypesError",
+    "StoreLockedError",
+    "StoreChangedError",
 ]
 
 
@@ -71,4 +73,18 @@ class UntrustedTypesError(PipelineFileError):
     """A saved pipeline names types that :func:`skconcepts.io.load` does not trust.
 
     The message lists them; pass them in ``trusted=`` only if you trust the file.
+    """
+
+
+class StoreLockedError(SkconceptsError, RuntimeError):
+    """Another process is writing the activation store (its writer lock is held).
+
+    The message names the holder's pid and host and the lock file.
+    """
+
+
+class StoreChangedError(StoreMismatchError):
+    """An activation store was overwritten while it was open for reading.
+
+    Raised instead of returning rows of the new store under the old manifest.
     """

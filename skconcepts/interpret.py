@@ -161,6 +161,7 @@ class TopKInputs:
         concepts = _check_concepts(self.concepts, parts.concepts.components_.shape[0])
 
         if is_store(activations):
+            activations.check_source(parts.extractor)  # same model and split point
             batches, n_batches = _batches_from_store(
                 parts, activations, _STORE_ROWS * self.batch_size
             )

@@ -14,10 +14,23 @@ run.
 memory-maps a shard when it is first needed, checks its size and sha256 then,
 and streams reads shard by shard.
 
+One writer at a time: every function that writes a store holds its writer
+lock (``.skconcepts-store.lock``, created with ``O_CREAT | O_EXCL``, holding
+the writer's pid and host) until it returns; a second writer is refused with
+:class:`~skconcepts.exceptions.StoreLockedError` naming the holder, and a lock
+left by a dead process of the same host is taken over with a warning. Each
+new write (or overwrite) records a random ``generation`` in the manifest and
+its shards; a reader whose store is overwritten under it raises
+:class:`~skconcepts.exceptions.StoreChangedError` instead of returning rows
+of the new store. Resuming verifies the checksums of the shards it keeps, so
+rerunning a call after a ``StoreCorruptedError`` repairs the store.
+
 Where each part lives:
 
-- ``_format.py``: the files, the manifest, the stored dtypes, atomic writes
-  and hashing;
+- ``_format.py``: the files, the manifest (and its schema check), the stored
+  dtypes and their range checks, atomic writes, hashing and the writer lock;
+- ``_source.py``: what identifies the extractor that wrote a store, and
+  :meth:`ActivationStore.check_source`'s comparison;
 - ``_reader.py``: :class:`ActivationStore`;
 - ``_writer.py``: the writer shared by every function that writes a store, and
   :func:`write_array_store`;

@@ -11,10 +11,7 @@ a rerun with anything else is refused.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 
-import numpy as np
 import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
@@ -29,91 +26,12 @@ from skconcepts.store._format import (
     _to_storage,
 )
 from skconcepts.store._reader import ActivationStore
+from skconcepts.store._source import _extractor_source
 from skconcepts.store._writer import _StoreWriter
 from skconcepts.utils._deprecation import renamed_kwarg
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["extract_to_store"]
-
-#: parameters of the activations extractor that do not change the values
-_RUNTIME_PARAMS = frozenset(
-    {
-        "batch_size",
-        "max_tokens_per_batch",
-        "sort_by_length",
-        "cache",
-        "device",
-        "progress",
-        "verbose",
-        "n_jobs",
-    }
-)
-
-
-def _jsonable(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
-        return str(value).replace("torch.", "")
-    if isinstance(value, np.generic):
-        return value.item()
-    return f"<{type(value).__name__}>"
-
-
-def _model_identity(extractor) -> dict:
-    """Name, class, config hash and a weight fingerprint of the loaded model."""
-    params = extractor.get_params(deep=False)
-    given = params.get("model")
-    model = getattr(extractor, "model_", None)
-    if model is None:
-        model = given
-    info = {"name": given if isinstance(given, str) else None}
-    if model is None or isinstance(model, str):
-        return info
-    info["name"] = info["name"] or getattr(model, "name_or_path", None) or None
-    info["class"] = type(model).__name__
-    config = getattr(model, "config", None)
-    if config is not None:
-        conf = {
-            k: v
-            for k, v in config.to_dict().items()
-            if k
-            not in ("_name_or_path", "transformers_version", "dtype", "torch_dtype")
-        }
-        blob = json.dumps(conf, sort_keys=True, default=str).encode()
-        info["config_sha256"] = hashlib.sha256(blob).hexdigest()
-    named = getattr(model, "named_parameters", None)
-    if named is not None:
-        h = hashlib.sha256()
-        with torch.no_grad():
-            for name, p in named():
-                h.update(name.encode())
-                h.update(str(tuple(p.shape)).encode())
-                sample = p.detach().reshape(-1)[:64].to("cpu", torch.float32)
-                h.update(sample.numpy().tobytes())
-        info["weights_fingerprint"] = h.hexdigest()
-    return info
-
-
-def _extractor_source(extractor) -> dict:
-    params = extractor.get_params(deep=False)
-    named = ("model", "tokenizer", "split_point", "granularity", "aggregation")
-    return {
-        "model": _model_identity(extractor),
-        "split_point": _jsonable(params.get("split_point")),
-        "split_module": getattr(extractor, "split_module_name_", None),
-        "granularity": _jsonable(params.get("granularity")),
-        "aggregation": _jsonable(params.get("aggregation")),
-        "params": {
-            k: _jsonable(v)
-            for k, v in sorted(params.items())
-            if k not in named and k not in _RUNTIME_PARAMS
-        },
-    }
 
 
 def _extract_chunk(extractor, texts, offset, dtype):
@@ -131,7 +49,7 @@ def _extract_chunk(extractor, texts, offset, dtype):
         rows += text_rows
         spans += text_spans
     units = units_table(texts, spans, offset=offset)
-    return [_to_storage(torch.cat(rows), dtype)], units
+    return [_to_storage(torch.cat(rows), dtype, check=True)], units
 
 
 @renamed_kwarg("activations", "extractor")
@@ -240,42 +158,45 @@ def extract_to_store(
         overwrite=overwrite,
         texts=texts,
     )
-    chunk = writer.manifest["chunk_texts"]  # a resumed store keeps its chunks
-    start = writer.next_text
-    if writer.manifest["complete"]:
-        return ActivationStore(writer.path)
+    try:
+        chunk = writer.manifest["chunk_texts"]  # a resumed store keeps its chunks
+        start = writer.next_text
+        if writer.manifest["complete"]:
+            return ActivationStore(writer.path)
 
-    pieces, frames, first, n_rows = [], [], start, 0
-    limit = _resolve_shard_rows(shard_rows, writer.manifest["n_features"], dtype)
+        pieces, frames, first, n_rows = [], [], start, 0
+        limit = _resolve_shard_rows(shard_rows, writer.manifest["n_features"], dtype)
 
-    def flush(stop):
-        units = pd.concat(frames, ignore_index=True)
-        writer.write_shard(
-            pieces,
-            units=units,
-            texts=(first, stop),
-            texts_sha256=_hash_texts(texts[first:stop]),
-        )
+        def flush(stop):
+            units = pd.concat(frames, ignore_index=True)
+            writer.write_shard(
+                pieces,
+                units=units,
+                texts=(first, stop),
+                texts_sha256=_hash_texts(texts[first:stop]),
+            )
 
-    with tqdm(
-        total=len(texts),
-        initial=start,
-        disable=not progress,
-        unit="text",
-        desc="extract_to_store",
-    ) as bar:
-        for a in range(start, len(texts), chunk):
-            b = min(a + chunk, len(texts))
-            chunk_pieces, units = _extract_chunk(extractor, texts[a:b], a, dtype)
-            pieces += chunk_pieces
-            frames.append(units)
-            n_rows += len(units)
-            if limit is None and pieces:
-                limit = _resolve_shard_rows(None, pieces[0].shape[1], dtype)
-            if limit is not None and n_rows >= limit:
-                flush(b)
-                pieces, frames, first, n_rows = [], [], b, 0
-            bar.update(b - a)
-        if frames:
-            flush(len(texts))
-    return writer.finish()
+        with tqdm(
+            total=len(texts),
+            initial=start,
+            disable=not progress,
+            unit="text",
+            desc="extract_to_store",
+        ) as bar:
+            for a in range(start, len(texts), chunk):
+                b = min(a + chunk, len(texts))
+                chunk_pieces, units = _extract_chunk(extractor, texts[a:b], a, dtype)
+                pieces += chunk_pieces
+                frames.append(units)
+                n_rows += len(units)
+                if limit is None and pieces:
+                    limit = _resolve_shard_rows(None, pieces[0].shape[1], dtype)
+                if limit is not None and n_rows >= limit:
+                    flush(b)
+                    pieces, frames, first, n_rows = [], [], b, 0
+                bar.update(b - a)
+            if frames:
+                flush(len(texts))
+        return writer.finish()
+    finally:
+        writer.release()

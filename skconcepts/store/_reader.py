@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from skconcepts.exceptions import StoreCorruptedError
+from skconcepts.exceptions import (
+    StoreChangedError,
+    StoreCorruptedError,
+    StoreMismatchError,
+)
 from skconcepts.store._format import (
+    _MANIFEST,
     _STORAGE,
     _check_positive_int,
     _decode,
@@ -25,8 +31,16 @@ from skconcepts.store._format import (
     _sha256_file,
 )
 from skconcepts.store._memory import check_memory_budget, streaming_estimator_names
+from skconcepts.store._source import _extractor_source, _source_diff
 
 __all__ = ["ActivationStore"]
+
+#: the function that writes each kind of store
+_WRITERS = {
+    "activations": "extract_to_store",
+    "concepts": "transform_store",
+    "array": "write_array_store",
+}
 
 
 class ActivationStore:
@@ -99,15 +113,18 @@ class ActivationStore:
     def __init__(self, path, *, verify=True, allow_incomplete=False):
         self.path = Path(path)
         self.verify = verify
+        self._manifest_key = _stat_key(self.path / _MANIFEST)
         self.manifest = _read_manifest(self.path)
+        self._watch = True
         if not self.manifest["complete"] and not allow_incomplete:
             m = self.manifest
             done = m["shards"][-1]["texts"][1] if m["shards"] else 0
+            writer = _WRITERS.get(m["kind"], "extract_to_store")
             raise ValueError(
                 f"The ActivationStore at '{self.path}' is incomplete: its "
                 f"extraction stopped after {len(m['shards'])} shards ({done} of "
-                f"{m['n_texts']} texts). Rerun the same extract_to_store call to "
-                "finish it, or open it with allow_incomplete=True."
+                f"{m['n_texts']} texts). Rerun the same {writer} call to finish "
+                "it, or open it with allow_incomplete=True."
             )
         self._index()
 
@@ -116,6 +133,7 @@ class ActivationStore:
         """A store over an in-memory manifest (used by the writer)."""
         store = cls.__new__(cls)
         store.path, store.verify, store.manifest = Path(path), verify, manifest
+        store._watch = False  # the writer holds the lock: nobody else writes
         store._index()
         return store
 
@@ -162,17 +180,51 @@ class ActivationStore:
         )
 
     # -------------------------------------------------------- shard access
+    def _check_generation(self):
+        """Raise ``StoreChangedError`` if the store was overwritten since opened.
+
+        Every write (or overwrite) of a store records a new random
+        ``generation`` in its manifest and shards. A reader checks, after it
+        opened a shard file, that the manifest on disk still has the
+        generation it read: the file it holds is then one of its store (an
+        overwrite removes the manifest before it touches a shard).
+        """
+        if not self._watch:
+            return
+        file = self.path / _MANIFEST
+        key = _stat_key(file)
+        if key is not None and key == self._manifest_key:
+            return
+        new = None
+        if key is not None:
+            try:
+                new = json.loads(file.read_text(encoding="utf-8")).get("generation")
+            except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+                new = "<unreadable>"
+            else:
+                if new == self.manifest.get("generation"):
+                    self._manifest_key = key  # rewritten by a resume: same data
+                    return
+        raise StoreChangedError(
+            f"The ActivationStore at '{self.path}' was overwritten or removed while "
+            f"it was open (generation {self.manifest.get('generation')!r}, now "
+            f"{new!r}): its rows no longer match the manifest read when it was "
+            "opened. Open it again (ActivationStore(path)) to read the new store."
+        )
+
     def _file(self, i, role) -> Path:
         """The checked path of file ``role`` of shard ``i``."""
         info = self._shards[i]["files"][role]
         path = self.path / info["name"]
         if not path.is_file():
+            self._check_generation()
             raise StoreCorruptedError(
                 f"Shard file '{path}' is missing. Rerun the extract_to_store (or "
                 "transform_store) call that wrote the store to rewrite it."
             )
         size = path.stat().st_size
         if size != info["bytes"]:
+            self._check_generation()
             raise StoreCorruptedError(
                 f"Shard file '{path}' has {size} bytes but the manifest records "
                 f"{info['bytes']}: it is truncated or was modified. Rerun the call "
@@ -181,6 +233,7 @@ class ActivationStore:
         if self.verify and (i, role) not in self._verified:
             digest = _sha256_file(path)
             if digest != info["sha256"]:
+                self._check_generation()
                 raise StoreCorruptedError(
                     f"Shard file '{path}' fails its checksum (sha256 {digest[:12]}…, "
                     f"manifest {info['sha256'][:12]}…): it is corrupted. Rerun "
@@ -195,22 +248,33 @@ class ActivationStore:
         try:
             mm = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:
+            self._check_generation()
             raise StoreCorruptedError(
                 f"Shard file '{path}' is not a readable .npy file ({exc})."
             ) from exc
+        self._check_generation()
         expected = (self._shards[i]["rows"], self.n_features)
         if mm.shape != expected or mm.dtype != np.dtype(_STORAGE[self.dtype]):
             raise StoreCorruptedError(
                 f"Shard file '{path}' holds {mm.dtype} rows of shape {mm.shape}, "
                 f"but the manifest expects {np.dtype(_STORAGE[self.dtype])} of "
-                f"shape {expected}."
+                f"shape {expected}. Rerun the call that wrote the store to rewrite "
+                "it."
             )
         return mm
 
     def _shard_units(self, i):
         """The units table of shard ``i`` (index: global row numbers)."""
         schema = self.manifest["units_columns"]
-        arr = np.load(self._file(i, "units"), allow_pickle=False)
+        path = self._file(i, "units")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            self._check_generation()
+            raise StoreCorruptedError(
+                f"Shard file '{path}' is not a readable .npy file ({exc}). Rerun the "
+                "call that wrote the store to rewrite it."
+            ) from exc
         rows = self._shards[i]["rows"]
         if arr.shape != (rows,):
             raise StoreCorruptedError(
@@ -218,16 +282,45 @@ class ActivationStore:
                 f" holds {arr.shape[0]} units but the shard has {rows} rows."
             )
         strings = [n for n, dt in schema if dt == "str"]
+        numeric = [n for n, dt in schema if dt != "str"]
+        if list(arr.dtype.names or ()) != numeric:
+            raise StoreCorruptedError(
+                f"Shard file '{self.path / self._shards[i]['files']['units']['name']}'"
+                f" holds the columns {list(arr.dtype.names or ())}, but the manifest "
+                f"lists {numeric}. Rerun the call that wrote the store to rewrite it."
+            )
         values = []
         if strings:
             path = self._file(i, "strings")
-            with open(path, encoding="utf-8") as f:
-                values = [json.loads(line) for line in f]
+            try:
+                with open(path, encoding="utf-8") as f:
+                    values = [json.loads(line) for line in f]
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._check_generation()
+                raise StoreCorruptedError(
+                    f"Shard file '{path}' is not valid JSON lines ({exc}). Rerun the "
+                    "call that wrote the store to rewrite it."
+                ) from exc
+            bad = next(
+                (
+                    k
+                    for k, v in enumerate(values)
+                    if not isinstance(v, list) or len(v) != len(strings)
+                ),
+                None,
+            )
+            if bad is not None:
+                raise StoreCorruptedError(
+                    f"Shard file '{path}' line {bad + 1} holds {values[bad]!r}, not "
+                    f"a list of {len(strings)} strings. Rerun the call that wrote "
+                    "the store to rewrite it."
+                )
             if len(values) != rows:
                 raise StoreCorruptedError(
                     f"Shard file '{path}' holds {len(values)} lines but the shard "
                     f"has {rows} rows."
                 )
+        self._check_generation()
         cols = {}
         for n, dt in schema:
             if dt == "str":
@@ -437,6 +530,73 @@ class ActivationStore:
         )
         return self._read_rows(0, n)
 
+    def check_source(self, extractor):
+        """Check that this store holds activations of ``extractor``.
+
+        Compares the source recorded in the manifest (model identity, split
+        point, granularity, aggregation and the other parameters that change
+        the values) with ``extractor``'s. Only what both sides know is
+        compared: an unfitted extractor given a model by name is compared by
+        that name.
+
+        Parameters
+        ----------
+        extractor : SplitPointActivations
+            The extractor the store should come from (fitted or not).
+
+        Returns
+        -------
+        self : ActivationStore
+            The store, unchanged.
+
+        Raises
+        ------
+        StoreMismatchError
+            If the store is not an activation store (a concept store), or was
+            written at another split point, granularity, aggregation or with
+            another model; the message names every difference.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from skconcepts import SplitPointActivations
+        >>> from skconcepts.datasets import load_demo_corpus, load_embedded_model
+        >>> from skconcepts.exceptions import StoreMismatchError
+        >>> from skconcepts.store import extract_to_store
+        >>> model, tokenizer = load_embedded_model()
+        >>> acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=0)
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> store = extract_to_store(acts, load_demo_corpus()[0][:3], folder.name)
+        >>> store.check_source(acts) is store
+        True
+        >>> other = SplitPointActivations(model, tokenizer=tokenizer, split_point=1)
+        >>> try:
+        ...     store.check_source(other.fit())
+        ... except StoreMismatchError as exc:
+        ...     print("split point" in str(exc))
+        True
+        >>> folder.cleanup()
+        """
+        kind = self.manifest["kind"]
+        if kind != "activations":
+            raise StoreMismatchError(
+                f"The ActivationStore at '{self.path}' holds {kind} (written by "
+                f"{'transform_store' if kind == 'concepts' else 'write_array_store'}"
+                "), not the activations of a SplitPointActivations: it cannot be "
+                f"checked against {type(extractor).__name__}. Pass a store written "
+                "by extract_to_store (or transform_to_store) of this extractor."
+            )
+        diffs = _source_diff(self.manifest["source"], _extractor_source(extractor))
+        if diffs:
+            raise StoreMismatchError(
+                f"The ActivationStore at '{self.path}' was not written by this "
+                f"{type(extractor).__name__}; it differs in: "
+                + "; ".join(diffs)
+                + ". Pass the store written by this extractor, or write one with "
+                "extract_to_store(extractor, texts, path)."
+            )
+        return self
+
     def verify_all(self):
         """Check the size and sha256 of every file of every shard now.
 
@@ -449,6 +609,15 @@ class ActivationStore:
             for role in shard["files"]:
                 self._file(i, role)
             self._memmap(i)
+
+
+def _stat_key(file):
+    """What changes when a file is replaced: inode, size, modification time."""
+    try:
+        st = os.stat(file)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _rebatch(readers, batch_size, concat):

@@ -8,6 +8,7 @@ copied byte for byte), and an interrupted call resumes when rerun.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -107,6 +108,11 @@ def transform_store(
             f"The ActivationStore at '{store.path}' is incomplete; finish its "
             "extraction before transforming it."
         )
+    if Path(path).resolve() == store.path.resolve():
+        raise ValueError(
+            f"path={str(path)!r} is the folder of the store being transformed; "
+            "write the concept store to another folder."
+        )
     check_is_fitted(estimator)
     dtype = _check_dtype(dtype)
     if batch_size is not None:
@@ -139,33 +145,40 @@ def transform_store(
         compare=("kind", "source", "dtype", "n_texts", "texts_sha256"),
         overwrite=overwrite,
     )
-    start = writer.next_shard
-    with tqdm(
-        total=len(store),
-        initial=int(store._offsets[start]),
-        disable=not progress,
-        unit="row",
-        desc="transform_store",
-    ) as bar:
-        for i in range(start, store.n_shards):
-            lo, hi = int(store._offsets[i]), int(store._offsets[i + 1])
-            X = store._read_rows(lo, hi)
-            step = batch_size or max(hi - lo, 1)
-            pieces = [
-                _to_storage(to_numpy(estimator.transform(X[a : a + step])), dtype)
-                for a in range(0, hi - lo, step)
-            ]
-            if not pieces:  # an empty shard: zero rows of the concept width
-                width = header["source"]["estimator"]["n_features_out"]
-                pieces = [np.empty((0, width), dtype=_STORAGE[dtype])]
-            shard = m["shards"][i]
-            writer.write_shard(
-                pieces,
-                units_from={
-                    r: store._file(i, r) for r in shard["files"] if r != "data"
-                },
-                texts=shard["texts"],
-                texts_sha256=shard["texts_sha256"],
-            )
-            bar.update(hi - lo)
-    return writer.finish()
+    try:
+        start = writer.next_shard
+        with tqdm(
+            total=len(store),
+            initial=int(store._offsets[start]),
+            disable=not progress,
+            unit="row",
+            desc="transform_store",
+        ) as bar:
+            for i in range(start, store.n_shards):
+                lo, hi = int(store._offsets[i]), int(store._offsets[i + 1])
+                X = store._read_rows(lo, hi)
+                step = batch_size or max(hi - lo, 1)
+                pieces = [
+                    _to_storage(
+                        to_numpy(estimator.transform(X[a : a + step])),
+                        dtype,
+                        check=True,
+                    )
+                    for a in range(0, hi - lo, step)
+                ]
+                if not pieces:  # an empty shard: zero rows of the concept width
+                    width = header["source"]["estimator"]["n_features_out"]
+                    pieces = [np.empty((0, width), dtype=_STORAGE[dtype])]
+                shard = m["shards"][i]
+                writer.write_shard(
+                    pieces,
+                    units_from={
+                        r: store._file(i, r) for r in shard["files"] if r != "data"
+                    },
+                    texts=shard["texts"],
+                    texts_sha256=shard["texts_sha256"],
+                )
+                bar.update(hi - lo)
+        return writer.finish()
+    finally:
+        writer.release()

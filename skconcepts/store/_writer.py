@@ -30,9 +30,12 @@ from skconcepts.store._format import (
     _copy_file,
     _fsync_dir,
     _hash_texts,
+    _is_lock_file,
     _is_store_file,
+    _new_generation,
     _read_manifest,
     _resolve_shard_rows,
+    _StoreLock,
     _to_storage,
     _units_schema,
     _write_atomic,
@@ -58,25 +61,38 @@ class _StoreWriter:
             raise ValueError(
                 f"path={str(path)!r} is a file; an ActivationStore is a folder."
             )
-        manifest = None
-        if (self.path / _MANIFEST).exists():
-            if overwrite:
-                self._clear()
-            else:
-                manifest = _read_manifest(self.path)
-        elif self.path.is_dir():
-            foreign = [p.name for p in self.path.iterdir() if not _is_store_file(p)]
+        if self.path.is_dir() and not (self.path / _MANIFEST).exists():
+            foreign = [
+                p.name
+                for p in self.path.iterdir()
+                if not (_is_store_file(p) or _is_lock_file(p))
+            ]
             if foreign:
                 raise ValueError(
                     f"path={str(path)!r} is a folder that is not an ActivationStore "
                     f"(it holds {sorted(foreign)[:3]}); choose a new or empty folder."
                 )
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = _StoreLock(self.path).acquire()
+        try:
+            self._open(header, compare, overwrite, texts)
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(self, header, compare, overwrite, texts):
+        manifest = None
+        if (self.path / _MANIFEST).exists():
+            if overwrite:
+                self._clear()
+            else:
+                manifest = _read_manifest(self.path)
         if manifest is None:
             manifest = {
                 "format": _FORMAT,
                 "format_version": _FORMAT_VERSION,
                 "skconcepts_version": skconcepts.__version__,
+                "generation": _new_generation(),
                 "n_features": None,
                 "units_columns": None,
                 "feature_names": None,
@@ -92,6 +108,10 @@ class _StoreWriter:
         self._remove_strays()
         self._write_manifest()
 
+    def release(self):
+        """Release the writer lock (idempotent)."""
+        self._lock.release()
+
     @property
     def next_text(self):
         shards = self.manifest["shards"]
@@ -102,23 +122,27 @@ class _StoreWriter:
         return len(self.manifest["shards"])
 
     def _clear(self):
+        # the manifest first: a reader of the old store then sees it is gone
+        (self.path / _MANIFEST).unlink(missing_ok=True)
         for p in self.path.iterdir():
             if _is_store_file(p):
                 p.unlink()
 
     def _drop_damaged(self, manifest):
-        """Drop the shards from the first missing or truncated one on.
+        """Drop the shards from the first missing, truncated or corrupted one on.
 
         Shards are published atomically, so an interruption never damages
-        one; this catches files removed or cut afterwards, cheaply (sizes
-        only; checksums are verified when the shards are read).
+        one; this catches files removed, cut or modified afterwards: the size
+        and the sha256 of every kept file are checked, so that a rerun after a
+        ``StoreCorruptedError`` rewrites the bad shard and the ones after it.
         """
         manifest["shards"] = list(manifest["shards"])
-        store = ActivationStore._from_manifest(self.path, manifest, verify=False)
+        store = ActivationStore._from_manifest(self.path, manifest, verify=True)
         for i, shard in enumerate(manifest["shards"]):
             try:
                 for role in shard["files"]:
                     store._file(i, role)
+                store._memmap(i)
             except StoreCorruptedError as exc:
                 warnings.warn(
                     f"{exc} Rewriting shards {i} to {len(manifest['shards']) - 1}.",
@@ -190,6 +214,7 @@ class _StoreWriter:
         _fsync_dir(self.path)
         m["shards"].append(
             {
+                "generation": m.get("generation"),
                 "rows": int(rows),
                 "texts": [int(texts[0]), int(texts[1])],
                 "texts_sha256": texts_sha256,
@@ -331,23 +356,26 @@ def write_array_store(
         compare=("kind", "source", "dtype", "shard_rows"),
         overwrite=overwrite,
     )
-    if writer.manifest["n_features"] is None:
-        writer.manifest["n_features"] = d
-    start = writer.next_text
-    with tqdm(
-        total=n,
-        initial=start,
-        disable=not progress,
-        unit="row",
-        desc="write_array_store",
-    ) as bar:
-        for a in range(start, n, limit):
-            b = min(a + limit, n)
-            writer.write_shard(
-                [_to_storage(X[a:b], dtype)],
-                units=pd.DataFrame({_SAMPLE: np.arange(a, b, dtype=np.int64)}),
-                texts=(a, b),
-                texts_sha256=None,
-            )
-            bar.update(b - a)
-    return writer.finish()
+    try:
+        if writer.manifest["n_features"] is None:
+            writer.manifest["n_features"] = d
+        start = writer.next_text
+        with tqdm(
+            total=n,
+            initial=start,
+            disable=not progress,
+            unit="row",
+            desc="write_array_store",
+        ) as bar:
+            for a in range(start, n, limit):
+                b = min(a + limit, n)
+                writer.write_shard(
+                    [_to_storage(X[a:b], dtype, check=True)],
+                    units=pd.DataFrame({_SAMPLE: np.arange(a, b, dtype=np.int64)}),
+                    texts=(a, b),
+                    texts_sha256=None,
+                )
+                bar.update(b - a)
+        return writer.finish()
+    finally:
+        writer.release()

@@ -1,6 +1,7 @@
 """Fixtures of the store tests: a model-free extractor, and stores written once."""
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -51,8 +52,26 @@ class FakeActivations(BaseEstimator):
 FAKE_TEXTS = [" ".join(f"w{i}x{j}" for j in range(1 + i % 7)) for i in range(40)]
 
 
+def _without_generation(manifest_bytes):
+    """A manifest with its random ``generation`` tokens removed."""
+    m = json.loads(manifest_bytes)
+    m.pop("generation", None)
+    for shard in m["shards"]:
+        shard.pop("generation", None)
+    return json.dumps(m, sort_keys=True).encode()
+
+
 def _files(path):
-    return {p.name: p.read_bytes() for p in sorted(Path(path).iterdir())}
+    """``{name: bytes}`` of a store's files (lock file aside); the manifest
+    without its generation tokens, which are random per write."""
+    files = {
+        p.name: p.read_bytes()
+        for p in sorted(Path(path).iterdir())
+        if not p.name.startswith(".skconcepts-store.lock")
+    }
+    if "manifest.json" in files:
+        files["manifest.json"] = _without_generation(files["manifest.json"])
+    return files
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ it became a package: a change of the file format shows up here first.
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,19 @@ DIGESTS = {
 
 
 def _digest(path):
+    """The digest of a store's files; the manifest without its ``generation``
+    tokens (random per write, added after these digests were computed)."""
     h = hashlib.sha256()
     for p in sorted(Path(path).iterdir()):
+        data = p.read_bytes()
+        if p.name == "manifest.json":
+            m = json.loads(data)
+            assert isinstance(m.pop("generation"), str)
+            for shard in m["shards"]:
+                assert shard.pop("generation") is not None
+            data = (json.dumps(m, indent=1, ensure_ascii=False) + "\n").encode()
         h.update(p.name.encode())
-        h.update(p.read_bytes())
+        h.update(data)
     return h.hexdigest()
 
 

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
 from skconcepts.exceptions import StoreMismatchError
-from skconcepts.store import transform_store
+from skconcepts.store import ActivationStore, transform_store, write_array_store
 
 
 def test_transform_store_writes_concepts_with_the_same_units(fake_store, tmp_path):
@@ -66,3 +66,21 @@ def test_transform_store_accepts_tensor_outputs(fake_store, tmp_path):
     out = transform_store(est, fake_store, tmp_path / "t")
     np.testing.assert_array_equal(out[:], fake_store[:] * 2)
     assert out.feature_names is None
+
+
+def test_transform_store_refuses_to_write_over_its_input(fresh_store):
+    pca = PCA(2).fit(fresh_store[:])
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="the folder of the store being"):
+            transform_store(pca, fresh_store, fresh_store.path, overwrite=overwrite)
+    fresh_store.verify_all()  # untouched
+
+
+def test_an_incomplete_store_names_the_call_that_finishes_it(tmp_path):
+    write_array_store(np.ones((4, 2), np.float32), tmp_path, shard_rows=2)
+    file = tmp_path / "manifest.json"
+    m = json.loads(file.read_text())
+    m["complete"] = False
+    file.write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="Rerun the same write_array_store call"):
+        ActivationStore(tmp_path)
