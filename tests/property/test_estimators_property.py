@@ -101,12 +101,7 @@ def test_inverse_transform_of_transform_has_shape_and_dtype(cls, data):
 
 @pytest.mark.parametrize(
     "cls",
-    _params(
-        {
-            "SparsePCAConcepts": "SparsePCAConcepts.transform of one row returns a "
-            "1-D array (issue 12 item 3)"
-        }
-    ),
+    _params(),
 )
 @prop_settings(max_examples=5)
 @given(data=st.data())
@@ -127,12 +122,7 @@ _DEGENERATE = {
 
 @pytest.mark.parametrize(
     "cls",
-    _params(
-        {
-            "ICAConcepts": "ICAConcepts on constant or all-zero X fails inside "
-            "FastICA with a numpy inf/NaN error (issue 12 item 11)"
-        }
-    ),
+    _params(),
 )
 @prop_settings(max_examples=len(_DEGENERATE))
 @given(name=st.sampled_from(sorted(_DEGENERATE)))

@@ -45,12 +45,6 @@ def test_list_likes_of_texts_are_read_as_lists(tiny_acts, kind, texts):
     _same_rows(acts, texts, container)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a one-column DataFrame is iterated: rows of its column names, not "
-    "of its texts (issue 12 item 1)",
-)
 @prop_settings(max_examples=5)
 @given(texts=st.lists(TEXT, min_size=2, max_size=4))
 def test_one_column_dataframe_is_its_column_or_refused(tiny_acts, texts):

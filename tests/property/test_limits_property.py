@@ -39,11 +39,6 @@ def test_token_rows_never_exceed_max_length(tiny_acts, arch, texts, max_length):
     assert counts.max(initial=0) <= max_length, (counts, max_length)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="max_length=1 silently disables truncation (every token kept) "
-    "(issue 12 item 9)",
-)
 def test_max_length_one_is_capped_or_refused(tiny_acts):
     text = "hello world foo bar"
     try:
@@ -54,13 +49,6 @@ def test_max_length_one_is_capped_or_refused(tiny_acts):
     assert n_rows <= 1, f"max_length=1 gave {n_rows} token rows"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="the default max_length is the tokenizer's 512, not the model's 128 "
-    "positions: a long text fails inside transformers ('size of tensor a (402) "
-    "must match the size of tensor b (128)') (issue 12 item 9)",
-)
 def test_default_max_length_fits_the_model(tiny_models):
     model, tokenizer = tiny_models("bert")  # tokenizer 512, model 128 positions
     acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=0).fit()
@@ -73,16 +61,7 @@ def test_default_max_length_fits_the_model(tiny_models):
 def _dtype_params():
     for cls in (NonNegative, ActivationScaler):
         for dtype in ("float16", "float32", "float64"):
-            marks = []
-            if dtype == "float16":
-                marks = [
-                    pytest.mark.xfail(
-                        strict=True,
-                        reason=f"{cls.__name__} on float16 input returns float64 "
-                        "(issue 12 item 13)",
-                    )
-                ]
-            yield pytest.param(cls, dtype, id=f"{cls.__name__}-{dtype}", marks=marks)
+            yield pytest.param(cls, dtype, id=f"{cls.__name__}-{dtype}")
 
 
 @pytest.mark.parametrize("cls, dtype", list(_dtype_params()))

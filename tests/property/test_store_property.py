@@ -93,13 +93,6 @@ def test_write_array_store_round_trip_is_bitwise(dtype, data):
         np.testing.assert_array_equal(_bits(again[:]), _bits(want))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dtype='float16' storage writes inf for |x| > 65504 with no warning of "
-    "its own (numpy input: only numpy's 'overflow encountered in cast'; torch "
-    "input: nothing) (issue 12 item 4)",
-)
 @prop_settings(max_examples=10)
 @given(
     X=arrays(

@@ -113,7 +113,7 @@ def pipe(request, tiny_acts):
 
 
 def _with_units(pipe, texts):
-    """The texts that have at least one unit (one without: the xfail test below)."""
+    """The texts that have at least one unit (one without: test_topk_skips_a_text_without_units)."""
     has = np.isin(np.arange(len(texts)), pipe[0].units(texts)["sample"].to_numpy())
     return [t for t, h in zip(texts, has) if h]
 
@@ -209,12 +209,6 @@ def test_topk_of_a_subset_is_consistent_with_the_whole(pipe, texts, data, batch_
                 assert (keep[s], a, b) == (ws, wa, wb), (c, whole[c], part[c])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TopKInputs.interpret on texts with a batch of no units (an empty, "
-    "blank or control-only text at token/word level) raises sklearn's 'Found "
-    "array with 0 sample(s)' (issue 12 item 12)",
-)
 @pytest.mark.parametrize(
     "texts",
     [["hello", "", "world"], ["hello", "   ", "world"], ["hello", "\x00", "world"]],
