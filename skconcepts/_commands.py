@@ -154,9 +154,8 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
 
     The model runs once: the activations are computed, then the later steps
     are fitted on them. Writes the pipeline with :func:`skconcepts.io.save`
-    (``pipeline.skops`` and ``manifest.json``; a pipeline skops cannot store,
-    a sparse autoencoder's, goes to ``pipeline.joblib``, which ``interpret``
-    reads only with ``--trust-pickle``), ``report.html``, ``top_inputs.csv``
+    (``pipeline.skops`` and ``manifest.json``, for every method; no pickle),
+    ``report.html``, ``top_inputs.csv``
     and ``summary.json``, each written to a temporary file then renamed, and
     prints a summary. ``out`` is checked to be writable before the work.
 
@@ -229,19 +228,9 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
 
 
 def _save_pipeline(pipeline, out):
-    """Save with skconcepts.io; what skops cannot store goes to pipeline.joblib."""
-    try:
-        io.save(pipeline, out)
-    except TypeError:
-        for name in (io.PIPELINE_FILE, io.MANIFEST_FILE):  # a previous fit's
-            (out / name).unlink(missing_ok=True)
-        path = write_atomic(out / "pipeline.joblib", lambda p: joblib.dump(pipeline, p))
-        print(
-            f"note: {type(pipeline[-1]).__name__} cannot be saved without pickle; "
-            f"wrote {path}: 'skconcepts interpret' reads it only with --trust-pickle"
-        )
-        return path
-    (out / "pipeline.joblib").unlink(missing_ok=True)  # a previous fit's
+    """Save with :func:`skconcepts.io.save` (every method, the SAEs included)."""
+    io.save(pipeline, out)
+    (out / "pipeline.joblib").unlink(missing_ok=True)  # an older fit's pickle
     return out / io.PIPELINE_FILE
 
 

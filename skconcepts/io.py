@@ -20,9 +20,14 @@
 Every file is written to a temporary name in the folder, then renamed, so an
 interrupted save never leaves a half-written file.
 
-Concept estimators whose fitted state holds torch tensors (the sparse
-autoencoders) are not supported by skops: :func:`save` refuses them with a
-clear error; save those with ``joblib`` and load them only if you made them.
+The sparse autoencoders (:mod:`skconcepts.concepts.sae`) hold a skorch net
+(torch modules, tensors, an optimizer) that skops cannot store: while saving,
+it is replaced by its state as numpy arrays and builtins (the module's
+weights, the optimizer's state, the training history, the state of the
+generator that shuffles the rows), and :func:`load` rebuilds the net from it.
+A loaded SAE transforms bitwise as the saved one did (on the same device) and
+``partial_fit`` continues its training where it stopped, optimizer state
+included.
 """
 
 from __future__ import annotations
@@ -85,25 +90,45 @@ def _write_atomic(path, data):
         raise
 
 
-def _extractors(obj, found=None, seen=None):
-    """Every SplitPointActivations reachable from ``obj`` (steps, parameters)."""
+def _estimators(obj, found=None, seen=None):
+    """Every estimator reachable from ``obj`` (steps, parameters, attributes).
+
+    An estimator that exports its own state (``_export_state``, the sparse
+    autoencoders) is listed, not searched further.
+    """
     found = [] if found is None else found
     seen = set() if seen is None else seen
     if id(obj) in seen:
         return found
     seen.add(id(obj))
-    if isinstance(obj, SplitPointActivations):
+    if isinstance(obj, BaseEstimator):
         found.append(obj)
-    elif isinstance(obj, BaseEstimator):
-        for value in vars(obj).values():
-            _extractors(value, found, seen)
+        if not _exports_state(obj):
+            for value in vars(obj).values():
+                _estimators(value, found, seen)
     elif isinstance(obj, (list, tuple)):
         for value in obj:
-            _extractors(value, found, seen)
+            _estimators(value, found, seen)
     elif isinstance(obj, dict):
         for value in obj.values():
-            _extractors(value, found, seen)
+            _estimators(value, found, seen)
     return found
+
+
+def _extractors(obj):
+    """Every SplitPointActivations reachable from ``obj``."""
+    return [e for e in _estimators(obj) if isinstance(e, SplitPointActivations)]
+
+
+def _exports_state(estimator):
+    """Whether ``estimator`` gives the state skops stores (``_export_state``).
+
+    The sparse autoencoders do: their skorch net is replaced by numpy arrays
+    and builtins while saving, and rebuilt by ``_import_state`` on loading.
+    """
+    return callable(getattr(type(estimator), "_export_state", None)) and callable(
+        getattr(type(estimator), "_import_state", None)
+    )
 
 
 def _reference(value, kind, folder, saved):
@@ -169,8 +194,8 @@ def save(pipeline, folder):
     Raises
     ------
     TypeError
-        If the pipeline holds objects skops cannot store (the torch tensors of
-        the sparse autoencoders).
+        If the pipeline holds objects skops cannot store (a torch object or a
+        skorch callback given as a parameter).
 
     Examples
     --------
@@ -190,24 +215,31 @@ def save(pipeline, folder):
     saved = {}  # id of a model/tokenizer object -> (kind, folder name)
     originals = []
     try:
-        for extractor in _extractors(pipeline):
-            state = _saved_state(extractor, folder, saved)
-            originals.append((extractor, dict(vars(extractor))))
-            vars(extractor).clear()
-            vars(extractor).update(state)
+        for estimator in _estimators(pipeline):
+            if isinstance(estimator, SplitPointActivations):
+                state = _saved_state(estimator, folder, saved)
+            elif _exports_state(estimator):
+                state = estimator._export_state()
+            else:
+                continue
+            originals.append((estimator, dict(vars(estimator))))
+            vars(estimator).clear()
+            vars(estimator).update(state)
         try:
             data = sio.dumps(pipeline)
         except Exception as exc:  # skops raises various types on unknown state
             raise TypeError(
                 f"pipeline={type(pipeline).__name__}: skops cannot store it "
-                f"({type(exc).__name__}: {exc}); estimators with torch tensors in "
-                "their fitted state (the sparse autoencoders) cannot be saved by "
-                "skconcepts.io yet; use joblib.dump and load only files you made."
+                f"({type(exc).__name__}: {exc}); skconcepts.io stores the "
+                "estimators of skconcepts and scikit-learn and objects of numpy "
+                "and builtins; remove the object it names (e.g. a callback or "
+                "a torch object in a parameter) or use joblib.dump and load only "
+                "files you made."
             ) from exc
     finally:
-        for extractor, attributes in originals:
-            vars(extractor).clear()
-            vars(extractor).update(attributes)
+        for estimator, attributes in originals:
+            vars(estimator).clear()
+            vars(estimator).update(attributes)
     _write_atomic(folder / PIPELINE_FILE, data)
     files = [PIPELINE_FILE]
     for _, name in saved.values():
@@ -386,6 +418,16 @@ def load(folder, trusted=None):
         raise PipelineFileError(
             f"{str(path)!r} holds a {type(pipeline).__name__}, not an estimator."
         )
+    for estimator in _estimators(pipeline):
+        if _exports_state(estimator):
+            try:
+                estimator._import_state()
+            except Exception as exc:  # a damaged state: shapes, keys, types
+                raise PipelineFileError(
+                    f"the saved state of {type(estimator).__name__} in "
+                    f"{str(path)!r} cannot be loaded ({type(exc).__name__}: "
+                    f"{exc}); save the pipeline again."
+                ) from None
     for extractor in _extractors(pipeline):
         fitted = vars(extractor).pop(_FITTED_FLAG, False)
         extractor.model = _resolve(extractor.model, folder, "model")

@@ -530,18 +530,20 @@ def test_demo_out_a_file_exits_2_before_the_work(tmp_path, capsys, monkeypatch):
     _one_line_exit_2(*run(argv, capsys)[::2], r"--out .* is a file")
 
 
-def test_fit_an_sae_writes_a_pickle_that_interpret_reads_only_if_trusted(
+def test_fit_an_sae_writes_the_skops_format_that_interpret_reads(
     corpus_csv, tmp_path, capsys
 ):
-    assert run(_fit_argv(corpus_csv, tmp_path / "sae"), capsys)[0] == 0  # a PCA
-    argv = _fit_argv(corpus_csv, tmp_path / "sae")  # then an SAE in the same folder
+    folder = tmp_path / "sae"
+    folder.mkdir()
+    (folder / "pipeline.joblib").write_bytes(b"an older fit's pickle")
+    argv = _fit_argv(corpus_csv, folder)
     argv[argv.index("--method") + 1] = "topksae"
     argv[argv.index("--n-concepts") + 1] = "8"
     status, out, _ = run(argv, capsys)
-    assert status == 0 and "--trust-pickle" in out
-    assert (tmp_path / "sae" / "pipeline.joblib").is_file()
-    assert not (tmp_path / "sae" / "pipeline.skops").exists()
-    status, _, err = run(_interpret(tmp_path / "sae", corpus_csv), capsys)
-    _one_line_exit_2(status, err, r"runs code from the file; pass --trust-pickle")
-    argv = _interpret(tmp_path / "sae", corpus_csv, "--trust-pickle")
-    assert run(argv, capsys)[0] == 0
+    assert status == 0 and "pickle" not in out
+    assert (folder / "pipeline.skops").is_file()
+    assert not (folder / "pipeline.joblib").exists()  # no pickle, none left
+    fitted = skio.load(folder)
+    assert type(fitted["concepts"]).__name__ == "TopKSAEConcepts"
+    status, _, err = run(_interpret(folder, corpus_csv), capsys)  # no flag
+    assert status == 0, err

@@ -11,10 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io as sio
+import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import make_pipeline
 
-from skconcepts import PCAConcepts, SplitPointActivations, TopKSAEConcepts, io
+from skconcepts import PCAConcepts, SplitPointActivations, io
+from skconcepts.concepts.sae import (
+    BatchTopKSAEConcepts,
+    JumpReLUSAEConcepts,
+    MPSAEConcepts,
+    SAEConcepts,
+    TopKSAEConcepts,
+)
 from skconcepts.datasets import embedded_model_path
 from skconcepts.exceptions import PipelineFileError, UntrustedTypesError
 
@@ -192,13 +200,115 @@ def test_an_unfitted_pipeline_stays_unfitted(tmp_path):
     assert loaded[0].get_params() == pipe[0].get_params()
 
 
-def test_sparse_autoencoders_are_refused_with_a_clear_error(tmp_path):
-    pipe = make_pipeline(TopKSAEConcepts(8, top_k=2, n_passes=1)).fit(
-        np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+SAES = [
+    (SAEConcepts, {}),
+    (TopKSAEConcepts, {"top_k": 2}),
+    (BatchTopKSAEConcepts, {"top_k": 2}),
+    (JumpReLUSAEConcepts, {}),
+    (MPSAEConcepts, {"top_k": 2}),
+]
+SAE_IDS = [cls.__name__ for cls, _ in SAES]
+
+
+def _acts(seed, n=48):
+    return np.random.default_rng(seed).normal(size=(n, 6)).astype("float32")
+
+
+def _sae(cls, kwargs, **extra):
+    params = {"n_passes": 2, "batch_size": 16, "random_state": 0, **kwargs, **extra}
+    return cls(8, **params).fit(_acts(0))
+
+
+def test_every_sae_round_trips_in_a_fresh_process(tmp_path):
+    # one process loads them all (each new process pays the imports)
+    folders, expected = [], []
+    for cls, kwargs in SAES:
+        pipe = make_pipeline(_sae(cls, kwargs))
+        folders.append(str(io.save(pipe, tmp_path / cls.__name__)))
+        expected.append(pipe.transform(_acts(1)))
+    np.save(tmp_path / "X.npy", _acts(1))
+    code = (
+        "import sys, numpy as np\n"
+        "from skconcepts import io\n"
+        "X = np.load(sys.argv[1])\n"
+        "for i, folder in enumerate(sys.argv[2:]):\n"
+        "    np.save(f'{folder}.npy', io.load(folder).transform(X))\n"
     )
-    with pytest.raises(TypeError, match="cannot be saved by skconcepts.io"):
-        io.save(pipe, tmp_path)
-    assert not (tmp_path / io.PIPELINE_FILE).exists()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "X.npy"), *folders],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for folder, want in zip(folders, expected):
+        np.testing.assert_array_equal(np.load(f"{folder}.npy"), want)  # bitwise
+
+
+@pytest.mark.parametrize("cls, kwargs", SAES, ids=SAE_IDS)
+@pytest.mark.parametrize("dead_concepts", [None, "resample"])
+def test_partial_fit_after_load_continues_the_training(
+    cls, kwargs, dead_concepts, tmp_path
+):
+    sae = _sae(cls, kwargs, dead_concepts=dead_concepts)
+    loaded = io.load(io.save(make_pipeline(sae), tmp_path))[0]
+    assert loaded.n_iter_ == sae.n_iter_ == 2
+    assert len(loaded.net_.history) == 2
+    # the optimizer state (Adam's moments and step) came back
+    state = loaded.net_.optimizer_.state_dict()["state"]
+    saved = sae.net_.optimizer_.state_dict()["state"]
+    assert state.keys() == saved.keys() and state
+    for key in saved:
+        for name, value in saved[key].items():
+            assert torch.equal(state[key][name], value), name
+    # one more pass on new data: bitwise the pass of the model never saved
+    loaded.partial_fit(_acts(2))
+    sae.partial_fit(_acts(2))
+    assert loaded.n_iter_ == sae.n_iter_ == 3
+    np.testing.assert_array_equal(loaded.components_, sae.components_)
+    np.testing.assert_array_equal(loaded.transform(_acts(1)), sae.transform(_acts(1)))
+    assert loaded.net_.history[-1, "train_loss"] == sae.net_.history[-1, "train_loss"]
+
+
+def test_an_sae_is_saved_as_numpy_arrays_and_builtins(tmp_path):
+    sae = _sae(TopKSAEConcepts, {"top_k": 2})
+    pipe = make_pipeline(sae)
+    net = sae.net_
+    before = sae.transform(_acts(1))
+    io.save(pipe, tmp_path)
+    assert sae.net_ is net  # the estimator is left as it was
+    np.testing.assert_array_equal(sae.transform(_acts(1)), before)
+    names = sio.get_untrusted_types(file=tmp_path / io.PIPELINE_FILE)
+    assert names == ["skconcepts.concepts.sae.TopKSAEConcepts"]  # no torch, skorch
+
+
+def test_an_unfitted_sae_stays_unfitted(tmp_path):
+    pipe = make_pipeline(TopKSAEConcepts(8, top_k=2))
+    loaded = io.load(io.save(pipe, tmp_path))
+    assert not hasattr(loaded[0], "net_")
+    assert loaded[0].get_params() == pipe[0].get_params()
+    loaded.fit(_acts(0))  # and fits as a new one
+
+
+def test_a_damaged_sae_state_is_a_pipeline_file_error(tmp_path):
+    sae = _sae(TopKSAEConcepts, {"top_k": 2})
+    state = sae._export_state()
+    net = state["_skconcepts_io_net"]
+    key = next(iter(net["parameters"]))
+    net["parameters"][key] = np.zeros((1, 1), dtype="float32")  # wrong shape
+    vars(sae).clear()
+    vars(sae).update(state)
+    folder = _with_manifest(tmp_path / "damaged", sio.dumps(make_pipeline(sae)))
+    with pytest.raises(PipelineFileError, match="saved state of TopKSAEConcepts"):
+        io.load(folder)
+
+
+def test_sae_parameters_skops_cannot_trust_are_named(tmp_path):
+    from skorch.callbacks import LRScheduler
+
+    sae = TopKSAEConcepts(8, top_k=2, n_passes=1, callbacks=[LRScheduler()])
+    io.save(make_pipeline(sae.fit(_acts(0))), tmp_path)
+    with pytest.raises(UntrustedTypesError, match="LRScheduler"):
+        io.load(tmp_path)
 
 
 def test_an_interrupted_save_keeps_the_previous_file(fitted, tmp_path, monkeypatch):

@@ -24,7 +24,10 @@ The package is cut by idea:
 - ``_data``: the skorch iterator over the rows of an in-memory matrix or the
   batches of a batch source (the package's one protocol,
   ``skconcepts.concepts._streaming``);
-- ``_estimators``: the base class and the five estimators.
+- ``_estimators``: the base class and the five estimators;
+- ``_state``: the fitted net as numpy arrays and builtins and back, which
+  :mod:`skconcepts.io` stores with skops in place of the net
+  (``_export_state`` and ``_import_state`` of the estimators).
 
 The decoder is affine, ``x_hat = codes @ components_ + decoder_bias_``, so the
 inherited ``inverse_transform`` and ``decoder_torch`` are exact. Importing this

@@ -28,9 +28,13 @@ from skconcepts.concepts.sae._callbacks import _DeadConceptMonitor
 from skconcepts.concepts.sae._data import _BatchIterator, _first_mean, _source_mean
 from skconcepts.concepts.sae._module import _SAEModule
 from skconcepts.concepts.sae._net import _SAENet
+from skconcepts.concepts.sae._state import NET_STATE_KEYS, export_net, import_net
 from skconcepts.utils._deprecation import DEPRECATED, renamed_param
 from skconcepts.utils._torch import resolve_device, to_numpy, to_tensor
 from skconcepts.utils._torch_free import is_tensor
+
+#: the attribute that holds the exported net while skconcepts.io saves an SAE
+_SAVED_NET = "_skconcepts_io_net"
 
 _OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -221,16 +225,6 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
         shuffle_rng = np.random.RandomState(rng.randint(0, 2**31 - 1))
-        optimizer = (
-            _OPTIMIZERS[self.optimizer]
-            if isinstance(self.optimizer, str)
-            else self.optimizer
-        )
-        monitor = _DeadConceptMonitor(resample=self.dead_concepts == "resample")
-        callbacks = [("dead_concepts", monitor)]
-        if self.progress:
-            callbacks.append(("progress", ProgressBar(batches_per_epoch="count")))
-        callbacks += copy.deepcopy(list(self.callbacks or []))
         module_params = {
             "method": self._method,
             "n_features": n_features,
@@ -242,6 +236,23 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             "seed": seed,
             **self._module_params(),
         }
+        self.net_ = self._build_net(
+            module_params, n_passes=n_passes, shuffle_rng=shuffle_rng, device=device
+        )
+
+    def _build_net(self, module_params, *, n_passes, shuffle_rng, device):
+        """The initialised skorch net of ``module_params`` (used by ``_start``
+        and by :meth:`_import_state`, which rebuilds a saved net)."""
+        optimizer = (
+            _OPTIMIZERS[self.optimizer]
+            if isinstance(self.optimizer, str)
+            else self.optimizer
+        )
+        monitor = _DeadConceptMonitor(resample=self.dead_concepts == "resample")
+        callbacks = [("dead_concepts", monitor)]
+        if self.progress:
+            callbacks.append(("progress", ProgressBar(batches_per_epoch="count")))
+        callbacks += copy.deepcopy(list(self.callbacks or []))
         net = _SAENet(
             module=_SAEModule,
             optimizer=optimizer,
@@ -259,7 +270,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             verbose=0,
             **{f"module__{key}": value for key, value in module_params.items()},
         )
-        self.net_ = net.initialize()
+        return net.initialize()
 
     def _finish(self):
         module = self.net_.module_
@@ -276,6 +287,68 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         last = history[-1] if len(history) else {}
         self.reconstruction_err_ = float(np.sqrt(last.get("train_sse", np.nan)))
         self.dead_fraction_ = float(last.get("dead_fraction", np.nan))
+
+    # ---------------------------------------------- saving (skconcepts.io)
+    def _export_state(self):
+        """The attributes :func:`skconcepts.io.save` stores in place of ``vars(self)``.
+
+        skops cannot store the skorch net ``net_`` (torch modules, tensors, an
+        optimizer): it is replaced by its state as numpy arrays and builtins
+        (``_state.export_net``: the module's weights, the optimizer's moments
+        and step counts, the history, the shuffling generator), which
+        :meth:`_import_state` loads into a rebuilt net. A ``torch.device``
+        parameter is stored as its string.
+
+        Returns
+        -------
+        state : dict
+            A new dict; the estimator itself is not changed.
+        """
+        state = dict(vars(self))
+        if isinstance(state.get("device"), torch.device):
+            state["device"] = str(state["device"])
+        net = state.pop("net_", None)
+        if net is not None:
+            state[_SAVED_NET] = export_net(net)
+        return state
+
+    def _import_state(self):
+        """Rebuild ``net_`` from the state :meth:`_export_state` stored.
+
+        Called by :func:`skconcepts.io.load` on the loaded estimator. The net
+        is built as ``fit`` builds it (the estimator's parameters and the saved
+        module arguments) on the saved device (the CPU, with a warning, when
+        the saved CUDA device is absent), then the saved weights, optimizer
+        state, history and shuffling state are loaded: ``transform`` is
+        bitwise the saved estimator's and ``partial_fit`` continues its
+        training. An estimator saved unfitted has nothing to rebuild.
+
+        Raises
+        ------
+        ValueError
+            If the stored state is not one :meth:`_export_state` writes.
+        """
+        state = vars(self).pop(_SAVED_NET, None)
+        if state is None:
+            return
+        if not isinstance(state, dict) or set(state) != NET_STATE_KEYS:
+            raise ValueError(
+                f"the saved net of {type(self).__name__} is not a state written "
+                "by skconcepts.io.save; save the pipeline again."
+            )
+        device = resolve_device(
+            state["device"], cpu_fallback=True, owner=type(self).__name__
+        )
+        shuffle_rng = np.random.RandomState()
+        if state["shuffle_state"] is not None:
+            shuffle_rng.set_state(tuple(state["shuffle_state"]))
+        net = self._build_net(
+            dict(state["module"]),
+            n_passes=state["n_passes"],
+            shuffle_rng=shuffle_rng,
+            device=device,
+        )
+        self.net_ = import_net(net, state)
 
     # ---------------------------------------------------------- inference
     def _transform(self, X):
