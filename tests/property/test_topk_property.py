@@ -113,7 +113,7 @@ def pipe(request, tiny_acts):
 
 
 def _with_units(pipe, texts):
-    """The texts that have at least one unit (one without: test_topk_skips_a_text_without_units)."""
+    """The texts with at least one unit (see test_topk_skips_a_text_without_units)."""
     has = np.isin(np.arange(len(texts)), pipe[0].units(texts)["sample"].to_numpy())
     return [t for t, h in zip(texts, has) if h]
 
