@@ -160,7 +160,7 @@ def read_texts(path, column=None):
     name = repr(str(path))
     if not path.is_file():
         raise FileNotFoundError(
-            f"{name}: no such file; pass a .txt, .csv or .jsonl file."
+            f"{name}: no such file; pass a .txt, .csv, .tsv or .jsonl file."
         )
     suffix = path.suffix.lower()
     if suffix == ".txt":

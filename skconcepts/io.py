@@ -36,7 +36,6 @@ import hashlib
 import importlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -49,6 +48,7 @@ from sklearn.base import BaseEstimator
 from skconcepts import __version__
 from skconcepts.activations import SplitPointActivations
 from skconcepts.exceptions import PipelineFileError, UntrustedTypesError
+from skconcepts.utils._files import write_atomic
 
 __all__ = ["save", "load", "PIPELINE_FILE", "MANIFEST_FILE", "TRUSTED_MODULES"]
 
@@ -76,18 +76,15 @@ def _sha256(path):
 
 
 def _write_atomic(path, data):
-    """Write bytes to ``path`` through a temporary file in its folder."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """Write bytes to ``path`` through a temporary file in its folder (fsynced)."""
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomic(path, write)
 
 
 def _estimators(obj, found=None, seen=None):

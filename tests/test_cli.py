@@ -200,7 +200,7 @@ def test_python_dash_m_reports_bad_input(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"skconcepts: error: --texts {str(tmp_path / 'nope.txt')!r}: no such file; "
-        "pass a .txt, .csv or .jsonl file."
+        "pass a .txt, .csv, .tsv or .jsonl file."
     ]
 
 

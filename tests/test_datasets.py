@@ -30,7 +30,7 @@ def test_read_texts_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         read_texts(path)
     assert str(info.value) == (
-        f"{str(path)!r}: no such file; pass a .txt, .csv or .jsonl file."
+        f"{str(path)!r}: no such file; pass a .txt, .csv, .tsv or .jsonl file."
     )
 
 

@@ -39,10 +39,18 @@ def check_out_folder(out, flag="--out"):
     return out
 
 
+def _umask():
+    mask = os.umask(0)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, write):
     """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it.
 
     An interrupt leaves the previous file (or none), never a half-written one.
+    The file gets the permissions a plain ``open(path, "w")`` would give
+    (``0o666`` less the umask), not the private ``0o600`` of a temporary file.
 
     Examples
     --------
@@ -58,6 +66,7 @@ def write_atomic(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
