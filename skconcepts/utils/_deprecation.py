@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
 import warnings
+
+import sklearn
+
+import skconcepts
 
 __all__ = ["DEPRECATED", "renamed_kwarg", "renamed_param"]
 
@@ -58,9 +64,25 @@ def renamed_param(estimator, old, new):
         f"{name}({old}=...) is deprecated and will be removed in the next "
         f"release; use {name}({new}=...) instead.",
         FutureWarning,
-        stacklevel=3,
+        stacklevel=_user_stacklevel(),
     )
     return value
+
+
+def _user_stacklevel():
+    """``stacklevel`` that points a warning at the first frame outside the library.
+
+    A deprecated parameter is read deep inside ``fit`` (through skconcepts' and
+    scikit-learn's own frames, at a depth that differs between code paths); the
+    warning should name the user's line that called ``fit``.
+    """
+    library = tuple(
+        os.path.dirname(module.__file__) + os.sep for module in (skconcepts, sklearn)
+    )
+    frame, level = sys._getframe(1), 1  # level 1: the caller of warnings.warn
+    while frame is not None and frame.f_code.co_filename.startswith(library):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def renamed_kwarg(old, new):

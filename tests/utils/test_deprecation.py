@@ -2,9 +2,11 @@
 
 import warnings
 
+import numpy as np
 import pytest
 from sklearn.base import BaseEstimator
 
+from skconcepts import TopKSAEConcepts
 from skconcepts.utils._deprecation import DEPRECATED, renamed_kwarg, renamed_param
 
 
@@ -51,3 +53,11 @@ def test_renamed_kwarg_maps_warns_and_refuses_both():
         with pytest.raises(TypeError, match="both extractor= and its deprecated"):
             call()
     assert run.__name__ == "run" and run.__doc__ == "Doc."
+
+
+def test_a_deprecated_parameter_warns_at_the_users_line():
+    X = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    sae = TopKSAEConcepts(4, max_epochs=1, top_k=2, batch_size=32, random_state=0)
+    with pytest.warns(FutureWarning, match="max_epochs") as caught:
+        sae.fit(X)  # read deep inside fit; the warning names this line
+    assert [w.filename for w in caught if "max_epochs" in str(w.message)] == [__file__]
