@@ -1,7 +1,9 @@
-"""Text corpora and the embedded default model (offline, no downloads).
+"""Text corpora, the embedded default model and synthetic activations.
 
-The demo corpus, the embedded MiniLM-L6, and :func:`read_texts`, which reads a
-corpus from a ``.txt``, ``.csv``, ``.tsv`` or ``.jsonl`` file.
+The demo corpus, the embedded MiniLM-L6, :func:`read_texts`, which reads a
+corpus from a ``.txt``, ``.csv``, ``.tsv`` or ``.jsonl`` file, and
+:func:`make_concept_activations`, activations with a planted dictionary to test
+whether a concept method recovers it.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ import csv
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from sklearn.utils import check_random_state
 
 __all__ = [
     "load_demo_corpus",
     "load_embedded_model",
     "embedded_model_path",
     "read_texts",
+    "make_concept_activations",
 ]
 
 
@@ -206,3 +211,124 @@ def _read_table_column(path, suffix, column):
         )
     values = frame[column].dropna().astype(str).str.strip()
     return [t for t in values if t]
+
+
+def _check_int(name, value, minimum):
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or value < minimum
+    ):
+        raise ValueError(f"{name}={value!r} is not valid; use an integer >= {minimum}.")
+    return int(value)
+
+
+def make_concept_activations(
+    n_samples=1000,
+    n_features=64,
+    n_concepts=16,
+    *,
+    sparsity=0.1,
+    signed_codes=False,
+    noise=0.0,
+    random_state=None,
+    return_dictionary=True,
+):
+    """Generate activations from a planted dictionary and sparse codes.
+
+    ``X = codes @ dictionary + noise``, in the style of scikit-learn's
+    ``make_*`` generators, to check that a concept method recovers the planted
+    dictionary (see :func:`skconcepts.metrics.dictionary_recovery`).
+
+    - The dictionary has ``n_concepts`` rows of unit Euclidean norm. Its entries
+      are non-negative (absolute values of Gaussian draws) unless
+      ``signed_codes=True``, in which case they are Gaussian (signed).
+    - Each code entry is active independently with probability ``sparsity``;
+      every row gets at least one active concept (an all-zero row gets one
+      chosen at random). Active magnitudes are drawn from ``Uniform(0.5, 1.5)``,
+      so an active concept is never negligible. With ``signed_codes=True`` each
+      active entry has a random sign.
+    - With ``signed_codes=False`` and ``noise=0`` the activations are
+      non-negative, so :class:`skconcepts.NMFConcepts` applies directly. Noise
+      is Gaussian and may make some entries negative.
+
+    Parameters
+    ----------
+    n_samples : int, default=1000
+        Number of rows (units) to generate.
+    n_features : int, default=64
+        Width of the activations.
+    n_concepts : int, default=16
+        Number of planted concepts (rows of the dictionary).
+    sparsity : float in (0, 1], default=0.1
+        Probability that a concept is active in a row; the expected number of
+        active concepts per row is about ``sparsity * n_concepts`` (at least 1).
+    signed_codes : bool, default=False
+        Draw signed codes and a signed dictionary instead of non-negative ones.
+    noise : float, default=0.0
+        Standard deviation of the Gaussian noise added to ``X``; ``>= 0``.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator, for reproducible output.
+    return_dictionary : bool, default=True
+        Also return the codes and the dictionary.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), dtype float32
+        The activations.
+    codes : ndarray of shape (n_samples, n_concepts), dtype float32
+        The planted concept activations; only with ``return_dictionary=True``.
+    dictionary : ndarray of shape (n_concepts, n_features), dtype float32
+        The planted dictionary, unit-norm rows; only with
+        ``return_dictionary=True``.
+
+    Examples
+    --------
+    >>> from skconcepts.datasets import make_concept_activations
+    >>> X, codes, D = make_concept_activations(
+    ...     n_samples=100, n_features=32, n_concepts=8, random_state=0
+    ... )
+    >>> X.shape, codes.shape, D.shape, X.dtype.name
+    ((100, 32), (100, 8), (8, 32), 'float32')
+    >>> bool((X >= 0).all()), bool(((codes > 0).sum(axis=1) >= 1).all())
+    (True, True)
+    """
+    n_samples = _check_int("n_samples", n_samples, 1)
+    n_features = _check_int("n_features", n_features, 1)
+    n_concepts = _check_int("n_concepts", n_concepts, 1)
+    if isinstance(sparsity, bool) or not (
+        isinstance(sparsity, (int, float, np.number)) and 0 < sparsity <= 1
+    ):
+        raise ValueError(
+            f"sparsity={sparsity!r} is not valid; use the probability that a "
+            "concept is active in a row, a float in (0, 1], e.g. 0.1."
+        )
+    if isinstance(noise, bool) or not (
+        isinstance(noise, (int, float, np.number)) and np.isfinite(noise) and noise >= 0
+    ):
+        raise ValueError(
+            f"noise={noise!r} is not valid; use the standard deviation of the "
+            "Gaussian noise, a finite float >= 0 (0 for none)."
+        )
+    rng = check_random_state(random_state)
+
+    dictionary = rng.standard_normal((n_concepts, n_features))
+    if not signed_codes:
+        dictionary = np.abs(dictionary)
+    dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
+
+    active = rng.random_sample((n_samples, n_concepts)) < sparsity
+    empty = ~active.any(axis=1)
+    active[np.flatnonzero(empty), rng.randint(n_concepts, size=int(empty.sum()))] = True
+    magnitudes = rng.uniform(0.5, 1.5, size=(n_samples, n_concepts))
+    if signed_codes:
+        magnitudes *= rng.choice([-1.0, 1.0], size=(n_samples, n_concepts))
+    codes = np.where(active, magnitudes, 0.0)
+
+    X = codes @ dictionary
+    if noise > 0:
+        X += noise * rng.standard_normal(X.shape)
+    X = X.astype(np.float32)
+    if not return_dictionary:
+        return X
+    return X, codes.astype(np.float32), dictionary.astype(np.float32)

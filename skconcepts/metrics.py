@@ -7,7 +7,8 @@ Three families:
 - sparsity of the concept activations: :func:`l0_sparsity`, :func:`l1_sparsity`,
   :func:`hoyer_sparsity`, :func:`dead_concept_fraction`;
 - the dictionary itself: :func:`dictionary_collinearity` (one fit) and
-  :func:`dictionary_stability` (two fits, Hungarian-matched cosine).
+  :func:`dictionary_stability` (two fits, Hungarian-matched cosine), and
+  :func:`dictionary_recovery` (a fit against a known, planted dictionary).
 
 Each metric has a scorer with sklearn's signature ``scorer(estimator, X, y=None)``
 that returns a float where higher is better (metrics where lower is better are
@@ -51,6 +52,7 @@ __all__ = [
     "dead_concept_fraction",
     "dictionary_collinearity",
     "dictionary_stability",
+    "dictionary_recovery",
     "SCORERS",
     "get_scorer",
 ]
@@ -365,18 +367,77 @@ def dictionary_stability(D1, D2, *, absolute=True, return_matching=False):
     >>> dictionary_stability([[1.0, 0.0], [0.0, 1.0]], [[0.0, -2.0], [3.0, 0.0]])
     1.0
     """
-    U1, U2 = _unit_rows(D1, "D1"), _unit_rows(D2, "D2")
+    matched, rows, cols = _matched_cosines(D1, D2, "D1", "D2", absolute)
+    value = float(matched.mean())
+    return (value, rows, cols) if return_matching else value
+
+
+def _matched_cosines(D1, D2, name1, name2, absolute):
+    """Hungarian matching of the rows of two dictionaries by (absolute) cosine.
+
+    Returns the matched cosines and the matched row indices of each dictionary
+    (``min(n_rows_1, n_rows_2)`` pairs).
+    """
+    U1, U2 = _unit_rows(D1, name1), _unit_rows(D2, name2)
     if U1.shape[1] != U2.shape[1]:
         raise ValueError(
-            f"D1 has {U1.shape[1]} features but D2 has {U2.shape[1]}; compare "
-            "dictionaries fitted on the same activations."
+            f"{name1} has {U1.shape[1]} features but {name2} has {U2.shape[1]}; "
+            "compare dictionaries fitted on the same activations."
         )
     cos = U1 @ U2.T
     if absolute:
         cos = np.abs(cos)
     rows, cols = linear_sum_assignment(cos, maximize=True)
-    value = float(cos[rows, cols].mean())
-    return (value, rows, cols) if return_matching else value
+    return cos[rows, cols], rows, cols
+
+
+def dictionary_recovery(true, learned, *, absolute=True):
+    """How well a learned dictionary recovers a known (planted) one.
+
+    Each concept of ``true`` is matched to a distinct concept of ``learned`` by
+    the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`) on
+    their cosines, as in :func:`dictionary_stability`; the score is the mean
+    matched cosine over the rows of ``true`` (the mean correlation coefficient,
+    MCC, of the dictionary-learning literature). ``learned`` may have more
+    concepts (an over-complete fit): its extra concepts are ignored. If it has
+    fewer, the unmatched true concepts count as 0, so the score cannot reach 1.
+
+    Parameters
+    ----------
+    true : array-like or torch.Tensor of shape (n_true_concepts, n_features)
+        The planted dictionary, e.g. the third output of
+        :func:`skconcepts.datasets.make_concept_activations`.
+    learned : array-like or torch.Tensor of shape (n_concepts, n_features)
+        The fitted dictionary, e.g. ``est.components_``.
+    absolute : bool, default=True
+        Match on ``|cos|``: methods such as PCA or ICA fix a concept only up to
+        its sign.
+
+    Returns
+    -------
+    recovery : float
+        Mean matched (absolute) cosine over the true concepts, in ``[0, 1]``
+        with ``absolute=True``; 1 when every true concept is found exactly (up
+        to scale, and sign with ``absolute=True``).
+
+    See Also
+    --------
+    dictionary_stability : The same matching between two fits.
+    skconcepts.datasets.make_concept_activations : Data with a planted dictionary.
+
+    Examples
+    --------
+    >>> from skconcepts.metrics import dictionary_recovery
+    >>> true = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    >>> learned = [[0.0, 0.0, 1.0], [0.0, 2.0, 0.0], [3.0, 0.0, 0.0]]
+    >>> dictionary_recovery(true, learned)
+    1.0
+    >>> dictionary_recovery(true, [[0.0, 1.0, 0.0]])
+    0.5
+    """
+    matched, _, _ = _matched_cosines(true, learned, "true", "learned", absolute)
+    n_true = _as_2d(true, "true").shape[0]
+    return float(matched.sum() / n_true)
 
 
 # ------------------------------------------------------------------ scorers
