@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 from tqdm.auto import tqdm
 
-from skconcepts._pipeline import encode, split_pipeline
+from skconcepts._pipeline import concept_input, split_pipeline
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_store, is_tensor
 from skconcepts.utils._validation import check_texts
@@ -57,8 +57,16 @@ class TopKInputs:
     Notes
     -----
     Units with a zero activation can appear in the top ``k`` of a concept that is
-    rarely active; their ``activation`` column shows it. Ties are broken by the
-    order of the units in the texts.
+    rarely active; their ``activation`` column shows it.
+
+    Ties of activation are broken by the concept estimator's ``typicality(X)``
+    when it has one (units more typical of the concept first), then by the order
+    of the units in the texts. ``KMeansConcepts`` has one (minus the squared
+    distance to the centroid): with its default hard membership every member of
+    a cluster has activation 1.0, and its top units are the members nearest the
+    centroid. Estimators without it (continuous activations) keep the order of
+    the texts. :meth:`interpret_concepts` sees only the activations, so it
+    breaks ties by the order of the rows.
 
     Examples
     --------
@@ -280,7 +288,7 @@ def _batches_from_texts(parts, texts, batch_size):
             continue  # to encode, as on the ``activations=`` path
         units = units[_UNIT_COLUMNS].copy()
         units["sample"] = units["sample"].to_numpy() + start
-        yield encode(parts, X), units
+        yield (*_encode(parts, X), units)
 
 
 def _batches_from_activations(parts, texts, activations, batch_size):
@@ -313,7 +321,7 @@ def _batches_from_activations(parts, texts, activations, batch_size):
                 continue
             X = activations[lo:hi]
             X = to_numpy(X)
-            yield encode(parts, X), units.iloc[lo:hi]
+            yield (*_encode(parts, X), units.iloc[lo:hi])
 
     return batches(), len(edges) - 1
 
@@ -322,16 +330,33 @@ def _batches_from_store(parts, store, rows):
     """``(generator of (C, units), n_batches)`` over an ActivationStore."""
     n_batches = -(-store.shape[0] // rows)
     pairs = zip(store.iter_batches(rows), store.iter_units(rows))
-    return ((encode(parts, X), units) for X, units in pairs), n_batches
+    return ((*_encode(parts, X), units) for X, units in pairs), n_batches
 
 
-def _topk_candidates(C, codes, k, unique):
-    """Per column, row positions of the top ``k`` (ties: earlier row first).
+def _encode(parts, X):
+    """Concept activations ``C`` of activations ``X`` and their tie-break scores.
 
-    Returns ``(rows, cols)``: flat arrays of the selected positions.
+    The scores are the concept estimator's ``typicality`` of the same rows when
+    it has one (e.g. ``KMeansConcepts``), else ``None``.
+    """
+    X = concept_input(parts._replace(extractor=None), X)  # preprocessing only
+    C = to_numpy(parts.concepts.transform(X))
+    typicality = getattr(parts.concepts, "typicality", None)
+    return C, (None if typicality is None else to_numpy(typicality(X)))
+
+
+def _topk_candidates(C, codes, k, unique, T=None):
+    """Per column, row positions of the top ``k``.
+
+    Ties of ``C`` go to the higher tie-break score ``T`` (same shape, or None),
+    then to the earlier row. Returns ``(rows, cols)``: flat arrays of the
+    selected positions.
     """
     n, m = C.shape
-    order = np.argsort(-C, axis=0, kind="stable")  # (n, m), descending per column
+    if T is None:
+        order = np.argsort(-C, axis=0, kind="stable")  # (n, m), descending
+    else:  # lexsort is stable: the last key is the primary one
+        order = np.lexsort((-T, -C), axis=0)
     if not unique:
         top = order[:k]  # (min(n, k), m)
         cols = np.broadcast_to(np.arange(m), top.shape)
@@ -351,11 +376,13 @@ def _running_topk(batches, *, k, unique, concepts):
 
     Parameters
     ----------
-    batches : iterable of (array of shape (n_rows, n_concepts), DataFrame)
-        Concept activations of a batch of units (all concepts of the estimator)
-        and the units table of the same rows (columns ``sample``, ``start``,
-        ``end``, ``text``). Only the current batch and the running top-``k`` are
-        held, so a store that yields batches can feed it.
+    batches : iterable of (C, T, units) or (C, units)
+        Concept activations ``C`` (n_rows, n_concepts) of a batch of units (all
+        concepts of the estimator), optional tie-break scores ``T`` of the same
+        shape (or None; higher wins among equal activations) and the units
+        table of the same rows (columns ``sample``, ``start``, ``end``,
+        ``text``). Only the current batch and the running top-``k`` are held,
+        so a store that yields batches can feed it.
     k : int
         Units kept per concept.
     unique : bool
@@ -371,14 +398,16 @@ def _running_topk(batches, *, k, unique, concepts):
     concepts = np.asarray(concepts)
     pool = None
     offset = 0  # global row number, for deterministic tie-breaking
-    for C, units in batches:
+    for batch in batches:
+        C, T, units = batch if len(batch) == 3 else (batch[0], None, batch[1])
         C = np.asarray(C)[:, concepts]
+        T = None if T is None else np.asarray(T)[:, concepts]
         n = C.shape[0]
         if n == 0:
             continue
         texts = units["text"].to_numpy()
         codes = pd.factorize(texts)[0] if unique else None
-        rows, cols = _topk_candidates(C, codes, k, unique)
+        rows, cols = _topk_candidates(C, codes, k, unique, T)
         cand = pd.DataFrame(
             {
                 "concept": concepts[cols],
@@ -388,6 +417,7 @@ def _running_topk(batches, *, k, unique, concepts):
                 "end": units["end"].to_numpy()[rows],
                 "text": texts[rows],
                 "activation": C[rows, cols],
+                "tie_break": 0.0 if T is None else T[rows, cols],
             }
         )
         pool = cand if pool is None else pd.concat([pool, cand], ignore_index=True)
@@ -402,8 +432,8 @@ def _running_topk(batches, *, k, unique, concepts):
 
 def _select(pool, k, unique):
     pool = pool.sort_values(
-        ["concept", "activation", "row"],
-        ascending=[True, False, True],
+        ["concept", "activation", "tie_break", "row"],
+        ascending=[True, False, False, True],
         kind="stable",
     )
     if unique:

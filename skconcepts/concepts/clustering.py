@@ -38,6 +38,7 @@ from skconcepts.concepts._sklearn_wrapper import (
 )
 from skconcepts.concepts._streaming import StreamingConceptsMixin
 from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
+from skconcepts.utils._validation import check_is_fitted
 
 __all__ = ["KMeansConcepts"]
 
@@ -169,6 +170,12 @@ class KMeansConcepts(StreamingConceptsMixin, SklearnConceptsMixin, BaseEstimator
     ``inverse_transform(C) = C @ components_`` maps either back to (a mixture
     of) centroids.
 
+    With hard membership every member of a cluster has activation 1.0, so the
+    activation alone cannot say which members are typical. :meth:`typicality`
+    (minus the squared distance to each centroid) breaks those ties:
+    :class:`~skconcepts.TopKInputs` ranks by activation, then by typicality, so
+    a concept's top units are the members nearest its centroid.
+
     ``partial_fit``, and ``fit`` of an :class:`~skconcepts.ActivationStore` or
     an iterable of batches, run ``sklearn.cluster.MiniBatchKMeans`` (its
     centroids become
@@ -294,6 +301,8 @@ default="k-means++"
     ...     online = online.partial_fit(chunk)
     >>> online.n_iter_, online.transform(X[:2]).sum(axis=1)
     (4, array([1., 1.], dtype=float32))
+    >>> km.typicality(X[:2]).shape
+    (2, 3)
     """
 
     _estimator_class = KMeans
@@ -446,3 +455,44 @@ default="k-means++"
         codes = np.zeros(d2.shape, dtype=np.float32)
         codes[np.arange(len(d2)), d2.argmin(axis=1)] = 1
         return codes
+
+    def typicality(self, X):
+        """How typical each row is of each concept: minus its squared distance.
+
+        The secondary ranking score of the rows of a concept, used by
+        :class:`~skconcepts.TopKInputs` to order rows of equal activation (with
+        ``membership="hard"`` every member of a cluster has activation 1.0):
+        the members nearest the centroid come first.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Activations, as ``transform`` takes them (in memory).
+
+        Returns
+        -------
+        T : ndarray of shape (n_samples, n_concepts)
+            ``-||x - c_j||²`` for every row ``x`` and centroid ``c_j``
+            (float32, higher means nearer).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skconcepts.concepts import KMeansConcepts
+        >>> X = np.array([[0.0], [2.0], [3.0], [10.0], [12.0]], dtype=np.float32)
+        >>> km = KMeansConcepts(2, init=[[1.0], [11.0]]).fit(X)
+        >>> km.transform(X)[:, 0]  # the first three rows tie at 1.0
+        array([1., 1., 1., 0., 0.], dtype=float32)
+        >>> T = km.typicality(X)  # minus the squared distances to 5/3 and 11
+        >>> T.shape, int(T[:3, 0].argmax())  # row 1 (2.0) is nearest 5/3
+        ((5, 2), 1)
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        centers = self.estimator_.cluster_centers_
+        if torch.is_tensor(X):
+            C = to_tensor(centers, device=X.device)
+            d2 = _sq_distances(X, (X**2).sum(dim=1), C)
+            return to_numpy(-d2)
+        d2 = euclidean_distances(X, centers, squared=True)
+        return (-d2).astype(np.float32)
