@@ -39,12 +39,16 @@ def pca_pipe(reader, texts):
     return make_pipeline(clone(reader), PCAConcepts(n_concepts=4)).fit(texts)
 
 
-def reference_topk(C, units, k, unique, concepts=None):
-    """Top-k per concept from the full concept matrix (sort, dedupe, head)."""
+def reference_topk(C, units, k, unique, concepts=None, T=None):
+    """Top-k per concept from the full concept matrix (sort, dedupe, head).
+
+    ``T``: the estimator's tie-break scores (``typicality``), higher first.
+    """
     concepts = range(C.shape[1]) if concepts is None else concepts
     frames = []
     for j in concepts:
-        order = np.lexsort((np.arange(len(C)), -C[:, j]))  # value desc, row asc
+        tie = np.zeros(len(C)) if T is None else -T[:, j]
+        order = np.lexsort((np.arange(len(C)), tie, -C[:, j]))  # value, tie, row
         df = units.iloc[order][["sample", "start", "end", "text"]].copy()
         df["activation"] = C[order, j]
         if unique:
@@ -171,7 +175,9 @@ def test_every_estimator(name, reader, texts, X):
     pipe = make_pipeline(*steps).fit(texts)
     C = pipe[1:].transform(X)
     units = reader.units(texts)
-    expected = reference_topk(C, units, k=3, unique=True)
+    # KMeans breaks its ties (hard membership) by closeness to the centroid
+    T = est.typicality(X) if hasattr(est, "typicality") else None
+    expected = reference_topk(C, units, k=3, unique=True, T=T)
     got = TopKInputs(k=3, batch_size=9).interpret(
         pipe, texts, activations=X, as_frame=True
     )
