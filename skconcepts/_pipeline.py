@@ -12,6 +12,7 @@ pipeline of one step.
 - :func:`split_pipeline` -- the parts ``(extractor, preprocess, concepts)``;
 - :func:`concept_input` -- the input of the whole estimator to the input of the
   concept estimator (what metrics score);
+- :func:`preprocess` -- activations through the preprocessing steps;
 - :func:`encode` / :func:`decode` -- activations to concepts and back (numpy);
 - :func:`torch_codec` -- the same in torch, the decoder differentiable (what the
   model rerun of attribution splices in).
@@ -36,6 +37,7 @@ __all__ = [
     "PipelineParts",
     "split_pipeline",
     "concept_input",
+    "preprocess",
     "encode",
     "decode",
     "torch_codec",
@@ -164,7 +166,21 @@ def split_pipeline(estimator, *, require_extractor=False):
     return PipelineParts(extractor, preprocess, concepts)
 
 
-def _preprocess(parts, X):
+def preprocess(parts, X):
+    """Activations ``X`` through every preprocessing step's public ``transform``.
+
+    Parameters
+    ----------
+    parts : PipelineParts
+        From :func:`split_pipeline`.
+    X : array-like or torch.Tensor of shape (n_rows, n_features)
+        Activations: the output of the extractor (not texts).
+
+    Returns
+    -------
+    X_concepts : ndarray or torch.Tensor
+        The input of the concept estimator (``X`` itself without steps).
+    """
     for step in parts.preprocess:
         X = step.transform(X)
     return X
@@ -200,7 +216,7 @@ def concept_input(parts, X):
     """
     if parts.extractor is not None:
         X = parts.extractor.transform(X)
-    return _preprocess(parts, X)
+    return preprocess(parts, X)
 
 
 def encode(parts, X):
@@ -230,7 +246,7 @@ def encode(parts, X):
     >>> np.array_equal(encode(split_pipeline(pipe), X), pipe.transform(X))
     True
     """
-    return to_numpy(parts.concepts.transform(_preprocess(parts, X)))
+    return to_numpy(parts.concepts.transform(preprocess(parts, X)))
 
 
 def decode(parts, C):

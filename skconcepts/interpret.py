@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 from tqdm.auto import tqdm
 
-from skconcepts._pipeline import concept_input, split_pipeline
+from skconcepts._pipeline import preprocess, split_pipeline
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_store, is_tensor
 from skconcepts.utils._validation import check_texts
@@ -339,7 +339,7 @@ def _encode(parts, X):
     The scores are the concept estimator's ``typicality`` of the same rows when
     it has one (e.g. ``KMeansConcepts``), else ``None``.
     """
-    X = concept_input(parts._replace(extractor=None), X)  # preprocessing only
+    X = preprocess(parts, X)
     C = to_numpy(parts.concepts.transform(X))
     typicality = getattr(parts.concepts, "typicality", None)
     return C, (None if typicality is None else to_numpy(typicality(X)))

@@ -63,6 +63,7 @@ from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
+from skconcepts.utils._deprecation import user_stacklevel
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_store
 from skconcepts.utils._validation import check_finite, check_n_concepts
@@ -304,6 +305,35 @@ default=None
                 chunks, batch_size, _rng(seed) if shuffle else None
             )
 
+    def passes(self, n_passes, *, owner):
+        """The passes that can be made over this source: ``n_passes``, or 1.
+
+        A one-shot iterator can be read once: asking it for more passes warns
+        (naming ``owner``, the estimator) and gives 1.
+
+        Parameters
+        ----------
+        n_passes : int
+            The passes asked for.
+        owner : str
+            Name of the estimator, for the warning.
+
+        Returns
+        -------
+        n_passes : int
+            ``n_passes``, or 1 for a one-shot iterator.
+        """
+        if not self.one_shot or n_passes <= 1:
+            return n_passes
+        warnings.warn(
+            f"X is a one-shot iterator, so {owner} makes a single pass instead "
+            f"of n_passes={n_passes}; pass a list of batches, a re-iterable or "
+            "an activation store for more.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return 1
+
     def first_batch(self, batch_size):
         """The first rows of the source, without using up a one-shot iterator.
 
@@ -421,15 +451,7 @@ class StreamingConceptsMixin:
 
     def _stream_passes(self, source, *, n_passes, reset):
         name = type(self).__name__
-        if source.one_shot and n_passes > 1:
-            warnings.warn(
-                f"X is a one-shot iterator, so {name} makes a single pass instead "
-                f"of n_passes={n_passes}; pass a list of batches, a re-iterable or "
-                "an activation store for more.",
-                UserWarning,
-                stacklevel=4,
-            )
-            n_passes = 1
+        n_passes = source.passes(n_passes, owner=name)
         if reset:
             self.__dict__.pop("_stream_batches", None)
             self.n_iter_ = 0

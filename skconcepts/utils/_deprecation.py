@@ -12,7 +12,7 @@ import sklearn
 
 import skconcepts
 
-__all__ = ["DEPRECATED", "renamed_kwarg", "renamed_param"]
+__all__ = ["DEPRECATED", "renamed_kwarg", "renamed_param", "user_stacklevel"]
 
 #: default of a deprecated parameter alias in ``__init__`` (sklearn's idiom)
 DEPRECATED = "deprecated"
@@ -64,17 +64,18 @@ def renamed_param(estimator, old, new):
         f"{name}({old}=...) is deprecated and will be removed in the next "
         f"release; use {name}({new}=...) instead.",
         FutureWarning,
-        stacklevel=_user_stacklevel(),
+        stacklevel=user_stacklevel(),
     )
     return value
 
 
-def _user_stacklevel():
+def user_stacklevel():
     """``stacklevel`` that points a warning at the first frame outside the library.
 
-    A deprecated parameter is read deep inside ``fit`` (through skconcepts' and
-    scikit-learn's own frames, at a depth that differs between code paths); the
-    warning should name the user's line that called ``fit``.
+    For warnings raised deep inside ``fit`` (through skconcepts' and
+    scikit-learn's own frames, at a depth that differs between code paths),
+    e.g. when a deprecated parameter is read: the warning should name the
+    user's line that called ``fit``.
     """
     library = tuple(
         os.path.dirname(module.__file__) + os.sep for module in (skconcepts, sklearn)

@@ -16,7 +16,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import IncrementalPCA, MiniBatchDictionaryLearning
 from sklearn.exceptions import ConvergenceWarning
 
-from skconcepts import SplitPointActivations
+from skconcepts import SplitPointActivations, TopKSAEConcepts
 from skconcepts.concepts import (
     ConvexNMFConcepts,
     DictionaryLearningConcepts,
@@ -617,3 +617,17 @@ def test_first_batch_reads_ahead_without_using_up_the_source(small_X, small_stor
         np.testing.assert_array_equal(
             as_batch_source(data).first_batch(64), small_X[:64]
         )
+
+
+@pytest.mark.parametrize("make", [lambda: SemiNMFConcepts(2, n_passes=3), "sae"])
+def test_one_shot_warning_is_written_once_and_names_the_users_line(make, small_X):
+    est = (
+        TopKSAEConcepts(4, top_k=2, n_passes=3, batch_size=32, random_state=0)
+        if make == "sae"
+        else make()
+    )
+    batches = (small_X[i : i + 50] for i in range(0, 200, 50))
+    with pytest.warns(UserWarning, match="one-shot iterator") as caught:
+        est.fit(batches)  # the warning names this line, whatever the estimator
+    one_shot = [w for w in caught if "one-shot" in str(w.message)]
+    assert [w.filename for w in one_shot] == [__file__]

@@ -12,7 +12,6 @@ and read by the skorch iterator (``_data._BatchIterator``); ``transform`` and
 from __future__ import annotations
 
 import copy
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -195,15 +194,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             )
         if n_passes is None:
             n_passes = self.net_.max_epochs
-        if source.one_shot and n_passes > 1:
-            warnings.warn(
-                f"X is a one-shot iterator, so {name} makes a single pass instead "
-                f"of n_passes={n_passes}; pass a list of batches, a re-iterable or "
-                "an activation store for more.",
-                UserWarning,
-                stacklevel=5,
-            )
-            n_passes = 1
+        n_passes = source.passes(n_passes, owner=name)
         self.net_.partial_fit(source, None, epochs=n_passes)
         self._finish()
 
