@@ -182,6 +182,9 @@ def test_a_crafted_pickle_never_runs(name, tmp_path):
     with pytest.raises(PipelineFileError):
         io.load(folder)
     assert not target.exists()
+    # control: unpickling the same bytes does create the file
+    pickle.loads(payload).close()
+    assert target.exists()
 
 
 def test_a_model_folder_moved_after_save(tmp_path):
