@@ -55,6 +55,7 @@ __all__ = [
     "dictionary_recovery",
     "SCORERS",
     "get_scorer",
+    "make_penalized_r2_scorer",
 ]
 
 
@@ -492,6 +493,88 @@ def _refit_stability(est, X):
     return dictionary_stability(est.components_, other.components_)
 
 
+class _PenalizedR2:
+    """Held-out R² minus ``min_gain`` per concept (see make_penalized_r2_scorer)."""
+
+    def __init__(self, min_gain):
+        self.min_gain = min_gain
+
+    def __call__(self, estimator, X, y=None):
+        est, Xc, _, X_hat = _reconstruct(estimator, X)
+        n_concepts = np.asarray(est.components_).shape[0]
+        return reconstruction_r2(Xc, X_hat) - self.min_gain * n_concepts
+
+    def __repr__(self):
+        name = "skconcepts.metrics.make_penalized_r2_scorer"
+        return f"{name}(min_gain={self.min_gain!r})"
+
+
+def make_penalized_r2_scorer(min_gain=0.01):
+    """A scorer that makes each concept earn its place: R² − ``min_gain`` × k.
+
+    The reconstruction R² on held-out rows grows with the number of concepts
+    ``k`` (a larger dictionary never reconstructs worse), so a grid search on
+    R² alone always picks the largest ``n_concepts`` of the grid. This scorer
+    subtracts ``min_gain`` per concept: a concept is worth keeping only when it
+    explains at least ``min_gain`` of the held-out variance. With R² concave in
+    ``k`` (the usual case: each new concept explains less than the previous
+    one) the score has one maximum, at the ``k`` where the last concept's gain
+    falls to ``min_gain``, so ``GridSearchCV`` picks an interior value of a grid
+    that brackets it. On a planted dictionary (see
+    :func:`skconcepts.datasets.make_concept_activations`) it picks the planted
+    size; on real activations the choice follows ``min_gain``: a larger value
+    gives fewer, broader concepts.
+
+    Parameters
+    ----------
+    min_gain : float, default=0.01
+        The share of the held-out variance (in R² units, in [0, 1)) a concept
+        must explain to be worth keeping. ``0.01`` (1 % per concept) is the
+        default; ``1 / n_features`` is Kaiser's rule (keep a concept that
+        explains more than an average feature direction), which keeps more.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y=None) -> float``, higher is better: the
+        reconstruction R² of ``X`` through the concept estimator (or the
+        concept estimator of a ``Pipeline``, on ``X`` transformed by the steps
+        before it) minus ``min_gain * n_concepts``, with ``n_concepts`` the
+        number of rows of ``components_``.
+
+    See Also
+    --------
+    get_scorer : ``get_scorer("penalized_r2")`` is this scorer with the default
+        ``min_gain``.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from skconcepts import NMFConcepts
+    >>> from skconcepts.datasets import make_concept_activations
+    >>> from skconcepts.metrics import make_penalized_r2_scorer
+    >>> X, _, _ = make_concept_activations(400, 32, 5, sparsity=0.3, random_state=0)
+    >>> search = GridSearchCV(
+    ...     NMFConcepts(random_state=0),
+    ...     {"n_concepts": [2, 5, 10, 20]},
+    ...     scoring=make_penalized_r2_scorer(min_gain=0.01),
+    ...     cv=3,
+    ... ).fit(X)
+    >>> search.best_params_
+    {'n_concepts': 5}
+    """
+    if (
+        isinstance(min_gain, bool)
+        or not isinstance(min_gain, (int, float, np.integer, np.floating))
+        or not 0 <= float(min_gain) < 1
+    ):
+        raise ValueError(
+            f"min_gain={min_gain!r} must be a float in [0, 1): the share of the "
+            "held-out variance a concept must explain, e.g. min_gain=0.01."
+        )
+    return _PenalizedR2(float(min_gain))
+
+
 #: name -> scorer ``(estimator, X, y=None) -> float`` (higher is better)
 SCORERS = {
     "reconstruction_r2": _ConceptScorer(
@@ -518,6 +601,7 @@ SCORERS = {
     "dictionary_stability": _ConceptScorer(
         "dictionary_stability", _refit_stability, 1.0, "refit"
     ),
+    "penalized_r2": make_penalized_r2_scorer(),
 }
 SCORERS["dictionary_stability"].__doc__ = (
     "Refits a clone of the concept estimator on the scored X with random_state + 1 "
@@ -536,7 +620,10 @@ def get_scorer(name):
         ``"neg_l0_sparsity"``, ``"neg_l1_sparsity"``, ``"hoyer_sparsity"``,
         ``"neg_dead_concept_fraction"``, ``"neg_dictionary_collinearity"``,
         ``"dictionary_stability"`` (refits a clone with ``random_state + 1``
-        on the scored data and compares the dictionaries).
+        on the scored data and compares the dictionaries), ``"penalized_r2"``
+        (R² minus 0.01 per concept, see :func:`make_penalized_r2_scorer`: the
+        one to choose ``n_concepts`` with, since R² alone always prefers the
+        largest).
 
     Returns
     -------

@@ -8,8 +8,9 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skconcepts import metrics
+from skconcepts import NMFConcepts, PCAConcepts, metrics
 from skconcepts.concepts._base import ConceptMixin
+from skconcepts.datasets import make_concept_activations
 
 
 class TruncatedSVDish(ConceptMixin, BaseEstimator):
@@ -189,6 +190,8 @@ def test_scorers_on_estimator_and_pipeline(X):
         ),
         # SVD is unique up to sign: another seed flips signs only
         "dictionary_stability": 1.0,
+        "penalized_r2": metrics.reconstruction_r2(Xs, X_hat)
+        - 0.01 * est.components_.shape[0],
     }
     assert set(expected) == set(metrics.SCORERS)
     for name, value in expected.items():
@@ -226,3 +229,59 @@ def test_scorers_in_grid_search(X):
         pipe, grid, cv=2, scoring=metrics.get_scorer("neg_l0_sparsity")
     ).fit(X)
     assert single.best_params_ == {"truncatedsvdish__n_concepts": 1}
+
+
+# ------------------------------------------------- penalized R²: a search that chooses
+PLANTED_GRID = {"n_concepts": [2, 3, 6, 12, 24]}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(
+    "make, signed, noise",
+    [
+        (lambda: NMFConcepts(random_state=0), False, 0.0),
+        (lambda: PCAConcepts(), True, 0.05),
+    ],
+    ids=["nmf", "pca-noisy"],
+)
+def test_penalized_r2_picks_the_planted_number_of_concepts(make, signed, noise, seed):
+    X, _, _ = make_concept_activations(
+        400, 32, 6, sparsity=0.3, signed_codes=signed, noise=noise, random_state=seed
+    )
+    scoring = {
+        "penalized": metrics.get_scorer("penalized_r2"),
+        "r2": metrics.get_scorer("reconstruction_r2"),
+    }
+    search = GridSearchCV(
+        make(), PLANTED_GRID, scoring=scoring, refit="penalized", cv=3
+    ).fit(X)
+    # 6 is interior to the grid: the planted size wins ...
+    assert search.best_params_ == {"n_concepts": 6}
+    # ... while R² alone never falls: it does not prefer 6 over 24
+    r2 = search.cv_results_["mean_test_r2"]
+    assert np.all(np.diff(r2) > -1e-3)
+    assert r2[-1] >= r2[2] - 1e-4
+
+
+def test_penalized_r2_min_gain_trades_concepts_for_variance():
+    X, _, _ = make_concept_activations(400, 32, 6, sparsity=0.3, random_state=0)
+    est = NMFConcepts(6, random_state=0).fit(X)
+    r2 = metrics.get_scorer("reconstruction_r2")(est, X)
+    for gain in [0.0, 0.01, 0.2]:
+        scorer = metrics.make_penalized_r2_scorer(min_gain=gain)
+        assert scorer(est, X) == pytest.approx(r2 - 6 * gain, abs=1e-6)
+    # a large min_gain asks for few, broad concepts
+    search = GridSearchCV(
+        NMFConcepts(random_state=0),
+        PLANTED_GRID,
+        scoring=metrics.make_penalized_r2_scorer(min_gain=0.2),
+        cv=3,
+    ).fit(X)
+    assert search.best_params_["n_concepts"] < 6
+    assert "min_gain=0.2" in repr(metrics.make_penalized_r2_scorer(min_gain=0.2))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, "0.01", True, None])
+def test_penalized_r2_rejects_bad_min_gain(bad):
+    with pytest.raises(ValueError, match=r"min_gain=.* must be a float in \[0, 1\)"):
+        metrics.make_penalized_r2_scorer(min_gain=bad)
