@@ -19,6 +19,7 @@ parameters, on a device, all restored), :func:`model_dtype`,
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "model_inputs",
     "check_targets",
     "select_outputs",
+    "call_output_fn",
 ]
 
 
@@ -317,7 +319,8 @@ def select_outputs(outputs, inputs, targets=None, output_fn=None):
         columns of ``output_fn``'s result (``None``: all).
     output_fn : callable or None, default=None
         ``output_fn(outputs) -> Tensor of shape (batch, n_outputs)`` for heads
-        other than those two.
+        other than those two; called as ``output_fn(outputs, inputs=inputs)``
+        when it has a parameter named ``inputs`` (see :func:`call_output_fn`).
 
     Returns
     -------
@@ -325,7 +328,7 @@ def select_outputs(outputs, inputs, targets=None, output_fn=None):
         The selected outputs, differentiable when ``outputs`` is.
     """
     if output_fn is not None:
-        full = output_fn(outputs)
+        full = call_output_fn(output_fn, outputs, inputs)
         if not isinstance(full, torch.Tensor) or full.ndim != 2:
             raise ValueError(
                 "output_fn must return a tensor of shape (batch, n_outputs), got "
@@ -360,3 +363,30 @@ def select_outputs(outputs, inputs, targets=None, output_fn=None):
             f"output has {n_out} entries; use targets in [0, {n_out - 1}]."
         )
     return full.gather(1, targets)  # (B, t)
+
+
+def call_output_fn(output_fn, outputs, inputs):
+    """``output_fn(outputs)``, or ``output_fn(outputs, inputs=inputs)``.
+
+    An ``output_fn`` that needs the batch's model inputs (e.g. the
+    ``attention_mask`` to mean-pool the hidden states over the real tokens)
+    declares a parameter named ``inputs``; it then receives the padded model
+    inputs of the batch as that keyword.
+
+    Examples
+    --------
+    >>> from skconcepts._rerun import call_output_fn
+    >>> call_output_fn(lambda out: out + 1, 1, {"attention_mask": 0})
+    2
+    >>> def masked(out, inputs):
+    ...     return inputs["attention_mask"]
+    >>> call_output_fn(masked, 1, {"attention_mask": 0})
+    0
+    """
+    try:
+        parameters = inspect.signature(output_fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        parameters = {}
+    if "inputs" in parameters:
+        return output_fn(outputs, inputs=inputs)
+    return output_fn(outputs)

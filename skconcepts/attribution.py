@@ -396,3 +396,171 @@ def linear_concept_importance(classifier, C, y=None, *, concept_names=None):
 # appended with linear_concept_importance (kept apart from the list above for
 # the merge of issue 11)
 __all__ += ["linear_concept_importance"]
+
+
+def classifier_output_fn(classifier, *, pooling="mean", hidden="last_hidden_state"):
+    """Turn a scikit-learn linear model on the model's output into an ``output_fn``.
+
+    A bare encoder (``AutoModel``, e.g. the embedded MiniLM) has no logits to
+    attribute. Train a scikit-learn classifier on its pooled last hidden state
+    (the sentence embedding) and this function rebuilds the classifier's
+    ``decision_function`` as a differentiable torch function of the model's
+    outputs: pass it as ``output_fn=`` to
+    :func:`~skconcepts.concept_output_gradient` to see which concepts of an
+    earlier layer drive the classifier's classes.
+
+    The features must be computed the way the function pools:
+
+    - ``pooling="mean"``: the mean of the hidden states over every real token
+      (special tokens included, padding excluded, as sentence-transformers
+      pools): ``SplitPointActivations(split_point=<last block>,
+      granularity="sample", aggregation="mean", exclude_special_tokens=False)``;
+    - ``pooling="cls"``: the first token's hidden state:
+      ``SplitPointActivations(split_point=<last block>, granularity="cls")``.
+
+    Parameters
+    ----------
+    classifier : fitted linear model or Pipeline
+        A fitted estimator with ``coef_`` and ``intercept_`` (e.g.
+        ``LogisticRegression``, ``LinearSVC``, ``RidgeClassifier``, ``Ridge``),
+        or a ``Pipeline`` of ``StandardScaler`` steps followed by one (the
+        scaling is folded into the linear map).
+    pooling : {"mean", "cls"}, default="mean"
+        How the hidden states of a text become the classifier's features.
+    hidden : str, default="last_hidden_state"
+        The attribute of the model's output object that holds the hidden
+        states of shape (batch, seq, d).
+
+    Returns
+    -------
+    output_fn : callable
+        ``output_fn(outputs, inputs=None) -> Tensor of shape (batch, n_outputs)``:
+        the classifier's decision function, one column per class of a
+        multi-class classifier, one column (the logit of ``classes_[1]``) for a
+        binary one, on the device and dtype of the hidden states.
+
+    Raises
+    ------
+    TypeError
+        If ``classifier`` is not a fitted linear model (or a Pipeline of
+        ``StandardScaler`` steps and one).
+    ValueError
+        If ``pooling`` is unknown, or when called, if the hidden states do not
+        have the classifier's number of features.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skconcepts import SplitPointActivations
+    >>> from skconcepts.attribution import classifier_output_fn
+    >>> from skconcepts.utils._testing import make_tiny_model
+    >>> model, tokenizer = make_tiny_model("bert")
+    >>> texts = ["A fine day.", "Cold soup.", "We won.", "We lost the match."]
+    >>> embed = SplitPointActivations(
+    ...     model, tokenizer=tokenizer, split_point=-1, granularity="sample",
+    ...     aggregation="mean", exclude_special_tokens=False,
+    ... )
+    >>> features = embed.fit_transform(texts)
+    >>> clf = LogisticRegression().fit(features, [1, 0, 1, 0])
+    >>> fn = classifier_output_fn(clf)
+    >>> inputs = tokenizer(texts, padding=True, return_tensors="pt")
+    >>> with torch.no_grad():
+    ...     logits = fn(model(**inputs), inputs=inputs)
+    >>> logits.shape
+    torch.Size([4, 1])
+    >>> bool(torch.allclose(logits[:, 0], torch.as_tensor(
+    ...     clf.decision_function(features), dtype=torch.float32), atol=1e-4))
+    True
+    """
+    if pooling not in ("mean", "cls"):
+        raise ValueError(
+            f"pooling={pooling!r} is not one of ['mean', 'cls']; pool the hidden "
+            "states the way the classifier's features were computed."
+        )
+    coef, intercept = _linear_map(classifier)
+    return _LinearHead(coef, intercept, pooling, hidden)
+
+
+def _linear_map(classifier):
+    """(coef (n_out, d), intercept (n_out,)) of a linear model, scalers folded in."""
+    steps = getattr(classifier, "steps", None)
+    if steps is not None:
+        *scalers, (_, final) = steps
+    else:
+        scalers, final = [], classifier
+    coef = getattr(final, "coef_", None)
+    intercept = getattr(final, "intercept_", None)
+    if coef is None or intercept is None:
+        raise TypeError(
+            f"classifier must be a fitted linear model with coef_ and intercept_ "
+            f"(e.g. LogisticRegression fitted on the pooled hidden states), or a "
+            f"Pipeline ending in one; got {type(final).__name__}, which has "
+            f"{'no coef_' if coef is None else 'no intercept_'} (is it fitted?)."
+        )
+    coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+    intercept = np.broadcast_to(
+        np.atleast_1d(np.asarray(intercept, dtype=np.float64)), coef.shape[:1]
+    ).copy()
+    # fold the scalers, last first: (x - mean) / scale -> coef' = coef / scale
+    for name, scaler in reversed(scalers):
+        if not (hasattr(scaler, "mean_") and hasattr(scaler, "scale_")):
+            raise TypeError(
+                f"Pipeline step {name!r} ({type(scaler).__name__}) is not a fitted "
+                "StandardScaler; only StandardScaler steps may come before the "
+                "linear model in classifier."
+            )
+        scale = np.ones(coef.shape[1]) if scaler.scale_ is None else scaler.scale_
+        mean = np.zeros(coef.shape[1]) if scaler.mean_ is None else scaler.mean_
+        coef = coef / np.asarray(scale, dtype=np.float64)
+        intercept = intercept - coef @ np.asarray(mean, dtype=np.float64)
+    return coef, intercept
+
+
+class _LinearHead:
+    """``output_fn`` of :func:`classifier_output_fn`: pooled hidden states @ coef."""
+
+    def __init__(self, coef, intercept, pooling, hidden):
+        self.coef = torch.as_tensor(coef)  # (n_out, d), float64
+        self.intercept = torch.as_tensor(intercept)  # (n_out,)
+        self.pooling = pooling
+        self.hidden = hidden
+
+    def __call__(self, outputs, inputs=None):
+        H = getattr(outputs, self.hidden, None)
+        if H is None:
+            H = outputs[0] if isinstance(outputs, (tuple, list)) else None
+        if not isinstance(H, torch.Tensor) or H.ndim != 3:
+            raise ValueError(
+                f"The model outputs ({type(outputs).__name__}) have no "
+                f"{self.hidden!r} of shape (batch, seq, d); pass hidden= the "
+                "attribute that holds the hidden states."
+            )
+        if H.shape[-1] != self.coef.shape[1]:
+            raise ValueError(
+                f"The hidden states have {H.shape[-1]} features but the classifier "
+                f"has {self.coef.shape[1]}; fit it on the pooled hidden states of "
+                "this model."
+            )
+        if self.pooling == "cls":
+            features = H[:, 0]  # (B, d)
+        else:
+            if inputs is None or "attention_mask" not in inputs:
+                raise ValueError(
+                    "pooling='mean' needs the batch's attention_mask: call "
+                    "output_fn(outputs, inputs=inputs)."
+                )
+            mask = inputs["attention_mask"].to(H.dtype).unsqueeze(-1)  # (B, T, 1)
+            features = (H * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+        coef = self.coef.to(device=H.device, dtype=H.dtype)
+        intercept = self.intercept.to(device=H.device, dtype=H.dtype)
+        return features @ coef.T + intercept  # (B, n_out)
+
+    def __repr__(self):
+        return (
+            f"classifier_output_fn(<{self.coef.shape[0]} outputs x "
+            f"{self.coef.shape[1]} features>, pooling={self.pooling!r})"
+        )
+
+
+__all__ += ["classifier_output_fn"]
