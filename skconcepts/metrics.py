@@ -8,7 +8,10 @@ Three families:
   :func:`hoyer_sparsity`, :func:`dead_concept_fraction`;
 - the dictionary itself: :func:`dictionary_collinearity` (one fit) and
   :func:`dictionary_stability` (two fits, Hungarian-matched cosine), and
-  :func:`dictionary_recovery` (a fit against a known, planted dictionary).
+  :func:`dictionary_recovery` (a fit against a known, planted dictionary);
+- what the model loses downstream: :func:`downstream_fidelity` reruns the model
+  with the split output replaced by its reconstruction (prediction agreement,
+  KL divergence, and for a causal LM the cross-entropy loss recovered).
 
 Each metric has a scorer with sklearn's signature ``scorer(estimator, X, y=None)``
 that returns a float where higher is better (metrics where lower is better are
@@ -34,13 +37,25 @@ in the input space of the concept estimator. The pipeline is taken apart by
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
+from tqdm.auto import tqdm
 
-from skconcepts._pipeline import concept_input, split_pipeline
+from skconcepts._pipeline import concept_input, split_pipeline, torch_codec
+from skconcepts._rerun import (
+    call_output_fn,
+    frozen_model,
+    model_dtype,
+    model_inputs,
+    rerun,
+)
 from skconcepts.utils._stats import r2
-from skconcepts.utils._torch import to_numpy
+from skconcepts.utils._torch import resolve_device, to_numpy
+from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = [
     "reconstruction_mse",
@@ -56,6 +71,8 @@ __all__ = [
     "SCORERS",
     "get_scorer",
     "make_penalized_r2_scorer",
+    "downstream_fidelity",
+    "make_fidelity_scorer",
 ]
 
 
@@ -657,3 +674,318 @@ def get_scorer(name):
         raise ValueError(
             f"{name!r} is not a skconcepts scorer; use one of {sorted(SCORERS)}."
         ) from None
+
+
+# ------------------------------------------------------- downstream fidelity
+def downstream_fidelity(
+    pipeline,
+    texts,
+    *,
+    output_fn=None,
+    exclude_special_tokens=None,
+    batch_size=None,
+    device=None,
+    progress=None,
+):
+    """What the model loses when the split output is replaced by its reconstruction.
+
+    The model of the pipeline's ``SplitPointActivations`` is run three ways on
+    every batch of texts: as it is; with the output ``h`` of the split module
+    replaced by its reconstruction ``t⁻¹(t(h))`` through the fitted concepts,
+    *without* the residual (unlike attribution, which keeps it); and with ``h``
+    replaced by zeros (zero ablation). The outputs are then compared:
+
+    - a classification head (logits of shape (batch, n_classes)), or an
+      ``output_fn``: the share of texts whose predicted class is unchanged
+      (``agreement``) and the mean KL divergence of the class distributions,
+      ``KL(p_original || p_reconstruction)`` (``kl_divergence``);
+    - a causal language model (logits of shape (batch, seq, vocab)): the
+      next-token cross-entropy of the texts' own tokens under the three runs
+      and the **cross-entropy loss recovered**, as SAELens and SAEBench define
+      it, ``(CE_zero − CE_reconstruction) / (CE_zero − CE_original)`` (1: the
+      reconstruction loses nothing; 0: it is as bad as zeros), plus the
+      agreement and KL divergence of the next-token distributions, per token.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A fitted pipeline that starts with a ``SplitPointActivations`` (whose
+        ``model_`` has the head whose outputs are compared) and contains a
+        concept estimator, with optional preprocessing steps between them.
+    texts : list of str
+        The texts to evaluate on.
+    output_fn : callable or None, default=None
+        ``output_fn(outputs) -> Tensor of shape (batch, n_outputs)`` treated as
+        logits, for heads other than the two above (e.g.
+        :func:`skconcepts.attribution.classifier_output_fn` for a bare encoder).
+        One output column is the logit of a binary classifier.
+    exclude_special_tokens : bool or None, default=None
+        Keep the original ``h`` at special-token positions ([CLS], [SEP], BOS),
+        which the dictionary was not fitted on, in both the reconstruction and
+        the zero-ablation runs; ``None`` follows the extractor's
+        ``exclude_special_tokens``. Padding positions always keep ``h``.
+    batch_size : int or None, default=None
+        Texts per forward pass; ``None`` takes the extractor's ``batch_size``.
+    device : str, torch.device or None, default=None
+        Where to run; ``None`` is the extractor's device.
+    progress : bool or None, default=None
+        Show a tqdm bar over the batches; ``None`` shows it only on an
+        interactive terminal or notebook.
+
+    Returns
+    -------
+    fidelity : dict of str to float
+        ``agreement`` and ``kl_divergence`` always; with a causal LM head also
+        ``ce_original``, ``ce_reconstruction``, ``ce_zero_ablation`` (mean
+        next-token cross-entropy in nats over the texts' tokens) and
+        ``ce_loss_recovered``; ``n_texts`` and ``n_predictions`` (texts, or
+        predicted tokens of a causal LM).
+
+    Raises
+    ------
+    TypeError
+        If the pipeline does not start with a ``SplitPointActivations``.
+    ValueError
+        If the model's outputs have no logits and no ``output_fn`` is given.
+
+    Warns
+    -----
+    UserWarning
+        When the extractor's granularity is ``"sample"`` or ``"cls"``: the
+        dictionary was fitted on one row per text but the rerun encodes every
+        token position, so the figures describe a use it was not fitted for.
+
+    Notes
+    -----
+    The splice encodes every token position through the estimator's public
+    ``transform``; dictionaries fitted at ``token`` (or ``word``) granularity
+    are the ones this measures meaningfully.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skconcepts import PCAConcepts, SplitPointActivations
+    >>> from skconcepts.metrics import downstream_fidelity
+    >>> from skconcepts.utils._testing import make_tiny_model
+    >>> model, tokenizer = make_tiny_model("gpt2", head="causal_lm")
+    >>> texts = ["the cat sat on the mat and looked at the dog in the garden",
+    ...          "a dog ran in the park after the ball and then came home",
+    ...          "we won the match in the last minute of the second half"]
+    >>> pipe = make_pipeline(
+    ...     SplitPointActivations(model, tokenizer=tokenizer, split_point=1),
+    ...     PCAConcepts(n_concepts=32),   # all 32 directions: exact
+    ... ).fit(texts)
+    >>> fid = downstream_fidelity(pipe, texts)
+    >>> round(fid["ce_loss_recovered"], 3), fid["agreement"]
+    (1.0, 1.0)
+    """
+    texts = check_texts(texts, name="texts")
+    parts = split_pipeline(pipeline)
+    extractor = parts.extractor
+    if extractor is None:
+        raise TypeError(
+            "pipeline must start with a fitted SplitPointActivations (its model "
+            "is rerun); pass the whole fitted pipeline, e.g. make_pipeline("
+            "SplitPointActivations(...), SemiNMFConcepts(...)).fit(texts)."
+        )
+    check_is_fitted(extractor)
+    if extractor.granularity in ("sample", "cls"):
+        warnings.warn(
+            f"The dictionary was fitted on granularity={extractor.granularity!r} "
+            "rows (one per text) but downstream_fidelity encodes every token "
+            "position; fit it at token or word granularity to measure fidelity.",
+            UserWarning,
+            stacklevel=2,
+        )
+    if output_fn is not None and not callable(output_fn):
+        raise TypeError(
+            f"output_fn must be a callable or None, got {type(output_fn).__name__}."
+        )
+    batch_size = extractor.batch_size if batch_size is None else batch_size
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
+    exclude = (
+        extractor.exclude_special_tokens
+        if exclude_special_tokens is None
+        else bool(exclude_special_tokens)
+    )
+    model = extractor.model_
+    module = model.get_submodule(extractor.split_module_name_)
+    device = extractor.device_ if device is None else resolve_device(device)
+    encode, decode = torch_codec(parts, device, model_dtype(model))
+
+    totals = _FidelityTotals()
+    starts = range(0, len(texts), batch_size)
+    bar = tqdm(
+        starts,
+        desc="downstream_fidelity",
+        unit="batch",
+        disable=None if progress is None else not progress,
+    )
+    with frozen_model(model, device), torch.no_grad():
+        for start in bar:
+            chunk = texts[start : start + batch_size]
+            encodings, inputs = model_inputs(extractor, chunk, device, start=start)
+            keep = inputs["attention_mask"] == 0  # (B, T): padding keeps h
+            if exclude:
+                special = torch.zeros_like(keep)
+                for row, enc in enumerate(encodings):
+                    mask = torch.as_tensor(enc.special_tokens_mask, dtype=torch.bool)
+                    special[row, : len(mask)] = mask
+                keep = keep | special
+            keep = keep[..., None]  # (B, T, 1)
+
+            def reconstruct(h, keep=keep):
+                return torch.where(keep, h, decode(encode(h)).to(h.dtype))
+
+            def zero(h, keep=keep):
+                return torch.where(keep, h, torch.zeros_like(h))
+
+            runs = [
+                _logits(
+                    rerun(model, module, inputs, fn, use_cache=False), inputs, output_fn
+                )
+                for fn in (lambda h: h, reconstruct, zero)
+            ]
+            totals.add(*runs, inputs)
+    return totals.result(len(texts))
+
+
+def _logits(outputs, inputs, output_fn):
+    """(batch, n) logits of a classifier / output_fn, or (batch, seq, vocab)."""
+    if output_fn is not None:
+        logits = call_output_fn(output_fn, outputs, inputs)
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            raise ValueError(
+                "output_fn must return a tensor of shape (batch, n_outputs), got "
+                f"{getattr(logits, 'shape', type(logits).__name__)}."
+            )
+    else:
+        logits = getattr(outputs, "logits", None)
+        if logits is None:
+            raise ValueError(
+                f"The outputs of this model ({type(outputs).__name__}) have no "
+                "logits, e.g. a bare encoder; pass output_fn, e.g. "
+                "skconcepts.attribution.classifier_output_fn(classifier)."
+            )
+    logits = logits.double()
+    if logits.ndim == 2 and logits.shape[1] == 1:  # one binary logit
+        logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
+    return logits
+
+
+class _FidelityTotals:
+    """Running sums of agreement, KL and cross-entropies over batches."""
+
+    def __init__(self):
+        self.n = 0
+        self.agree = 0.0
+        self.kl = 0.0
+        self.ce = None  # [original, reconstruction, zero] sums of token CE
+
+    def add(self, original, recon, zero, inputs):
+        if original.ndim == 3:  # causal LM: predict token i+1 at position i
+            mask = inputs["attention_mask"]
+            valid = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, T-1)
+            targets = inputs["input_ids"][:, 1:][valid]  # (N,)
+            original, recon, zero = (x[:, :-1][valid] for x in (original, recon, zero))
+            ce = [
+                torch.nn.functional.cross_entropy(x, targets, reduction="sum").item()
+                for x in (original, recon, zero)
+            ]
+            self.ce = ce if self.ce is None else [a + b for a, b in zip(self.ce, ce)]
+        log_p = torch.log_softmax(original, dim=-1)
+        log_q = torch.log_softmax(recon, dim=-1)
+        self.kl += (log_p.exp() * (log_p - log_q)).sum(dim=-1).sum().item()
+        self.agree += (original.argmax(-1) == recon.argmax(-1)).sum().item()
+        self.n += original.shape[0]
+
+    def result(self, n_texts):
+        n = max(self.n, 1)
+        out = {
+            "agreement": self.agree / n,
+            "kl_divergence": self.kl / n,
+            "n_texts": n_texts,
+            "n_predictions": self.n,
+        }
+        if self.ce is not None:
+            ce_orig, ce_recon, ce_zero = (c / n for c in self.ce)
+            gap = ce_zero - ce_orig
+            out.update(
+                ce_original=ce_orig,
+                ce_reconstruction=ce_recon,
+                ce_zero_ablation=ce_zero,
+                ce_loss_recovered=(ce_zero - ce_recon) / gap if gap != 0 else np.nan,
+            )
+        return out
+
+
+_FIDELITY_METRICS = {
+    "ce_loss_recovered": 1.0,
+    "agreement": 1.0,
+    "neg_kl_divergence": -1.0,
+}
+
+
+class _FidelityScorer:
+    def __init__(self, metric, kwargs):
+        self.metric = metric
+        self.kwargs = kwargs
+
+    def __call__(self, estimator, X, y=None):
+        key = self.metric.removeprefix("neg_")
+        value = downstream_fidelity(estimator, X, **self.kwargs)
+        if key not in value:
+            raise ValueError(
+                f"metric={self.metric!r} needs a causal language-model head; this "
+                f"model gives {sorted(value)}; use 'agreement' or "
+                "'neg_kl_divergence'."
+            )
+        return _FIDELITY_METRICS[self.metric] * value[key]
+
+    def __repr__(self):
+        return f"skconcepts.metrics.make_fidelity_scorer({self.metric!r})"
+
+
+def make_fidelity_scorer(metric="agreement", **kwargs):
+    """A scorer of :func:`downstream_fidelity` for ``GridSearchCV``.
+
+    Parameters
+    ----------
+    metric : {"agreement", "neg_kl_divergence", "ce_loss_recovered"}, \
+default="agreement"
+        What to score, higher is better (the KL divergence is negated).
+        ``"ce_loss_recovered"`` needs a causal language-model head.
+    **kwargs
+        Passed to :func:`downstream_fidelity` (``output_fn``, ``batch_size``,
+        ``exclude_special_tokens``, ``device``, ``progress``).
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(pipeline, texts, y=None) -> float``, for a search over a
+        pipeline that starts from texts with a ``SplitPointActivations``.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skconcepts import PCAConcepts, SplitPointActivations
+    >>> from skconcepts.metrics import make_fidelity_scorer
+    >>> from skconcepts.utils._testing import make_tiny_model
+    >>> model, tokenizer = make_tiny_model("gpt2", head="causal_lm")
+    >>> texts = ["the cat sat on the mat and looked at the dog in the garden",
+    ...          "a dog ran in the park after the ball and then came home",
+    ...          "we won the match in the last minute of the second half"]
+    >>> pipe = make_pipeline(
+    ...     SplitPointActivations(model, tokenizer=tokenizer, split_point=1),
+    ...     PCAConcepts(n_concepts=32),
+    ... ).fit(texts)
+    >>> scorer = make_fidelity_scorer("ce_loss_recovered")
+    >>> round(scorer(pipe, texts), 3)
+    1.0
+    """
+    if metric not in _FIDELITY_METRICS:
+        raise ValueError(
+            f"metric={metric!r} is not one of {sorted(_FIDELITY_METRICS)}."
+        )
+    return _FidelityScorer(metric, kwargs)
