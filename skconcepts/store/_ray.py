@@ -199,14 +199,20 @@ def _check_count(value, name, minimum):
     return value
 
 
-def _probe_workers(ray, actors, folder: Path, worker_folder):
-    """Check that every actor reads the driver's marker and the driver its reply."""
+def _probe_workers(ray, actors, folder: Path, worker_folder, then):
+    """Check that every actor reads the driver's marker and the driver its reply.
+
+    ``then()`` is called once the probes are sent (it queues the model loads
+    behind them, so that they overlap the check); its result is returned.
+    """
     token = secrets.token_hex(16)
     marker = folder / f"{_PROBE}-{token[:8]}"
     marker.write_text(token, encoding="utf-8")
     replies = []
     try:
-        answers = ray.get([a.probe.remote(marker.name, token) for a in actors])
+        probes = [a.probe.remote(marker.name, token) for a in actors]
+        following = then()
+        answers = ray.get(probes)
         bad = [a for a in answers if not a["ok"]]
         for a in answers:
             if a["ok"]:
@@ -236,6 +242,7 @@ def _probe_workers(ray, actors, folder: Path, worker_folder):
         marker.unlink(missing_ok=True)
         for r in replies:
             r.unlink(missing_ok=True)
+    return following
 
 
 def extract_to_store_ray(
@@ -467,8 +474,14 @@ def extract_to_store_ray(
             )
             for _ in range(min(num_workers, len(tasks)))
         ]
-        _probe_workers(ray, actors, folder, worker_folder)
-        for source in ray.get([a.load.remote() for a in actors]):
+        loads = _probe_workers(
+            ray,
+            actors,
+            folder,
+            worker_folder,
+            lambda: [a.load.remote() for a in actors],
+        )
+        for source in ray.get(loads):
             diffs = _source_diff(header["source"], source)
             if diffs:
                 raise StoreMismatchError(
