@@ -76,11 +76,12 @@ def _same_store(store, local):
     assert not [p for p in os.listdir(store.path) if p.endswith(".tmp")]
 
 
-def test_ray_store_equals_the_local_store(ray_cluster, texts, tmp_path):
+def test_ray_store_equals_the_local_store(ray_cluster, texts, tmp_path, capsys):
     acts = _acts()
     store = extract_to_store_ray(
-        acts, texts, tmp_path / "ray", num_workers=2, texts_per_task=8
+        acts, texts, tmp_path / "ray", num_workers=2, texts_per_task=8, progress=True
     )
+    assert "24/24" in capsys.readouterr().err  # the driver's bar counts texts
     local = extract_to_store(acts, texts, tmp_path / "local")
     _same_store(store, local)
     # tasks of 8 texts: one shard each, published in text order
@@ -101,16 +102,24 @@ def test_a_worker_that_dies_once_still_gives_the_complete_store(
 ):
     DieOnce.marker = str(tmp_path / "died")
     DieOnce.store = str(tmp_path / "ray")
-    DieOnce.trigger = texts[8]
+    # dies in the second chunk of the second task, after the task has staged
+    # the shard of its first chunk (shard_rows=1: one shard per chunk)
+    DieOnce.trigger = texts[12]
     store = extract_to_store_ray(
-        _acts(DieOnce), texts, tmp_path / "ray", num_workers=1, texts_per_task=8
+        _acts(DieOnce),
+        texts,
+        tmp_path / "ray",
+        num_workers=1,
+        texts_per_task=8,
+        shard_rows=1,
     )
     assert os.path.exists(DieOnce.marker)  # the worker did die, then was retried
     before = json.loads(open(DieOnce.marker).read())
     st = os.stat(tmp_path / "ray" / "shard-00000.npy")
     assert (st.st_ino, st.st_mtime_ns) == (before["ino"], before["mtime"])
-    local = extract_to_store(_acts(), texts, tmp_path / "local")
-    _same_store(store, local)
+    local = extract_to_store(_acts(), texts, tmp_path / "local", shard_rows=1)
+    assert store.n_shards == local.n_shards == 6
+    _same_store(store, local)  # and no staged file of the dead attempt is left
 
 
 def test_a_rerun_after_a_failed_run_resumes_without_rewriting(

@@ -490,6 +490,9 @@ def extract_to_store_ray(
                     + ". Make the model's folder the same on every node."
                 )
         _run_tasks(ray, actors, tasks, texts, writer, progress, start)
+        # every task has returned: staged files left by a worker that died
+        # (and whose task ran again) are strays now
+        writer._remove_strays()
         return writer.finish()
     finally:
         for a in actors:
