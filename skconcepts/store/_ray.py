@@ -406,46 +406,74 @@ def extract_to_store_ray(
                 f"{key}.save_pretrained(folder) and pass "
                 f"SplitPointActivations({key}=folder, ...)."
             )
-    try:
-        check_is_fitted(extractor)
-        fitted = extractor
-    except NotFittedError:  # the driver needs the identity, not a GPU
-        fitted = clone(extractor).set_params(device="cpu", cache=False).fit()
     folder = Path(path).resolve()
     worker_folder = folder if worker_path is None else Path(worker_path)
     chunk = int(getattr(extractor, "batch_size", None) or 32)
-    header = {
-        "kind": "activations",
-        "source": _extractor_source(fitted),
-        "dtype": dtype,
-        "shard_rows": shard_rows,
-        "chunk_texts": chunk,
-        "n_texts": len(texts),
-        "texts_sha256": _hash_texts(texts),
-    }
     if not ray.is_initialized():  # Ray's own default: start or join a cluster
         ray.init()
-    writer = _StoreWriter(
-        folder,
-        header,
-        compare=("kind", "source", "dtype", "shard_rows", "n_texts", "texts_sha256"),
-        overwrite=overwrite,
-        texts=texts,
+    if num_workers is None:
+        res = ray.cluster_resources()
+        num_workers = (
+            int(res.get("GPU", 0) // gpus)
+            if gpus
+            else int(res.get("CPU", 1) // max(cpus, 1e-9))
+        )
+        num_workers = max(1, num_workers)
+    # the actors' processes start now, while the driver loads the model and
+    # opens the store; they do nothing with the store before the access check
+    remote = ray.remote(_ExtractWorker).options(
+        num_cpus=cpus,
+        num_gpus=gpus,
+        max_restarts=max_retries,
+        max_task_retries=max_retries,
+        **(ray_remote_args or {}),
     )
-    actors = []
+    worker_params = {**params, "cache": False, "progress": False}
+    started = [
+        remote.remote(
+            type(extractor),
+            worker_params,
+            str(worker_folder),
+            dtype,
+            shard_rows,
+            max(1, int(cpus)),
+        )
+        for _ in range(min(num_workers, math.ceil(len(texts) / chunk)))
+    ]
+    writer = None
     try:
+        try:
+            check_is_fitted(extractor)
+            fitted = extractor
+        except NotFittedError:  # the driver needs the identity, not a GPU
+            fitted = clone(extractor).set_params(device="cpu", cache=False).fit()
+        header = {
+            "kind": "activations",
+            "source": _extractor_source(fitted),
+            "dtype": dtype,
+            "shard_rows": shard_rows,
+            "chunk_texts": chunk,
+            "n_texts": len(texts),
+            "texts_sha256": _hash_texts(texts),
+        }
+        writer = _StoreWriter(
+            folder,
+            header,
+            compare=(
+                "kind",
+                "source",
+                "dtype",
+                "shard_rows",
+                "n_texts",
+                "texts_sha256",
+            ),
+            overwrite=overwrite,
+            texts=texts,
+        )
         if writer.manifest["complete"]:
             return ActivationStore(writer.path)
         chunk = writer.manifest["chunk_texts"]  # a resumed store keeps its chunks
         start = writer.next_text
-        if num_workers is None:
-            res = ray.cluster_resources()
-            num_workers = (
-                int(res.get("GPU", 0) // gpus)
-                if gpus
-                else int(res.get("CPU", 1) // max(cpus, 1e-9))
-            )
-            num_workers = max(1, num_workers)
         n_chunks = math.ceil((len(texts) - start) / chunk)
         if texts_per_task is None:
             per_task = chunk * min(64, max(1, math.ceil(n_chunks / (4 * num_workers))))
@@ -455,25 +483,9 @@ def extract_to_store_ray(
             (a, min(a + per_task, len(texts)))
             for a in range(start, len(texts), per_task)
         ]
-        remote = ray.remote(_ExtractWorker).options(
-            num_cpus=cpus,
-            num_gpus=gpus,
-            max_restarts=max_retries,
-            max_task_retries=max_retries,
-            **(ray_remote_args or {}),
-        )
-        worker_params = {**params, "cache": False, "progress": False}
-        actors = [
-            remote.remote(
-                type(extractor),
-                worker_params,
-                str(worker_folder),
-                dtype,
-                shard_rows,
-                max(1, int(cpus)),
-            )
-            for _ in range(min(num_workers, len(tasks)))
-        ]
+        actors = started[: len(tasks)]
+        for extra in started[len(tasks) :]:
+            ray.kill(extra)
         loads = _probe_workers(
             ray,
             actors,
@@ -495,9 +507,10 @@ def extract_to_store_ray(
         writer._remove_strays()
         return writer.finish()
     finally:
-        for a in actors:
+        for a in started:
             ray.kill(a)
-        writer.release()
+        if writer is not None:
+            writer.release()
 
 
 def _run_tasks(ray, actors, tasks, texts, writer, progress, start):
