@@ -36,6 +36,7 @@ _LAZY = {
     "concept_output_gradient": "skconcepts.attribution",
     "linear_concept_importance": "skconcepts.attribution",
     "PooledConcepts": "skconcepts.pooling",
+    "extract_to_store_ray": "skconcepts.distributed",
 }
 
 _SUBMODULES = {
@@ -43,6 +44,7 @@ _SUBMODULES = {
     "attribution",
     "concepts",
     "datasets",
+    "distributed",
     "exceptions",
     "interpret",
     "io",

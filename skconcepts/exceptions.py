@@ -16,6 +16,7 @@ __all__ = [
     "UntrustedTypesError",
     "StoreLockedError",
     "StoreChangedError",
+    "StoreAccessError",
 ]
 
 
@@ -87,4 +88,12 @@ class StoreChangedError(StoreMismatchError):
     """An activation store was overwritten while it was open for reading.
 
     Raised instead of returning rows of the new store under the old manifest.
+    """
+
+
+class StoreAccessError(SkconceptsError, OSError):
+    """The workers of a cluster cannot read and write the activation store's folder.
+
+    Raised by :func:`skconcepts.distributed.extract_to_store_ray` before any
+    work; the message names the folder and what the workers saw.
     """

@@ -25,6 +25,7 @@ from skconcepts.store._format import (
     _resolve_shard_rows,
     _to_storage,
 )
+from skconcepts.store._ray import extract_to_store_ray
 from skconcepts.store._reader import ActivationStore
 from skconcepts.store._source import _extractor_source
 from skconcepts.store._writer import _StoreWriter
@@ -62,6 +63,7 @@ def extract_to_store(
     dtype="float32",
     overwrite=False,
     progress=False,
+    engine="local",
 ):
     """Write the activations of texts to an on-disk store, resumably.
 
@@ -93,6 +95,12 @@ def extract_to_store(
         Replace an existing store at ``path`` instead of resuming it.
     progress : bool, default=False
         Show a tqdm progress bar over the texts.
+    engine : {"local", "ray"}, default="local"
+        ``"local"``: extract in this process. ``"ray"``: in a pool of Ray
+        actors, one per CPU of the Ray cluster, through
+        :func:`skconcepts.distributed.extract_to_store_ray` with its defaults
+        (call it directly to choose workers, CPUs and GPUs); the store is the
+        same.
 
     Returns
     -------
@@ -124,6 +132,18 @@ def extract_to_store(
     ['sample', 'unit', 'start', 'end', 'text']
     >>> folder.cleanup()
     """
+    if engine == "ray":
+        return extract_to_store_ray(
+            extractor,
+            texts,
+            path,
+            shard_rows=shard_rows,
+            dtype=dtype,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    if engine != "local":
+        raise ValueError(f"engine={engine!r} is not supported; use 'local' or 'ray'.")
     texts = check_texts(texts)
     dtype = _check_dtype(dtype)
     if shard_rows is not None:

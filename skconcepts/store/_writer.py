@@ -224,6 +224,48 @@ class _StoreWriter:
         m["n_rows"] = int(m["n_rows"] + rows)
         self._write_manifest()
 
+    def publish_staged(
+        self, staged, *, rows, n_features, units_columns, texts, texts_sha256
+    ):
+        """Publish a shard whose files another process wrote under staged names.
+
+        ``staged`` maps each role (``"data"``, ``"units"``, ``"strings"``) to
+        ``{"name", "bytes", "sha256"}`` of a complete, fsynced file in the
+        store's folder under a temporary name; each is renamed to the next
+        shard's name (``os.replace``, atomic), then the manifest lists it. A
+        crash in between leaves files the next writer removes as strays.
+        """
+        m = self.manifest
+        if m["n_features"] is None:
+            m["n_features"] = int(n_features)
+        if m["units_columns"] is None:
+            m["units_columns"] = units_columns
+        if int(n_features) != m["n_features"] or units_columns != m["units_columns"]:
+            raise StoreCorruptedError(
+                f"A worker wrote a shard of {n_features} features with units "
+                f"{units_columns}; the store at '{self.path}' has "
+                f"{m['n_features']} features and units {m['units_columns']}."
+            )
+        name = f"shard-{len(m['shards']):05d}"
+        suffix = {"data": ".npy", "units": ".units.npy", "strings": ".units.jsonl"}
+        files = {}
+        for role, info in staged.items():
+            final = f"{name}{suffix[role]}"
+            (self.path / info["name"]).replace(self.path / final)
+            files[role] = {**info, "name": final}
+        _fsync_dir(self.path)
+        m["shards"].append(
+            {
+                "generation": m.get("generation"),
+                "rows": int(rows),
+                "texts": [int(texts[0]), int(texts[1])],
+                "texts_sha256": texts_sha256,
+                "files": files,
+            }
+        )
+        m["n_rows"] = int(m["n_rows"] + rows)
+        self._write_manifest()
+
     def finish(self):
         self.manifest["complete"] = True
         self._write_manifest()
