@@ -8,7 +8,9 @@
    method, ``GridSearchCV`` over ``n_concepts``;
 4. :func:`top_words` -- the top words of every concept;
 5. :func:`concept_importance` -- gradient x input of the linear head per class;
-6. :func:`write_reports` -- the HTML reports, the heatmap and the CSV.
+6. :func:`classifier_importance` -- which concepts drive a classifier trained on
+   MiniLM's sentence embedding (gradients through the model's later blocks);
+7. :func:`write_reports` -- the HTML reports, the heatmaps and the CSVs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
@@ -24,7 +27,11 @@ from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
 from skconcepts.activations import SplitPointActivations
-from skconcepts.attribution import linear_concept_importance
+from skconcepts.attribution import (
+    classifier_output_fn,
+    concept_output_gradient,
+    linear_concept_importance,
+)
 from skconcepts.concepts import KMeansConcepts, SemiNMFConcepts
 from skconcepts.datasets import load_demo_corpus, load_embedded_model
 from skconcepts.interpret import TopKInputs
@@ -191,8 +198,14 @@ def concept_importance(search, texts, y, words_of_concepts, *, say):
         y,
         concept_names=list(best["concepts"].get_feature_names_out()),
     )
-    say("[4/5] concept importance per class (gradient x input of the logits,")
+    say("[4/6] concept importance per class (gradient x input of the logits,")
     say("      mean over the held-out texts of the class)")
+    _say_ranked(importance, words_of_concepts, say)
+    return importance
+
+
+def _say_ranked(importance, words_of_concepts, say):
+    """Print the two most important concepts of every class, with a top word."""
     for label, row in importance.iterrows():
         ranked = row.sort_values(ascending=False).head(2)
         say(
@@ -202,7 +215,60 @@ def concept_importance(search, texts, y, words_of_concepts, *, say):
                 for c, v in ranked.items()
             )
         )
-    return importance
+
+
+def classifier_importance(model, tokenizer, pipeline, texts, y, idx_train, idx_test):
+    """Which concepts drive a classifier of MiniLM's own sentence embedding.
+
+    A ``LogisticRegression`` of the sentiment is fitted on the sentence
+    embedding (the mean of the last block over all tokens, as
+    sentence-transformers pools) of the training texts. On the held-out texts,
+    :func:`~skconcepts.concept_output_gradient` with
+    :func:`~skconcepts.attribution.classifier_output_fn` gives gradient x input
+    of its logit with respect to the concepts of ``pipeline`` (summed over each
+    text's tokens, normalised per text), averaged per class; class 0 gets the
+    negated logit, its log-odds, as in
+    :func:`~skconcepts.linear_concept_importance`.
+
+    Returns
+    -------
+    importance : pandas.DataFrame of shape (n_classes, n_concepts)
+    accuracy : float
+        Held-out accuracy of the embedding classifier.
+    """
+    embedding = SplitPointActivations(
+        model,
+        tokenizer=tokenizer,
+        split_point=-1,
+        granularity="sample",
+        aggregation="mean",
+        exclude_special_tokens=False,
+        batch_size=64,
+        progress=False,
+    )
+    texts = np.asarray(texts, dtype=object)
+    E = embedding.fit_transform(list(texts))
+    clf = LogisticRegression(max_iter=2000).fit(E[idx_train], y[idx_train])
+    accuracy = float(clf.score(E[idx_test], y[idx_test]))
+    attributions = concept_output_gradient(
+        list(texts[idx_test]),
+        extractor=pipeline["activations"],
+        concepts=pipeline,
+        output_fn=classifier_output_fn(clf),
+        granularity="sample",
+    )
+    logit = np.stack([a[0, 0].numpy() for a in attributions])  # (n_test, k)
+    y_test = y[idx_test]
+    rows = [
+        (logit[y_test == label] * (1 if j == 1 else -1)).mean(axis=0)
+        for j, label in enumerate(clf.classes_)
+    ]
+    importance = pd.DataFrame(
+        rows,
+        index=[str(c) for c in clf.classes_],
+        columns=list(pipeline["concepts"].get_feature_names_out()),
+    )
+    return importance, accuracy
 
 
 def write_reports(pipelines, texts, X_words, importance, out, *, results, layer):
@@ -296,7 +362,7 @@ def run_demo(
     """
     stream = stream or sys.stdout
     out = check_out_folder(out)  # before the work
-    steps = tqdm(total=5, desc="skconcepts demo", unit="step", disable=not progress)
+    steps = tqdm(total=6, desc="skconcepts demo", unit="step", disable=not progress)
 
     def say(line=""):
         tqdm.write(line, file=stream)
@@ -315,13 +381,13 @@ def run_demo(
     )
     steps.update()
     say(
-        f"[1/5] activations: {X_words.shape[0]} words x {X_words.shape[1]} "
+        f"[1/6] activations: {X_words.shape[0]} words x {X_words.shape[1]} "
         f"features (block {layer} of 6, mean of each word's tokens)"
     )
 
     # 2. concept bottleneck classifiers, n_concepts chosen by cross-validation
     idx_train, idx_test = split_train_test(y)
-    say("[2/5] concept bottleneck of the sentiment: word concepts, max over each")
+    say("[2/6] concept bottleneck of the sentiment: word concepts, max over each")
     say("      text's words, LogisticRegression; GridSearchCV over n_concepts in")
     say(f"      {list(n_concepts_grid)} on {len(idx_train)} texts, held out: "
         f"{len(idx_test)}")  # fmt: skip
@@ -332,7 +398,7 @@ def run_demo(
     steps.update()
 
     # 3. top words of every concept
-    say("[3/5] top words per concept")
+    say("[3/6] top words per concept")
     pipelines = concept_pipelines(words, searches)
     results["top_words"] = top_words(pipelines, texts, X_words, say=say)
     steps.update()
@@ -347,14 +413,28 @@ def run_demo(
     )
     steps.update()
 
-    # 5. reports
+    # 5. which concepts drive a classifier of MiniLM's own sentence embedding
+    output_importance, embedding_accuracy = classifier_importance(
+        model, tokenizer, pipelines[MAIN_METHOD], texts, y, idx_train, idx_test
+    )
+    results["classifier_importance"] = output_importance
+    say("[5/6] which concepts drive a LogisticRegression on MiniLM's sentence")
+    say(
+        f"      embedding (held-out accuracy {embedding_accuracy:.3f}): gradient x "
+        f"input of its logit through blocks {layer + 1}-5, mean per class"
+    )
+    _say_ranked(output_importance, results["top_words"][MAIN_METHOD], say)
+    write_atomic(out / "classifier_importance.csv", output_importance.to_csv)
+    steps.update()
+
+    # 6. reports
     paths = write_reports(
         pipelines, texts, X_words, importance, out, results=results, layer=layer
     )
     steps.update()
     steps.close()
     results["report"] = paths[MAIN_METHOD]
-    say(f"[5/5] report: {paths[MAIN_METHOD]}")
+    say(f"[6/6] report: {paths[MAIN_METHOD]}")
     for name, path in paths.items():
         if name != MAIN_METHOD:
             say(f"      also: {path}")

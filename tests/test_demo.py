@@ -8,6 +8,7 @@ import io
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 
 from skconcepts import PooledConcepts, _demo, cli
 
@@ -40,10 +41,18 @@ def test_run_demo_returns_results(tmp_path):
     assert len(results["top_words"]["SemiNMFConcepts"]) == k
     assert results["report"] == tmp_path / "report.html"
     assert results["importance"].shape == (2, k)
+    # which concepts drive a classifier of the sentence embedding: the
+    # gradient x input of one logit, negated for class 0 (its log-odds)
+    driven = results["classifier_importance"]
+    assert driven.shape == (2, k)
+    assert list(driven.index) == ["negative", "positive"]
+    assert np.isfinite(driven.to_numpy()).all()
+    saved = pd.read_csv(tmp_path / "classifier_importance.csv", index_col=0)
+    np.testing.assert_allclose(saved.to_numpy(), driven.to_numpy(), rtol=1e-6)
     printed = stream.getvalue()
-    assert "[5/5] report:" in printed
+    assert "[6/6] report:" in printed
     steps = [line[:5] for line in printed.splitlines() if line.startswith("[")]
-    assert steps == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
+    assert steps == ["[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"]
 
 
 def test_bottlenecks_are_pooled_concepts(minilm):
