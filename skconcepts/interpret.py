@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from numbers import Integral
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
-from tqdm.auto import tqdm
 
+from skconcepts._granularity import aggregate
 from skconcepts._pipeline import preprocess, split_pipeline
+from skconcepts._rerun import frozen_model
+from skconcepts._split import stop_after
+from skconcepts.utils._progress import PROGRESS_CONSTRAINT, progress_bar
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_store, is_tensor
 from skconcepts.utils._validation import check_texts
 
-__all__ = ["TopKInputs"]
+__all__ = ["TopKInputs", "vocabulary_tokens"]
 
 #: columns of the table returned by ``TopKInputs.interpret(..., as_frame=True)``
 FRAME_COLUMNS = ["concept", "rank", "sample", "start", "end", "text", "activation"]
 _UNIT_COLUMNS = ["sample", "start", "end", "text"]
 #: rows read from an ActivationStore per text of ``batch_size``
 _STORE_ROWS = 64
+#: single-token sequences per forward pass of the vocabulary mode
+VOCABULARY_BATCH = 1024
+#: placeholder tokens of tokenizers, left out of the vocabulary by default
+_PLACEHOLDER = re.compile(r"^(\[unused\d+\]|<unused\d+>|<extra_id_\d+>)$")
 
 
 class TopKInputs:
@@ -47,8 +56,10 @@ class TopKInputs:
         Indices of the concepts to read; ``None`` reads them all.
     batch_size : int, default=32
         Number of texts encoded and transformed at a time.
-    progress : bool, default=False
-        Show a tqdm progress bar over the batches.
+    progress : bool or None, default=None
+        A tqdm progress bar over the batches: ``None`` shows it when stderr is
+        an interactive terminal or a notebook (tqdm's rule), ``True`` always,
+        ``False`` never.
 
     See Also
     --------
@@ -90,11 +101,11 @@ class TopKInputs:
         "unique": ["boolean"],
         "concepts": [None, "array-like"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "progress": ["boolean"],
+        "progress": PROGRESS_CONSTRAINT,
     }
 
     def __init__(
-        self, k=5, *, unique=True, concepts=None, batch_size=32, progress=False
+        self, k=5, *, unique=True, concepts=None, batch_size=32, progress=None
     ):
         self.k = k
         self.unique = unique
@@ -182,12 +193,116 @@ class TopKInputs:
             batches, n_batches = _batches_from_activations(
                 parts, texts, activations, self.batch_size
             )
-        batches = tqdm(
+        batches = progress_bar(
             batches,
             total=n_batches,
+            progress=self.progress,
             desc="TopKInputs",
             unit="batch",
-            disable=not self.progress,
+        )
+        table = _running_topk(batches, k=self.k, unique=self.unique, concepts=concepts)
+        return table if as_frame else _as_dict(table, concepts)
+
+    def interpret_vocabulary(
+        self,
+        pipeline,
+        *,
+        tokens=None,
+        include_special=False,
+        batch_size=VOCABULARY_BATCH,
+        as_frame=False,
+    ):
+        """Find the top-``k`` tokens of the vocabulary for every concept, no corpus.
+
+        Every token of the tokenizer's vocabulary is run alone through the
+        model, up to the split point, in the template the tokenizer puts around
+        any text (e.g. ``[CLS] token [SEP]`` for BERT, ``<s> token`` for Llama,
+        the bare token for GPT-2), then encoded by the pipeline's
+        preprocessing steps and concept estimator, and ranked (interpreto
+        calls this ``use_vocab``). The row of a token is the one the pipeline's
+        ``SplitPointActivations`` would give the text made of that one token:
+        the token's own position at ``token``, ``all_tokens``, ``word`` and
+        ``sentence`` level (and at ``sample`` level with special tokens
+        excluded), the aggregate of the template at ``sample`` level with
+        special tokens included, the leading special token at ``cls`` level.
+
+        All sequences have the same length, so they are batched without
+        padding, ``batch_size`` at a time; only the running top-``k`` is kept.
+
+        Parameters
+        ----------
+        pipeline : Pipeline
+            A fitted pipeline whose first step is a ``SplitPointActivations``
+            and that holds a concept estimator, as for :meth:`interpret`.
+        tokens : array-like of int or str, default=None
+            The token ids or token strings to rank; ``None`` takes the whole
+            vocabulary (see :func:`vocabulary_tokens`). Unknown strings and
+            ids beyond the model's input embeddings raise a ``ValueError``.
+        include_special : bool, default=False
+            With ``tokens=None``, keep the special tokens ([CLS], [PAD],
+            added special tokens) and placeholders (``[unused12]``,
+            ``<extra_id_0>``), left out by default.
+        batch_size : int, default=1024
+            Single-token sequences per forward pass.
+        as_frame : bool, default=False
+            Return a tidy ``pandas.DataFrame`` instead of the dict.
+
+        Returns
+        -------
+        top : dict or pandas.DataFrame
+            ``{concept_index: {token: activation}}`` (tokens as the tokenizer
+            writes them, e.g. ``"##ing"`` or ``"Ġthe"``), tokens by decreasing
+            activation. With ``as_frame=True``, the columns of
+            :meth:`interpret`, where ``sample`` is the token id, ``start`` is 0,
+            ``end`` the length of the token string and ``text`` the token.
+
+        See Also
+        --------
+        vocabulary_tokens : The token ids and strings ranked by default.
+
+        Examples
+        --------
+        >>> from sklearn.pipeline import make_pipeline
+        >>> from skconcepts import SplitPointActivations, PCAConcepts, TopKInputs
+        >>> from skconcepts.datasets import load_demo_corpus
+        >>> texts = load_demo_corpus()[0][:12]
+        >>> pipe = make_pipeline(
+        ...     SplitPointActivations(split_point=1),  # the embedded MiniLM
+        ...     PCAConcepts(n_concepts=2),
+        ... ).fit(texts)
+        >>> reader = TopKInputs(k=3)
+        >>> top = reader.interpret_vocabulary(pipe, tokens=["film", "movie", "rain"])
+        >>> sorted(top), len(top[0])
+        ([0, 1], 3)
+        """
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            self.get_params(),
+            caller_name=type(self).__name__,
+        )
+        if not (isinstance(batch_size, Integral) and batch_size >= 1):
+            raise ValueError(
+                f"batch_size={batch_size!r} must be a positive int (sequences "
+                "per forward pass), e.g. 1024."
+            )
+        parts = split_pipeline(pipeline, require_extractor=True)
+        concepts = _check_concepts(self.concepts, parts.concepts.components_.shape[0])
+        extractor = parts.extractor
+        if tokens is None:
+            ids, strings = vocabulary_tokens(
+                extractor.tokenizer_,
+                include_special=include_special,
+                n_embeddings=_n_embeddings(extractor.model_),
+            )
+        else:
+            ids, strings = _check_tokens(extractor, tokens)
+        n_batches = -(-len(ids) // batch_size)
+        batches = progress_bar(
+            _batches_from_vocabulary(parts, ids, strings, batch_size),
+            total=n_batches,
+            progress=self.progress,
+            desc="TopKInputs (vocabulary)",
+            unit="batch",
         )
         table = _running_topk(batches, k=self.k, unique=self.unique, concepts=concepts)
         return table if as_frame else _as_dict(table, concepts)
@@ -274,6 +389,182 @@ def _check_units(units, n_rows, where):
             f"{len(units)}; pass the activations that the pipeline's "
             "SplitPointActivations computed for these same texts."
         )
+
+
+# --------------------------------------------------------------- vocabulary
+def vocabulary_tokens(tokenizer, *, include_special=False, n_embeddings=None):
+    """The token ids and strings of a tokenizer's vocabulary, in id order.
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+        The tokenizer (``len(tokenizer)`` ids, added tokens included).
+    include_special : bool, default=False
+        Keep the special tokens (``tokenizer.all_special_ids`` and added
+        tokens marked special, e.g. [CLS], [SEP], [PAD], [MASK], [UNK]) and
+        placeholders (``[unused12]``, ``<unused3>``, ``<extra_id_0>``).
+    n_embeddings : int or None, default=None
+        Leave out ids at or beyond this many input embeddings of the model.
+
+    Returns
+    -------
+    ids : ndarray of shape (n_tokens,), dtype int64
+        The token ids.
+    tokens : list of str
+        The token strings (``tokenizer.convert_ids_to_tokens``).
+
+    Examples
+    --------
+    >>> from transformers import AutoTokenizer
+    >>> from skconcepts.datasets import embedded_model_path
+    >>> from skconcepts.interpret import vocabulary_tokens
+    >>> tok = AutoTokenizer.from_pretrained(embedded_model_path())
+    >>> ids, tokens = vocabulary_tokens(tok)
+    >>> len(tok), len(ids), "[PAD]" in tokens, "[unused0]" in tokens
+    (30522, 29523, False, False)
+    """
+    n = len(tokenizer)
+    if n_embeddings is not None:
+        n = min(n, int(n_embeddings))
+    ids = np.arange(n, dtype=np.int64)
+    tokens = tokenizer.convert_ids_to_tokens(ids.tolist())
+    keep = np.array([t is not None and t != "" for t in tokens], dtype=bool)
+    if not include_special:
+        special = set(tokenizer.all_special_ids)
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        special.update(i for i, t in added.items() if getattr(t, "special", False))
+        for i, token in enumerate(tokens):
+            if i in special or (token is not None and _PLACEHOLDER.match(token)):
+                keep[i] = False
+    return ids[keep], [t for t, k in zip(tokens, keep) if k]
+
+
+def _n_embeddings(model):
+    embeddings = model.get_input_embeddings() if model is not None else None
+    return getattr(embeddings, "num_embeddings", None)
+
+
+def _check_tokens(extractor, tokens):
+    """Ids and strings of user-given tokens (ids or strings, not mixed)."""
+    tokenizer = extractor.tokenizer_
+    values = list(np.asarray(tokens, dtype=object).ravel())
+    if not values:
+        raise ValueError("tokens=[] is empty; pass token ids or strings, or None.")
+    n = len(tokenizer)
+    n_rows = _n_embeddings(extractor.model_)
+    if n_rows is not None:
+        n = min(n, n_rows)
+    if all(isinstance(v, str) for v in values):
+        ids = tokenizer.convert_tokens_to_ids(values)
+        unk = tokenizer.unk_token_id
+        bad = [
+            v
+            for v, i in zip(values, ids)
+            if i is None or (i == unk and v != tokenizer.unk_token)
+        ]
+        if bad:
+            raise ValueError(
+                f"tokens holds {bad[:5]}, which are not tokens of the vocabulary "
+                "(write them as the tokenizer does, e.g. '##ing'; see "
+                "tokenizer.convert_ids_to_tokens)."
+            )
+    elif all(isinstance(v, Integral) for v in values):
+        ids = [int(v) for v in values]
+    else:
+        raise ValueError(
+            f"tokens={tokens!r} must be token ids (ints) or token strings, not "
+            "a mix of both."
+        )
+    ids = np.asarray(ids, dtype=np.int64)
+    bad = ids[(ids < 0) | (ids >= n)]
+    if bad.size:
+        raise ValueError(
+            f"tokens holds the ids {bad[:5].tolist()}, outside [0, {n - 1}] (the "
+            "model's input embeddings); pass ids of the vocabulary."
+        )
+    ids = pd.unique(ids)
+    return ids, tokenizer.convert_ids_to_tokens(ids.tolist())
+
+
+def _template(extractor):
+    """``(prefix ids, suffix ids, prefix type ids, suffix type ids)`` of a text."""
+    enc = extractor.encode(["a"])[0]
+    special = np.asarray(enc.special_tokens_mask, dtype=bool)
+    real = np.flatnonzero(~special)
+    first, last = (real[0], real[-1]) if real.size else (len(special), len(special))
+    ids, types = list(enc.ids), list(enc.type_ids)
+    return ids[:first], ids[last + 1 :], types[:first], types[last + 1 :]
+
+
+def _batches_from_vocabulary(parts, ids, tokens, batch_size):
+    """Yield ``(C, T, units)`` per batch of single-token sequences."""
+    extractor = parts.extractor
+    model = extractor.model_
+    device = extractor.device_
+    prefix, suffix, prefix_types, suffix_types = _template(extractor)
+    position = len(prefix)  # of the token in the template
+    width = len(prefix) + 1 + len(suffix)
+    granularity = extractor.granularity
+    if granularity == "cls" and not prefix:
+        raise ValueError(
+            "granularity='cls' reads a leading special token, but this "
+            "tokenizer adds none; use another granularity."
+        )
+    whole = granularity == "sample" and not extractor.exclude_special_tokens
+    module = model.get_submodule(extractor.split_module_name_)
+    storage = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(
+        extractor.dtype
+    )
+    wants_types = "token_type_ids" in getattr(
+        extractor.tokenizer_, "model_input_names", ()
+    )
+    types_row = torch.as_tensor([*prefix_types, 0, *suffix_types], dtype=torch.long)
+    lengths = np.array([len(t) for t in tokens])
+    with frozen_model(model, device):
+        for lo in range(0, len(ids), batch_size):
+            chunk = torch.as_tensor(ids[lo : lo + batch_size])
+            n = len(chunk)
+            input_ids = torch.empty((n, width), dtype=torch.long)  # (B, T)
+            input_ids[:, :position] = torch.as_tensor(prefix, dtype=torch.long)
+            input_ids[:, position] = chunk
+            input_ids[:, position + 1 :] = torch.as_tensor(suffix, dtype=torch.long)
+            inputs = {
+                "input_ids": input_ids,
+                "attention_mask": torch.ones((n, width), dtype=torch.long),
+            }
+            if wants_types:
+                inputs["token_type_ids"] = types_row.expand(n, width)
+            inputs = {key: value.to(device) for key, value in inputs.items()}
+            with torch.inference_mode(), stop_after(module) as captured:
+                model(**inputs, use_cache=False)
+            hidden = captured.output  # (B, T, d)
+            if hidden is None or tuple(hidden.shape[:2]) != (n, width):
+                raise ValueError(
+                    f"The split module {extractor.split_module_name_!r} gave no "
+                    "(batch, sequence, d) output on the vocabulary sequences."
+                )
+            hidden = hidden.float()
+            if whole:  # the aggregate of the template, as for the text
+                unit_ids = torch.arange(n, device=hidden.device).repeat_interleave(
+                    width
+                )
+                rows = aggregate(
+                    hidden.reshape(n * width, -1), unit_ids, n, extractor.aggregation
+                )
+            else:
+                rows = hidden[:, 0 if granularity == "cls" else position]  # (B, d)
+            if storage is not None:  # the extractor's storage precision
+                rows = rows.to(storage).float()
+            X = rows.cpu().numpy()
+            units = pd.DataFrame(
+                {
+                    "sample": ids[lo : lo + n],
+                    "start": np.zeros(n, dtype=np.int64),
+                    "end": lengths[lo : lo + n],
+                    "text": tokens[lo : lo + n],
+                }
+            )
+            yield (*_encode(parts, X), units)
 
 
 def _batches_from_texts(parts, texts, batch_size):
