@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import clone
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
 from skconcepts._granularity import aggregate
@@ -19,7 +20,13 @@ from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_store, is_tensor
 from skconcepts.utils._validation import check_texts
 
-__all__ = ["TopKInputs", "vocabulary_tokens"]
+__all__ = [
+    "TopKInputs",
+    "concept_labels",
+    "distinctive_labels",
+    "vocabulary_tokens",
+    "word_concept_activations",
+]
 
 #: columns of the table returned by ``TopKInputs.interpret(..., as_frame=True)``
 FRAME_COLUMNS = ["concept", "rank", "sample", "start", "end", "text", "activation"]
@@ -60,6 +67,11 @@ class TopKInputs:
         A tqdm progress bar over the batches: ``None`` shows it when stderr is
         an interactive terminal or a notebook (tqdm's rule), ``True`` always,
         ``False`` never.
+    labels : bool, default=False
+        With ``as_frame=True``, add a ``label`` column: the concept's short
+        label of distinctive words (:func:`concept_labels` on the same texts;
+        one more pass of the model at word level unless the pipeline's
+        granularity is ``"word"`` and ``activations`` are given).
 
     See Also
     --------
@@ -102,16 +114,25 @@ class TopKInputs:
         "concepts": [None, "array-like"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "progress": PROGRESS_CONSTRAINT,
+        "labels": ["boolean"],
     }
 
     def __init__(
-        self, k=5, *, unique=True, concepts=None, batch_size=32, progress=None
+        self,
+        k=5,
+        *,
+        unique=True,
+        concepts=None,
+        batch_size=32,
+        progress=None,
+        labels=False,
     ):
         self.k = k
         self.unique = unique
         self.concepts = concepts
         self.batch_size = batch_size
         self.progress = progress
+        self.labels = labels
 
     def get_params(self, deep=True):
         """The parameters of this reader, as a dict.
@@ -169,7 +190,8 @@ class TopKInputs:
             every row). With ``as_frame=True``, one row per (concept, rank) with
             columns ``concept``, ``rank`` (0 is the highest), ``sample`` (index
             of the text), ``start``, ``end`` (character span in the text),
-            ``text`` (the unit string) and ``activation``.
+            ``text`` (the unit string) and ``activation`` (and ``label`` after
+            ``concept`` with ``labels=True``).
         """
         validate_parameter_constraints(
             self._parameter_constraints,
@@ -201,7 +223,23 @@ class TopKInputs:
             unit="batch",
         )
         table = _running_topk(batches, k=self.k, unique=self.unique, concepts=concepts)
-        return table if as_frame else _as_dict(table, concepts)
+        if not as_frame:
+            return _as_dict(table, concepts)
+        if self.labels:
+            if is_store(activations):
+                raise ValueError(
+                    "labels=True needs the texts of the store's rows; pass "
+                    "activations=None with the texts, or labels=False."
+                )
+            names = concept_labels(
+                pipeline,
+                texts,
+                batch_size=self.batch_size,
+                progress=self.progress,
+                activations=activations,
+            )
+            table.insert(1, "label", [names[int(c)] for c in table["concept"]])
+        return table
 
     def interpret_vocabulary(
         self,
@@ -389,6 +427,247 @@ def _check_units(units, n_rows, where):
             f"{len(units)}; pass the activations that the pipeline's "
             "SplitPointActivations computed for these same texts."
         )
+
+
+# ------------------------------------------------------------------- labels
+def word_concept_activations(
+    pipeline, texts, *, batch_size=32, progress=None, activations=None
+):
+    """Concept activations of every word of ``texts``, with the same dictionary.
+
+    The pipeline's ``SplitPointActivations`` is cloned at ``granularity="word"``
+    (the same model, split point, aggregation of a word's tokens and cache),
+    and its word rows are encoded by the pipeline's preprocessing steps and
+    concept estimator: the words that carry each concept inside a text, also
+    when the pipeline's own units are sentences or whole texts.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A fitted pipeline whose first step is a ``SplitPointActivations`` and
+        that holds a concept estimator.
+    texts : list of str
+        The texts.
+    batch_size : int, default=32
+        Texts per batch (only one batch of activations is in memory at once).
+    progress : bool or None, default=None
+        A tqdm progress bar over the batches (``None``: when stderr is an
+        interactive terminal or a notebook).
+    activations : array-like, default=None
+        The pipeline's ``SplitPointActivations`` output for ``texts``, used
+        (no model run) when its granularity is already ``"word"``; ignored
+        otherwise.
+
+    Returns
+    -------
+    concept_activations : ndarray of shape (n_words, n_concepts)
+        The concept activations of every word.
+    units : pandas.DataFrame of shape (n_words, 4)
+        Columns ``sample`` (index of the text), ``start``, ``end`` (character
+        span) and ``text`` (the word).
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skconcepts import SplitPointActivations, PCAConcepts
+    >>> from skconcepts.interpret import word_concept_activations
+    >>> texts = ["A good film.", "Rain all night.", "The music was loud."]
+    >>> pipe = make_pipeline(
+    ...     SplitPointActivations(split_point=1, granularity="sample"),
+    ...     PCAConcepts(n_concepts=2),
+    ... ).fit(texts)
+    >>> C, units = word_concept_activations(pipe, texts)
+    >>> C.shape, units["text"].tolist()[:4]
+    ((13, 2), ['A', 'good', 'film', '.'])
+    """
+    texts = check_texts(texts)
+    parts = split_pipeline(pipeline, require_extractor=True)
+    extractor = parts.extractor
+    if extractor.granularity == "word" and activations is not None:
+        batches = _batches_from_activations(parts, texts, activations, batch_size)[0]
+    else:
+        if extractor.granularity != "word":
+            words = clone(extractor).set_params(granularity="word").fit()
+            parts = parts._replace(extractor=words)
+        batches = _batches_from_texts(parts, texts, batch_size)
+    Cs, frames = [], []
+    for C, _, units in progress_bar(
+        batches,
+        total=-(-len(texts) // batch_size),
+        progress=progress,
+        desc="word concepts",
+        unit="batch",
+    ):
+        Cs.append(C)
+        frames.append(units)
+    n_concepts = parts.concepts.components_.shape[0]
+    if not Cs:
+        return np.zeros((0, n_concepts), np.float32), pd.DataFrame(
+            {c: [] for c in _UNIT_COLUMNS}
+        )
+    return np.concatenate(Cs), pd.concat(frames, ignore_index=True)
+
+
+def concept_labels(
+    pipeline,
+    texts,
+    *,
+    n_words=3,
+    min_count=1,
+    smoothing=2.0,
+    batch_size=32,
+    progress=None,
+    activations=None,
+):
+    """A short label of every concept: its most distinctive words.
+
+    A word is distinctive of a concept when its occurrences activate the
+    concept far more than its frequency in ``texts`` predicts: the score of
+    word ``w`` for concept ``j`` is the lift
+
+    ``(S_wj + smoothing * m_j) / ((n_w + smoothing) * m_j)``
+
+    where ``n_w`` is the number of occurrences of ``w`` (case folded),
+    ``S_wj`` the sum of their activations of ``j`` (negative activations count
+    as 0), and ``m_j`` the mean activation of ``j`` over all words. A lift of
+    1 is what the frequency predicts; ``smoothing`` pulls the lift of rare
+    words towards 1, so that one lucky occurrence does not win. Words are the
+    rows of :func:`word_concept_activations` (every text encoded at word level
+    with the pipeline's own dictionary); words without a letter or digit
+    (punctuation) are left out.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A fitted pipeline whose first step is a ``SplitPointActivations`` and
+        that holds a concept estimator.
+    texts : list of str
+        The corpus the words and their frequencies come from.
+    n_words : int, default=3
+        Words per label.
+    min_count : int, default=1
+        Words seen fewer times are left out.
+    smoothing : float, default=2.0
+        Pseudo-occurrences at the mean activation added to every word.
+    batch_size : int, default=32
+        Texts per batch.
+    progress : bool or None, default=None
+        A tqdm progress bar (``None``: when stderr is an interactive terminal
+        or a notebook).
+    activations : array-like, default=None
+        The pipeline's ``SplitPointActivations`` output for ``texts``, reused
+        when its granularity is ``"word"`` (no model run).
+
+    Returns
+    -------
+    labels : list of str
+        One label per concept of the estimator: up to ``n_words`` words by
+        decreasing lift, joined by ``", "``; only words with a lift above 1
+        are listed, so a concept that no word activates more than its
+        frequency predicts (e.g. one never active) gets ``""``.
+
+    See Also
+    --------
+    TopKInputs : The top units of every concept.
+    skconcepts.viz.report : The HTML report, titled by these labels.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skconcepts import SplitPointActivations, PCAConcepts
+    >>> from skconcepts.datasets import load_demo_corpus
+    >>> from skconcepts.interpret import concept_labels
+    >>> texts = load_demo_corpus()[0][:16]
+    >>> pipe = make_pipeline(
+    ...     SplitPointActivations(split_point=3, granularity="word"),
+    ...     PCAConcepts(n_concepts=2),
+    ... ).fit(texts)
+    >>> labels = concept_labels(pipe, texts)
+    >>> len(labels), all(1 <= len(label.split(", ")) <= 3 for label in labels)
+    (2, True)
+    """
+    _check_label_params(n_words, min_count, smoothing)
+    C, units = word_concept_activations(
+        pipeline,
+        texts,
+        batch_size=batch_size,
+        progress=progress,
+        activations=activations,
+    )
+    return distinctive_labels(
+        C, units["text"], n_words=n_words, min_count=min_count, smoothing=smoothing
+    )
+
+
+def _check_label_params(n_words, min_count, smoothing):
+    if not (isinstance(n_words, Integral) and n_words >= 1):
+        raise ValueError(f"n_words={n_words!r} must be an int >= 1, e.g. 3.")
+    if not (isinstance(min_count, Integral) and min_count >= 1):
+        raise ValueError(f"min_count={min_count!r} must be an int >= 1, e.g. 1.")
+    if not (isinstance(smoothing, Real) and smoothing >= 0):
+        raise ValueError(f"smoothing={smoothing!r} must be a number >= 0, e.g. 2.")
+
+
+def distinctive_labels(
+    concept_activations, words, *, n_words=3, min_count=1, smoothing=2.0
+):
+    """Labels of distinctive words from word-level concept activations.
+
+    The computation of :func:`concept_labels` on activations already
+    computed: one row per word occurrence.
+
+    Parameters
+    ----------
+    concept_activations : array-like of shape (n_words, n_concepts)
+        Concept activations of the word occurrences.
+    words : array-like of str of shape (n_words,)
+        The word of every row.
+    n_words, min_count, smoothing
+        As in :func:`concept_labels`.
+
+    Returns
+    -------
+    labels : list of str
+        One label per column of ``concept_activations``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.interpret import distinctive_labels
+    >>> words = ["the", "zebra", "the", "cat", "the", "zebra"]
+    >>> C = np.array([[0.1, 1.0], [3.0, 0.0], [0.1, 1.0], [0.2, 0.0],
+    ...               [0.1, 1.0], [2.5, 0.0]])
+    >>> distinctive_labels(C, words, n_words=2)
+    ['zebra', 'the']
+    """
+    _check_label_params(n_words, min_count, smoothing)
+    C = np.maximum(to_numpy(concept_activations, dtype=None).astype(float), 0.0)
+    words = pd.Series(np.asarray(words, dtype=object)).astype(str).str.lower()
+    if C.ndim != 2 or C.shape[0] != len(words):
+        raise ValueError(
+            f"concept_activations has shape {C.shape} but there are {len(words)} "
+            "words; pass one row per word."
+        )
+    keep = words.str.contains(r"[^\W_]", regex=True).to_numpy()
+    C, words = C[keep], words[keep]
+    if len(words) == 0:
+        return [""] * C.shape[1]
+    codes, vocab = pd.factorize(words)
+    counts = np.bincount(codes, minlength=len(vocab)).astype(float)  # (n_vocab,)
+    sums = np.zeros((len(vocab), C.shape[1]))
+    np.add.at(sums, codes, C)  # (n_vocab, n_concepts)
+    mean = C.mean(axis=0)  # (n_concepts,)
+    labels = []
+    for j in range(C.shape[1]):
+        if mean[j] <= 0:
+            labels.append("")
+            continue
+        lift = (sums[:, j] + smoothing * mean[j]) / ((counts + smoothing) * mean[j])
+        lift[counts < min_count] = 0.0
+        order = np.lexsort((np.arange(len(vocab)), -lift))
+        best = [vocab[i] for i in order[:n_words] if lift[i] > 1.0]
+        labels.append(", ".join(best))
+    return labels
 
 
 # --------------------------------------------------------------- vocabulary
