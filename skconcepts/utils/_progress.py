@@ -12,9 +12,16 @@ interpretation, stores) takes ``progress=None`` and calls :func:`progress_bar`:
 
 from __future__ import annotations
 
+import sys
+
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar", "progress_disabled", "PROGRESS_CONSTRAINT"]
+__all__ = [
+    "PROGRESS_CONSTRAINT",
+    "progress_bar",
+    "progress_disabled",
+    "progress_enabled",
+]
 
 #: ``_parameter_constraints`` entry of a ``progress`` parameter
 PROGRESS_CONSTRAINT = ["boolean", None]
@@ -41,6 +48,33 @@ def progress_disabled(progress):
     (None, False, True)
     """
     return None if progress is None else not progress
+
+
+def progress_enabled(progress):
+    """Whether a bar shows, for code that drives another library's bar (skorch).
+
+    Parameters
+    ----------
+    progress : bool or None
+        ``None``: tqdm's rule, ``True`` in a notebook or when stderr is an
+        interactive terminal; ``True``/``False``: as given.
+
+    Returns
+    -------
+    enabled : bool
+
+    Examples
+    --------
+    >>> from skconcepts.utils._progress import progress_enabled
+    >>> progress_enabled(True), progress_enabled(False)
+    (True, False)
+    """
+    if progress is not None:
+        return bool(progress)
+    if "notebook" in getattr(tqdm, "__module__", ""):  # tqdm.auto in Jupyter
+        return True
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def progress_bar(
