@@ -57,13 +57,18 @@ def test_planted_token_ranks_first_for_its_concept(pipe, planted):
     a = _text_row(pipe, PLANTED)
     j = int(np.argmax(a))
     assert a[j] > 0
-    top = TopKInputs(k=5).interpret_vocabulary(pipe, batch_size=4096)
-    assert sorted(top) == [0, 1, 2]
-    assert list(top[j])[0] == PLANTED
+    frame = TopKInputs(k=5).interpret_vocabulary(pipe, batch_size=4096, as_frame=True)
+    assert sorted(frame["concept"].unique()) == [0, 1, 2]
+    top = frame[frame["concept"] == j]
+    assert top["text"].iloc[0] == PLANTED
     # the same number as the text path (same template, same model, same codes)
-    np.testing.assert_allclose(top[j][PLANTED], a[j], rtol=1e-4, atol=1e-5)
-    frame = TopKInputs(k=5).interpret_vocabulary(pipe, as_frame=True)
+    np.testing.assert_allclose(top["activation"].iloc[0], a[j], rtol=1e-4, atol=1e-5)
+    # the dict form of the same ranking
+    as_dict = TopKInputs(k=2).interpret_vocabulary(pipe, tokens=[PLANTED, "film"])
+    assert list(as_dict[j]) == [PLANTED, "film"]
     assert list(frame.columns) == FRAME_COLUMNS
+    special = r"^\[(unused\d+|PAD|CLS|SEP|MASK|UNK)\]$"
+    assert not frame["text"].str.match(special).any()
     first = frame[(frame["concept"] == j) & (frame["rank"] == 0)].iloc[0]
     assert (first["sample"], first["text"], first["start"], first["end"]) == (
         token_id,
