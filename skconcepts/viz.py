@@ -640,7 +640,9 @@ def report(
     (:func:`skconcepts.interpret.concept_labels`), and its examples are
     snippets of the texts that activate it most, with the words that carry
     the concept highlighted (the texts encoded at word level with the same
-    dictionary, also when the pipeline's units are sentences or texts).
+    dictionary, also when the pipeline's units are sentences or texts). That
+    is one more pass of the model over ``texts`` at word level, unless the
+    pipeline's granularity is ``"word"`` and ``activations`` are given.
 
     Parameters
     ----------
