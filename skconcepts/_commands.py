@@ -22,7 +22,7 @@ from skconcepts import io
 from skconcepts._pipeline import encode, split_pipeline
 from skconcepts.activations import SplitPointActivations
 from skconcepts.exceptions import PipelineFileError
-from skconcepts.interpret import TopKInputs
+from skconcepts.interpret import TopKInputs, concept_labels
 from skconcepts.pooling import PooledConcepts
 from skconcepts.preprocessing import NonNegative
 from skconcepts.utils._files import check_out_folder, write_atomic
@@ -111,8 +111,10 @@ def build_pipeline(
         Device of the forward passes.
     random_state : int, default=0
         Seed of the concept method.
-    progress : bool, default=True
-        Show a progress bar while activations are computed.
+    progress : bool or None, default=True
+        Progress bar while activations are computed (``None``: tqdm's rule, a
+        bar when stderr is an interactive terminal). The saved pipeline keeps
+        ``progress=None`` whatever this is.
 
     Returns
     -------
@@ -228,8 +230,24 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
 
 
 def _save_pipeline(pipeline, out):
-    """Save with :func:`skconcepts.io.save` (every method, the SAEs included)."""
-    io.save(pipeline, out)
+    """Save with :func:`skconcepts.io.save` (every method, the SAEs included).
+
+    Every step is saved with ``progress=None`` (tqdm's own rule), so that the
+    bars the command line turns on do not stay forced on when the pipeline is
+    loaded in Python (e.g. in a notebook or a batch job).
+    """
+    forced = [
+        (step, step.get_params()["progress"])
+        for _, step in pipeline.steps
+        if hasattr(step, "get_params") and "progress" in step.get_params(deep=False)
+    ]
+    try:
+        for step, _ in forced:
+            step.set_params(progress=None)
+        io.save(pipeline, out)
+    finally:
+        for step, value in forced:
+            step.set_params(progress=value)
     (out / "pipeline.joblib").unlink(missing_ok=True)  # an older fit's pickle
     return out / io.PIPELINE_FILE
 
@@ -304,6 +322,7 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
     units = extractor.units(texts)
     names = [str(n) for n in parts.concepts.get_feature_names_out()]
     top = TopKInputs(k=k).interpret(pipeline, texts, activations=X, as_frame=True)
+    labels = concept_labels(pipeline, texts, activations=X, progress=progress)
     quiet = clone(extractor).set_params(progress=False)  # cached: no second bar
     pooled = PooledConcepts(quiet, FrozenEstimator(concepts)).fit(texts)
     per_text = pd.DataFrame(pooled.transform(texts), columns=names)
@@ -314,7 +333,8 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
         cells = ", ".join(
             f"{t} ({a:.2f})" for t, a in zip(rows["text"], rows["activation"])
         )
-        print(f"  {name}: {cells}")
+        title = f"{name} ({labels[j]})" if labels[j] else name
+        print(f"  {title}: {cells}")
     print("strongest concept of each text (max over its units):")
     for i, row in per_text.head(show).iterrows():
         j = int(np.argmax(row.to_numpy()))
@@ -337,7 +357,15 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
             out / "text_concepts.csv",
             lambda p: per_text.to_csv(p, index_label="sample"),
         )
-        rep = ConceptReport(texts, units, C, top_inputs=top, concept_names=names, k=k)
+        rep = ConceptReport(
+            texts,
+            units,
+            C,
+            top_inputs=top,
+            concept_names=names,
+            k=k,
+            labels=labels,
+        )
         write_atomic(out / "report.html", rep.save)
         print(
             f"wrote top_inputs.csv, concept_activations.csv, text_concepts.csv "

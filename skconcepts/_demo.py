@@ -37,6 +37,7 @@ from skconcepts.datasets import load_demo_corpus, load_embedded_model
 from skconcepts.interpret import TopKInputs
 from skconcepts.pooling import PooledConcepts
 from skconcepts.utils._files import check_out_folder, write_atomic
+from skconcepts.utils._progress import progress_bar
 from skconcepts.viz import report
 
 __all__ = ["run_demo"]
@@ -342,8 +343,10 @@ def run_demo(
         Block of MiniLM-L6 (0-5) whose output is read.
     n_concepts_grid : tuple of int, default=(3, 5, 8)
         Values of ``n_concepts`` searched by ``GridSearchCV``.
-    progress : bool, default=True
+    progress : bool or None, default=None
         Show progress bars (on stderr).
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     stream : file-like, default=None
         Where results are printed; default ``sys.stdout``.
 
@@ -362,7 +365,9 @@ def run_demo(
     """
     stream = stream or sys.stdout
     out = check_out_folder(out)  # before the work
-    steps = tqdm(total=6, desc="skconcepts demo", unit="step", disable=not progress)
+    steps = progress_bar(
+        total=6, progress=progress, desc="skconcepts demo", unit="step"
+    )
 
     def say(line=""):
         tqdm.write(line, file=stream)

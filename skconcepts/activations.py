@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from tqdm.auto import tqdm
 
 from skconcepts._granularity import (
     AGGREGATIONS,
@@ -37,6 +36,7 @@ from skconcepts.exceptions import (
     TruncationWarning,
     UnknownTokensWarning,
 )
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import resolve_device, resolve_dtype
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
@@ -210,8 +210,10 @@ default="token"
         dtypes, device). The cache assumes the model's weights do not change;
         see :meth:`clear_cache`. It is not pickled, and worker processes
         (``n_jobs > 1``) do not share it.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the texts.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     Attributes
     ----------
@@ -282,7 +284,7 @@ default="token"
         "dtype": [StrOptions(set(_STORAGE_DTYPES))],
         "model_dtype": [StrOptions(set(_STORAGE_DTYPES)), None],
         "cache": ["boolean"],
-        "progress": ["boolean"],
+        "progress": ["boolean", None],
     }
 
     def __init__(
@@ -302,7 +304,7 @@ default="token"
         dtype="float32",
         model_dtype=None,
         cache=True,
-        progress=False,
+        progress=None,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -820,7 +822,12 @@ default="token"
         chunk_size = chunk_size or _CHUNK_TEXTS
         n_truncated = n_unknown = n_tokens = n_overflow = 0
         peak = 0.0
-        bar = _progress_bar(len(texts), self.progress)
+        bar = progress_bar(
+            total=len(texts),
+            progress=self.progress,
+            desc="SplitPointActivations",
+            unit="text",
+        )
         try:
             for start in range(0, len(texts), chunk_size):
                 chunk = texts[start : start + chunk_size]
@@ -1126,9 +1133,3 @@ def _load_pretrained(kind, path, dtype=None):
         if bars:
             hf_logging.enable_progress_bar()
     return obj.eval() if hasattr(obj, "eval") else obj
-
-
-def _progress_bar(total, enabled):
-    return tqdm(
-        total=total, disable=not enabled, desc="SplitPointActivations", unit="text"
-    )

@@ -15,7 +15,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
 from skconcepts._pipeline import split_pipeline, torch_codec
@@ -28,6 +27,7 @@ from skconcepts._rerun import (
     rerun,
     select_outputs,
 )
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import resolve_device
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
@@ -46,7 +46,7 @@ def concept_output_gradient(
     normalization=True,
     batch_size=None,
     device=None,
-    progress=False,
+    progress=None,
     output_fn=None,
     activations=None,
 ):
@@ -111,8 +111,10 @@ or None, default=None
     device : str, torch.device or None, default=None
         Where to compute; ``None`` is the device of ``extractor``. Another
         device moves the model there for the call and back afterwards.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the batches.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     output_fn : callable or None, default=None
         ``output_fn(model_outputs) -> Tensor of shape (batch, n_outputs)``, for
         heads other than the two above (e.g. a bare encoder:
@@ -190,8 +192,8 @@ or None, default=None
     results = []
     starts = range(0, len(texts), batch_size)
     with frozen_model(model, device):
-        for start in tqdm(
-            starts, desc="concept_output_gradient", unit="batch", disable=not progress
+        for start in progress_bar(
+            starts, progress=progress, desc="concept_output_gradient", unit="batch"
         ):
             chunk = texts[start : start + batch_size]
             encodings, batch_inputs = model_inputs(

@@ -43,7 +43,6 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
-from tqdm.auto import tqdm
 
 from skconcepts._pipeline import concept_input, split_pipeline, torch_codec
 from skconcepts._rerun import (
@@ -53,6 +52,7 @@ from skconcepts._rerun import (
     model_inputs,
     rerun,
 )
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._stats import r2
 from skconcepts.utils._torch import resolve_device, to_numpy
 from skconcepts.utils._validation import check_is_fitted, check_texts
@@ -816,11 +816,8 @@ def downstream_fidelity(
 
     totals = _FidelityTotals()
     starts = range(0, len(texts), batch_size)
-    bar = tqdm(
-        starts,
-        desc="downstream_fidelity",
-        unit="batch",
-        disable=None if progress is None else not progress,
+    bar = progress_bar(
+        starts, progress=progress, desc="downstream_fidelity", unit="batch"
     )
     with frozen_model(model, device), torch.no_grad():
         for start in bar:

@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from skconcepts._pipeline import encode, split_pipeline
-from skconcepts.interpret import TopKInputs
+from skconcepts.interpret import (
+    TopKInputs,
+    distinctive_labels,
+    word_concept_activations,
+)
 from skconcepts.utils._validation import check_texts
 
 __all__ = [
@@ -24,7 +28,13 @@ __all__ = [
     "highlight_html",
     "plot_concept_importance",
     "report",
+    "snippet_html",
 ]
+
+#: characters of context shown around the peak unit of an example
+SNIPPET_CHARS = 160
+#: longest concept label drawn on the heatmap axes
+_AXIS_LABEL_CHARS = 28
 
 #: RGB of the highlight of positive concept activations (matplotlib "tab:orange")
 POSITIVE_RGB = (255, 127, 14)
@@ -45,7 +55,8 @@ _CSS = """
   background: #b4b4b4;}
 .skc-report .skc-example {margin: 0.25em 0; padding: 0.3em 0.5em;
   background: #fafafa; border-left: 3px solid #eee;}
-.skc-report .skc-tok {border-radius: 3px; padding: 0 1px;}
+.skc-report .skc-tok {border-radius: 2px; padding: 0; margin: 0;}
+.skc-report .skc-ellipsis {color: #999;}
 .skc-report .skc-importance img {max-width: 100%;}
 """
 
@@ -57,7 +68,10 @@ def highlight_html(text, spans, values, *, vmax=None):
     Each unit (a span of characters) gets a background whose opacity is
     ``|value| / vmax``: orange for positive values, blue for negative ones.
     Characters outside every span (spaces, special characters) are left plain.
-    The activation shows as a tooltip.
+    The activation shows as a tooltip. The text is rebuilt from the character
+    spans of the original ``text``: the characters between two units are the
+    original ones, so no space appears before punctuation ("good, bad!")
+    that the text does not have, and the highlighted units get no padding.
 
     Parameters
     ----------
@@ -103,6 +117,79 @@ def highlight_html(text, spans, values, *, vmax=None):
         pos = end
     out.append(html.escape(text[pos:]))
     return "".join(out)
+
+
+def snippet_html(text, spans, values, *, width=SNIPPET_CHARS, vmax=None):
+    """A highlighted snippet of a text around the unit that activates most.
+
+    The window of about ``width`` characters centred on the unit with the
+    highest value, widened or narrowed to whole words, with ``…`` where text
+    is cut; its units are highlighted by :func:`highlight_html` (same colors,
+    spacing of the original text). A text no longer than ``width`` is shown
+    whole.
+
+    Parameters
+    ----------
+    text : str
+        The text.
+    spans : sequence of (int, int)
+        ``(start, end)`` character offsets of the units in ``text``.
+    values : array-like of shape (n_spans,)
+        The concept activation of each unit.
+    width : int, default=160
+        Characters of the window (the peak unit is always whole).
+    vmax : float, default=None
+        Activation that gets the full color; by default the largest ``|value|``.
+
+    Returns
+    -------
+    html : str
+        An HTML fragment.
+
+    Examples
+    --------
+    >>> import re
+    >>> from skconcepts.viz import snippet_html
+    >>> text = "one two three four five six seven eight nine ten"
+    >>> spans = [m.span() for m in re.finditer(r"\\w+", text)]
+    >>> values = [0.0] * 5 + [1.0] + [0.0] * 4  # "six"
+    >>> re.sub("<[^>]+>", "", snippet_html(text, spans, values, width=24))
+    '… four five six seven …'
+    """
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if len(values) != len(spans):
+        raise ValueError(
+            f"spans has {len(spans)} items but values has {len(values)}; pass one "
+            "value per span."
+        )
+    if vmax is None:  # the color scale of the whole text, not of the window
+        vmax = float(np.max(np.abs(values))) if len(values) else 0.0
+    if len(text) <= width or not len(values):
+        return highlight_html(text, spans, values, vmax=vmax)
+    peak = int(np.argmax(values))
+    start, end = int(spans[peak][0]), int(spans[peak][1])
+    room = max(width - (end - start), 0)
+    lo, hi = start - room // 2, end + room - room // 2
+    if lo < 0:  # give the unused room to the other side
+        lo, hi = 0, min(len(text), hi - lo)
+    elif hi > len(text):
+        lo, hi = max(0, lo - (hi - len(text))), len(text)
+    if lo > 0 and not text[lo - 1].isspace():  # whole words: move in to a space
+        cut = text.find(" ", lo, start)
+        lo = cut + 1 if cut >= 0 else start
+    if hi < len(text) and not text[hi].isspace():
+        cut = text.rfind(" ", end, hi)
+        hi = cut if cut >= 0 else end
+    keep = [i for i, (a, b) in enumerate(spans) if a >= lo and b <= hi]
+    fragment = highlight_html(
+        text[lo:hi],
+        [(int(spans[i][0]) - lo, int(spans[i][1]) - lo) for i in keep],
+        values[keep],
+        vmax=vmax,
+    )
+    before = '<span class="skc-ellipsis">… </span>' if lo > 0 else ""
+    after = '<span class="skc-ellipsis"> …</span>' if hi < len(text) else ""
+    return before + fragment.strip() + after
 
 
 def _token_span(token, value, vmax):
@@ -152,7 +239,10 @@ def plot_concept_importance(importance, *, class_names=None, concept_names=None)
         importance, class_names, concept_names
     )
     n_classes, n_concepts = values.shape
-    fig = Figure(figsize=(1.5 + 0.75 * n_concepts, 1.2 + 0.45 * n_classes))
+    longest = max(len(name) for name in concept_names)  # rotated x labels
+    fig = Figure(
+        figsize=(1.5 + 0.75 * n_concepts, 1.2 + 0.45 * n_classes + 0.055 * longest)
+    )
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     vmax = float(np.max(np.abs(values))) or 1.0
@@ -240,11 +330,24 @@ default=None
         Title of the page.
     metadata : dict, default=None
         Key/value pairs shown under the title (model, layer, method, scores).
+    labels : list of str, default=None
+        One short label per concept (e.g. from
+        :func:`skconcepts.interpret.concept_labels` or a
+        ``skconcepts.labels.ConceptLabeler``), shown as the concept's title
+        and on the heatmap axes; by default the three top units.
+    highlights : tuple of (pandas.DataFrame, array-like), default=None
+        ``(units, concept_activations)`` of finer units of the same texts
+        (e.g. words, from :func:`skconcepts.interpret.word_concept_activations`)
+        used to highlight the examples: the words that carry the concept are
+        colored, not the whole text. By default the report's own units.
+    snippet_chars : int, default=160
+        Characters of each example snippet, around the unit of the text that
+        activates the concept most (see :func:`snippet_html`).
 
     Attributes
     ----------
     labels_ : list of str
-        A short label of each concept: its three top units.
+        The short label of each concept: ``labels``, else its three top units.
     figure_ : matplotlib.figure.Figure or None
         The importance heatmap, or None without ``importance``.
 
@@ -282,6 +385,9 @@ default=None
         n_examples=3,
         title="skconcepts report",
         metadata=None,
+        labels=None,
+        highlights=None,
+        snippet_chars=SNIPPET_CHARS,
     ):
         C = np.asarray(concept_activations, dtype=float)
         if C.ndim != 2 or C.shape[0] != len(units):
@@ -312,6 +418,20 @@ default=None
         self.top_inputs = _top_units_table(
             top_inputs, self.units, C, self.concept_names, k
         )
+        self.snippet_chars = snippet_chars
+        self.highlights = _check_highlights(highlights, units, C)
+        if labels is None:
+            self.labels_ = [
+                ", ".join(self._top(j)["text"].astype(str).head(3))
+                for j in range(C.shape[1])
+            ]
+        else:
+            self.labels_ = [str(label) for label in labels]
+            if len(self.labels_) != C.shape[1]:
+                raise ValueError(
+                    f"labels has {len(self.labels_)} items for {C.shape[1]} "
+                    "concepts; pass one short label per concept."
+                )
         self.importance = None
         self.figure_ = None
         if importance is not None:
@@ -320,12 +440,10 @@ default=None
             )
             self.importance = (values, classes)
             self.figure_ = plot_concept_importance(
-                values, class_names=classes, concept_names=self.concept_names
+                values,
+                class_names=classes,
+                concept_names=_axis_names(self.concept_names, self.labels_),
             )
-        self.labels_ = [
-            ", ".join(self._top(j)["text"].astype(str).head(3))
-            for j in range(C.shape[1])
-        ]
 
     def _top(self, j):
         return self.top_inputs[self.top_inputs["concept"] == j]
@@ -397,16 +515,17 @@ default=None
             '<table class="skc-top"><tr><th>top unit</th><th>activation</th>'
             f"<th></th></tr>{rows}</table>"
         )
+        units, C = self.highlights
+        word_vmax = float(np.max(np.abs(C[:, j]))) if len(C) else 0.0
         for sample in self._examples(j):
-            rows = self.units.index[self.units["sample"] == sample]
-            spans = list(
-                zip(self.units.loc[rows, "start"], self.units.loc[rows, "end"])
-            )
-            fragment = highlight_html(
+            rows = units.index[units["sample"] == sample]
+            spans = list(zip(units.loc[rows, "start"], units.loc[rows, "end"]))
+            fragment = snippet_html(
                 self.texts[sample],
                 spans,
-                self.concept_activations[rows, j],
-                vmax=vmax,
+                C[rows, j],
+                width=self.snippet_chars,
+                vmax=word_vmax or 1.0,
             )
             out.append(f'<p class="skc-example">{fragment}</p>')
         out.append("</section>")
@@ -450,6 +569,34 @@ default=None
         )
 
 
+def _check_highlights(highlights, units, C):
+    """``(units, C)`` used to color the examples (default: the report's own)."""
+    if highlights is None:
+        return units.reset_index(drop=True), C
+    h_units, h_C = highlights
+    h_C = np.asarray(h_C, dtype=float)
+    missing = {"sample", "start", "end"} - set(h_units.columns)
+    if missing or h_C.ndim != 2 or h_C.shape != (len(h_units), C.shape[1]):
+        raise ValueError(
+            f"highlights must be (units, concept_activations) with the columns "
+            f"sample, start, end and one row of {C.shape[1]} concept activations "
+            f"per unit; got {len(h_units)} units, activations of shape "
+            f"{h_C.shape}. Pass word_concept_activations(pipeline, texts) in "
+            "reverse order: (units, C)."
+        )
+    return h_units.reset_index(drop=True), h_C
+
+
+def _axis_names(concept_names, labels):
+    """``name: label`` (the label shortened) for the heatmap axes."""
+    names = []
+    for name, label in zip(concept_names, labels):
+        if len(label) > _AXIS_LABEL_CHARS:
+            label = label[: _AXIS_LABEL_CHARS - 1].rstrip(", ") + "…"
+        names.append(f"{name}: {label}" if label else name)
+    return names
+
+
 def _top_units_table(top_inputs, units, C, concept_names, k):
     """Top units per concept as a frame with integer ``concept`` positions."""
     if top_inputs is None:
@@ -483,9 +630,19 @@ def report(
     n_examples=3,
     title="skconcepts report",
     metadata=None,
-    progress=False,
+    progress=None,
+    labels=None,
+    snippet_chars=SNIPPET_CHARS,
 ):
     """Build the :class:`ConceptReport` of a fitted pipeline on texts.
+
+    Every concept is titled by its short label of distinctive words
+    (:func:`skconcepts.interpret.concept_labels`), and its examples are
+    snippets of the texts that activate it most, with the words that carry
+    the concept highlighted (the texts encoded at word level with the same
+    dictionary, also when the pipeline's units are sentences or texts). That
+    is one more pass of the model over ``texts`` at word level, unless the
+    pipeline's granularity is ``"word"`` and ``activations`` are given.
 
     Parameters
     ----------
@@ -512,8 +669,15 @@ default=None
         Page title.
     metadata : dict, default=None
         Key/value pairs shown under the title.
-    progress : bool, default=False
-        Show a progress bar while activations are computed.
+    progress : bool or None, default=None
+        Progress bars while activations are computed (``None``: when stderr is
+        an interactive terminal or a notebook; ``True`` always; ``False``
+        never).
+    labels : list of str, default=None
+        One short title per concept; by default the distinctive words of
+        :func:`skconcepts.interpret.concept_labels` on ``texts``.
+    snippet_chars : int, default=160
+        Characters of each example snippet.
 
     Returns
     -------
@@ -544,6 +708,13 @@ default=None
     top = TopKInputs(k=k, progress=progress).interpret(
         pipeline, texts, activations=activations, as_frame=True
     )
+    # words of the same texts, encoded with the same dictionary: titles and
+    # highlights (no model run when the pipeline is at word level)
+    word_C, word_units = word_concept_activations(
+        pipeline, texts, progress=progress, activations=activations
+    )
+    if labels is None:
+        labels = distinctive_labels(word_C, word_units["text"])
     return ConceptReport(
         texts,
         extractor.units(texts),
@@ -556,13 +727,16 @@ default=None
         n_examples=n_examples,
         title=title,
         metadata=metadata,
+        labels=labels,
+        highlights=(word_units, word_C),
+        snippet_chars=snippet_chars,
     )
 
 
 def _transform_with_progress(extractor, texts, progress):
-    if progress and "progress" in extractor.get_params():
+    if progress is not None and "progress" in extractor.get_params():
         previous = extractor.get_params()["progress"]
-        extractor.set_params(progress=True)
+        extractor.set_params(progress=progress)
         try:
             return extractor.transform(texts)
         finally:

@@ -8,6 +8,7 @@ The work behind the commands is tested here through ``main``; the demo's steps i
 """
 
 import ast
+import html
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import pytest
 from skconcepts import cli
 from skconcepts import io as skio
 from skconcepts.cli import main
+from skconcepts.interpret import concept_labels
 
 
 def run(argv, capsys):
@@ -230,6 +232,10 @@ def test_fit_then_interpret_round_trip(corpus_csv, demo_corpus, tmp_path, capsys
     status, out, _ = run(argv, capsys)
     assert status == 0
     assert "top 4 units per concept in 10 texts:" in out
+    # concepts titled by their distinctive words on these texts
+    for j, label in enumerate(concept_labels(pipe, new_texts)):
+        title = f"concept{j} ({label})" if label else f"concept{j}"
+        assert f"  {title}: " in out
 
     # the CSVs agree with the saved pipeline applied directly
     units = pipe[0].units(new_texts)
@@ -249,6 +255,25 @@ def test_fit_then_interpret_round_trip(corpus_csv, demo_corpus, tmp_path, capsys
         rtol=1e-6,
     )
     assert (res / "report.html").is_file()
+
+
+def test_saved_pipeline_does_not_force_progress_bars(corpus_csv, tmp_path, capsys):
+    """Bars on for the command (no -q), progress=None in the saved pipeline."""
+    argv = [a for a in _fit_argv(corpus_csv, tmp_path / "m") if a != "-q"]
+    argv[argv.index("--method") + 1] = "nmf"
+    status, out, err = run(argv, capsys)
+    assert status == 0
+    assert "SplitPointActivations" in err  # the bar was forced on
+    pipe = skio.load(tmp_path / "m")
+    steps = [s for _, s in pipe.steps if "progress" in s.get_params(deep=False)]
+    assert steps and all(s.progress is None for s in steps)
+    # the printed titles are the distinctive-word labels of the report
+    labels = re.findall(r"^  concept\d: (.*)$", out, flags=re.M)
+    assert len(labels) == 3 and all(1 <= len(lb.split(", ")) <= 3 for lb in labels)
+    doc = (tmp_path / "m" / "report.html").read_text()
+    assert all(
+        f'<span class="skc-label">{html.escape(lb)}</span>' in doc for lb in labels
+    )
 
 
 def test_fit_nmf_adds_a_non_negative_step(corpus_csv, tmp_path, capsys):

@@ -12,13 +12,19 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
 
+from skconcepts import PCAConcepts, viz
+from skconcepts.interpret import concept_labels, word_concept_activations
 from skconcepts.viz import (
+    NEGATIVE_RGB,
     POSITIVE_RGB,
     ConceptReport,
     highlight_html,
     plot_concept_importance,
     report,
+    snippet_html,
 )
 
 TAG = re.compile(r"<[^>]+>")
@@ -206,10 +212,77 @@ def test_report_from_pipeline(fitted):
         rep.concept_activations, pipe.transform(texts), rtol=1e-5, atol=1e-5
     )
     top = TopKInputs(k=4).interpret(pipe, texts, activations=X)
-    assert rep.labels_ == [", ".join(list(top[j])[:3]) for j in range(3)]
+    assert rep.top_inputs["text"].tolist() == [t for j in range(3) for t in top[j]]
+    # titles: the distinctive words, not the top units
+    assert rep.labels_ == concept_labels(pipe, texts)
     assert len(rep.units) == X.shape[0]
     doc = rep.to_html()
     assert doc.count('class="skc-example"') == 3 * 2
+    for label in rep.labels_:
+        assert f'<span class="skc-label">{html.escape(label)}</span>' in doc
+    given = report(pipe, texts, k=4, n_examples=1, labels=["x", "y", "z"])
+    assert given.labels_ == ["x", "y", "z"]
+    assert '<span class="skc-label">y</span>' in given.to_html()
+
+
+def test_report_highlights_words_of_sample_level_texts(fitted):
+    """Sample-level units: examples colored word by word, not as one block."""
+    word_pipe, texts = fitted
+    pipe = make_pipeline(
+        clone(word_pipe[0]).set_params(granularity="sample"),
+        PCAConcepts(n_concepts=2),
+    ).fit(texts)
+    rep = report(pipe, texts, k=2, n_examples=1, snippet_chars=60)
+    C, units = word_concept_activations(pipe, texts)
+    for j in range(2):
+        section = rep._concept_html(j)
+        example = re.search(r'<p class="skc-example">(.*?)</p>', section).group(1)
+        sample = rep._examples(j)[0]
+        words = units[units["sample"] == sample]
+        colored = re.findall(r'title="[^"]+">([^<]+)</span>', example)
+        # one span per word of the snippet, the strongest word among them
+        assert len(colored) > 1
+        peak = words["text"].to_numpy()[np.argmax(C[words.index, j])]
+        assert peak in colored
+        text = re.sub("<[^>]+>", "", example)
+        assert len(text) <= 60 + 4 or text == texts[sample]
+        assert text.strip(" …") in texts[sample]
+
+
+def test_snippet_is_a_window_around_the_peak_word():
+    words = [f"w{i}" for i in range(60)]
+    text = " ".join(words) + "."
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\w+|\.", text)]
+    values = np.zeros(len(spans))
+    values[30] = 3.0
+    values[31] = -1.0
+    fragment = snippet_html(text, spans, values, width=40)
+    plain = re.sub("<[^>]+>", "", fragment)
+    assert plain.startswith("… ") and plain.endswith(" …")
+    inner = plain[2:-2]
+    assert inner in text and "w30" in inner and len(inner) <= 40
+    assert inner.split()[0] in words and inner.split()[-1] in words  # whole words
+    # colors of the whole text's scale: w30 full orange, w31 blue
+    tokens = {t: (a, rgb) for t, a, rgb in _alphas(fragment)}
+    assert tokens["w30"][1] == POSITIVE_RGB and tokens["w31"][1] == NEGATIVE_RGB
+    # a short text is shown whole
+    assert re.sub("<[^>]+>", "", snippet_html("a b", [(0, 1), (2, 3)], [1, 0])) == (
+        "a b"
+    )
+
+
+def test_highlights_keep_the_spacing_of_punctuation():
+    text = 'He said: "no," (twice) -- it\'s done; fine! Right? Yes.'
+    spans = [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]
+    values = np.linspace(-1, 1, len(spans))
+    fragment = highlight_html(text, spans, values)
+    assert html.unescape(re.sub("<[^>]+>", "", fragment)) == text
+    for mark in [",", ";", "!", "?", ".", ")", ":"]:
+        assert f" {mark}" not in html.unescape(re.sub("<[^>]+>", "", fragment))
+    # no padding or margin around the highlighted units: nothing that reads as a
+    # space before punctuation
+    rule = re.search(r"\.skc-tok \{([^}]*)\}", viz._CSS).group(1)
+    assert "padding: 0;" in rule and "margin: 0;" in rule
 
 
 def test_report_rejects_a_bare_estimator(fitted):

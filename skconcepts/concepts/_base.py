@@ -39,10 +39,10 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array, validate_data
-from tqdm.auto import tqdm
 
 from skconcepts.concepts._streaming import as_batch_source
 from skconcepts.store import check_memory_budget, memory_budget, transform_store
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._stats import R2Accumulator, r2
 from skconcepts.utils._torch import resolve_device, to_numpy, to_tensor
 from skconcepts.utils._torch_free import is_store
@@ -547,9 +547,9 @@ class ConceptMixin(TransformerMixin):
                 f"is expecting {self.n_features_in_} features as input."
             )
         batch_size = int(getattr(self, "batch_size", None) or DEFAULT_READ_BATCH)
-        with tqdm(
+        with progress_bar(
             total=source.n_rows,
-            disable=not getattr(self, "progress", False),
+            progress=getattr(self, "progress", None),
             unit="row",
             desc=f"{type(self).__name__}.{verb}",
         ) as bar:

@@ -35,7 +35,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+
+from skconcepts.utils._progress import progress_bar
 
 __all__ = [
     "FitResult",
@@ -104,10 +105,6 @@ def squared_error(xx, M, N, D) -> torch.Tensor:
     M64, N64, D64 = M.double(), N.double(), D.double()
     err = xx - 2.0 * torch.sum(M64 * D64) + torch.sum(N64 * (D64 @ D64.T))
     return err.clamp(min=0.0)
-
-
-def _progress_bar(total, progress, desc):
-    return tqdm(total=total, disable=not progress, desc=desc, leave=False)
 
 
 def _safe_reciprocal(v):
@@ -331,7 +328,7 @@ def nnls_codes(
     max_sweeps: int = NNLS_MAX_SWEEPS,
     tol: float = NNLS_TOL,
     batch_size: int = NNLS_BATCH,
-    progress: bool = False,
+    progress: bool | None = None,
 ):
     """Codes ``Z >= 0`` minimising ``||X - Z D||^2`` with ``D`` fixed (``transform``).
 
@@ -355,7 +352,7 @@ def nnls_codes(
     B = D @ D.T  # (k, k)
     B_pinv = torch.linalg.pinv(B.double()).to(D.dtype)  # (k, k)
     out = X.new_empty((n, k))
-    bar = _progress_bar(n, progress, "transform")
+    bar = progress_bar(total=n, progress=progress, desc="transform", leave=False)
     for start in range(0, n, batch_size):
         Xb = X[start : start + batch_size]
         Ct = D @ Xb.T  # (k, m)
@@ -388,7 +385,7 @@ def nnls_codes(
     return out
 
 
-def codes_and_error(X, D, *, progress=False):
+def codes_and_error(X, D, *, progress=None):
     """Final codes of the training rows and their squared error.
 
     The codes are ``nnls_codes(X, D)``, exactly what ``transform`` returns, so
@@ -444,7 +441,9 @@ class _Monitor:
         self.tol = tol
         self.err0 = math.sqrt(float(sq_error0))
         self.prev = self.err0
-        self.bar = _progress_bar(max_iter, progress, desc)
+        self.bar = progress_bar(
+            total=max_iter, progress=progress, desc=desc, leave=False
+        )
 
     def stop(self, it, best_sq_error):
         self.bar.update(1)
@@ -503,7 +502,7 @@ def _alternating(
     return FitResult(best[0].T, best[1], it, float(best[2]))
 
 
-def nmf_hals(X, Zt, D, *, max_iter=200, tol=1e-4, inner=None, progress=False):
+def nmf_hals(X, Zt, D, *, max_iter=200, tol=1e-4, inner=None, progress=None):
     """NMF ``X ~ Z D`` with ``Z, D >= 0`` by accelerated HALS with extrapolation.
 
     Each iteration: ``inner`` HALS sweeps on the codes from ``C = X D^T`` and
@@ -532,7 +531,7 @@ def nmf_hals(X, Zt, D, *, max_iter=200, tol=1e-4, inner=None, progress=False):
     )
 
 
-def semi_nmf_als(X, Zt, *, max_iter=200, tol=1e-4, inner=None, progress=False):
+def semi_nmf_als(X, Zt, *, max_iter=200, tol=1e-4, inner=None, progress=None):
     """Semi-NMF ``X ~ Z D`` with ``Z >= 0``, ``D`` free.
 
     The dictionary step is exact least squares (``D = (Z^T Z)^{-1} Z^T X``); the
@@ -559,7 +558,7 @@ def semi_nmf_als(X, Zt, *, max_iter=200, tol=1e-4, inner=None, progress=False):
     )
 
 
-def convex_nmf_pg(X, W, *, max_iter=200, tol=1e-4, inner=None, progress=False):
+def convex_nmf_pg(X, W, *, max_iter=200, tol=1e-4, inner=None, progress=None):
     """Convex NMF ``X ~ Z W X`` with ``Z, W >= 0`` and rows of ``W`` summing to one.
 
     The codes step is ``inner`` HALS sweeps (default :func:`inner_sweeps`). The

@@ -61,9 +61,9 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
-from tqdm.auto import tqdm
 
 from skconcepts.utils._deprecation import user_stacklevel
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_store
 from skconcepts.utils._validation import check_finite, check_n_concepts
@@ -462,9 +462,9 @@ class StreamingConceptsMixin:
         stats = {}
         first = not self._stream_started()
         total = None if source.n_rows is None else n_passes * source.n_rows
-        with tqdm(
+        with progress_bar(
             total=total,
-            disable=not getattr(self, "progress", False),
+            progress=getattr(self, "progress", None),
             unit="row",
             desc=f"{name}.fit",
         ) as bar:

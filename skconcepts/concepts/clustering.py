@@ -28,7 +28,6 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import Interval, StrOptions
-from tqdm.auto import tqdm
 
 from skconcepts.concepts._base import DEVICE_CONSTRAINT, ConceptMixin
 from skconcepts.concepts._sklearn_wrapper import (
@@ -37,6 +36,7 @@ from skconcepts.concepts._sklearn_wrapper import (
     sklearn_constraints,
 )
 from skconcepts.concepts._streaming import StreamingConceptsMixin
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
 from skconcepts.utils._validation import check_is_fitted
 
@@ -111,7 +111,7 @@ def _lloyd_step(X, labels, dists, centers):
     return new
 
 
-def _kmeans_torch(X, k, *, init, n_init, max_iter, tol, generator, progress=False):
+def _kmeans_torch(X, k, *, init, n_init, max_iter, tol, generator, progress=None):
     """Lloyd k-means of a float32 tensor X (n, d), best of ``n_init`` runs.
 
     Returns centers (k, d), labels (n,), inertia and the iterations of the best
@@ -123,7 +123,7 @@ def _kmeans_torch(X, k, *, init, n_init, max_iter, tol, generator, progress=Fals
     x_sq = (Xc**2).sum(dim=1)  # (n,)
     tol_abs = float(tol * Xc.var(dim=0, unbiased=False).mean()) if tol else 0.0
     best = None
-    with tqdm(desc="KMeansConcepts", unit="iter", disable=not progress) as bar:
+    with progress_bar(progress=progress, desc="KMeansConcepts", unit="iter") as bar:
         for _ in range(n_init):
             if isinstance(init, str) and init == "k-means++":
                 centers = _kmeans_plusplus_torch(Xc, x_sq, k, generator)
@@ -218,11 +218,13 @@ default="k-means++"
         ``"auto"`` runs the torch implementation (Lloyd iterations, k-means++
         init), whose results match scikit-learn within float32 tolerance for the
         same ``init`` array.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``fit`` streams a batch
         source (an :class:`~skconcepts.ActivationStore` or an iterable of
         batches) and when ``transform`` or ``score`` read one; and over the
         Lloyd iterations of the torch implementation.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     batch_size : int, default=1024
         Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
         source (an :class:`~skconcepts.ActivationStore` or an iterable of 2-D
@@ -321,7 +323,7 @@ default="k-means++"
             Interval(Real, 0, None, closed="neither"),
         ],
         "device": DEVICE_CONSTRAINT,
-        "progress": ["boolean"],
+        "progress": ["boolean", None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_passes": [Interval(Integral, 1, None, closed="left")],
         "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
@@ -341,7 +343,7 @@ default="k-means++"
         tol=1e-4,
         random_state=None,
         device="cpu",
-        progress=False,
+        progress=None,
         batch_size=1024,
         n_passes=10,
         max_bytes=None,

@@ -47,7 +47,7 @@ _MAX_BYTES = {"max_bytes": [Interval(Integral, 0, None, closed="left"), None]}
 _STREAM = {
     "batch_size": [Interval(Integral, 1, None, closed="left")],
     "n_passes": [Interval(Integral, 1, None, closed="left")],
-    "progress": ["boolean"],
+    "progress": ["boolean", None],
 }
 
 
@@ -254,10 +254,12 @@ default="auto"
         a ``StoreTooLargeError`` says to write the concepts to disk with
         ``transform_to_store``. ``fit`` streams a batch source and needs no
         budget.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``fit`` streams a batch
         source (an :class:`~skconcepts.ActivationStore` or an iterable of
         batches) and when ``transform`` or ``score`` read one.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     Attributes
     ----------
@@ -344,7 +346,7 @@ default="auto"
         device="cpu",
         batch_size=1024,
         max_bytes=None,
-        progress=False,
+        progress=None,
     ):
         self.n_concepts = n_concepts
         self.whiten = whiten
@@ -444,10 +446,12 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         iterable of batches. ``None`` allows 25% of the RAM available. Over the
         budget a ``StoreTooLargeError`` (a ``MemoryError``) gives the bytes
         needed and the estimators that stream a store instead.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``transform`` or ``score``
         read a batch source (an :class:`~skconcepts.ActivationStore` or an
         iterable of batches); this method's ``fit`` does not stream.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     Attributes
     ----------
@@ -490,7 +494,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(TruncatedSVD, _estimator_params),
         "device": DEVICE_CONSTRAINT,
-        "progress": ["boolean"],
+        "progress": ["boolean", None],
         **_MAX_BYTES,
     }
 
@@ -506,7 +510,7 @@ class SVDConcepts(_TorchLinearMixin, BaseEstimator):
         random_state=None,
         device="cpu",
         max_bytes=None,
-        progress=False,
+        progress=None,
     ):
         self.n_concepts = n_concepts
         self.algorithm = algorithm
@@ -590,10 +594,12 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         iterable of batches. ``None`` allows 25% of the RAM available. Over the
         budget a ``StoreTooLargeError`` (a ``MemoryError``) gives the bytes
         needed and the estimators that stream a store instead.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``transform`` or ``score``
         read a batch source (an :class:`~skconcepts.ActivationStore` or an
         iterable of batches); this method's ``fit`` does not stream.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     Attributes
     ----------
@@ -643,7 +649,7 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         **sklearn_constraints(FastICA, _estimator_params),
         "whiten": [StrOptions({"unit-variance", "arbitrary-variance"})],
         "device": DEVICE_CONSTRAINT,
-        "progress": ["boolean"],
+        "progress": ["boolean", None],
         **_MAX_BYTES,
     }
     _iterative = True
@@ -663,7 +669,7 @@ class ICAConcepts(SklearnConceptsMixin, BaseEstimator):
         random_state=None,
         device="cpu",
         max_bytes=None,
-        progress=False,
+        progress=None,
     ):
         self.n_concepts = n_concepts
         self.algorithm = algorithm
@@ -749,10 +755,12 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
         iterable of batches. ``None`` allows 25% of the RAM available. Over the
         budget a ``StoreTooLargeError`` (a ``MemoryError``) gives the bytes
         needed and the estimators that stream a store instead.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``transform`` or ``score``
         read a batch source (an :class:`~skconcepts.ActivationStore` or an
         iterable of batches); this method's ``fit`` does not stream.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     Attributes
     ----------
@@ -799,7 +807,7 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
         **ConceptMixin._parameter_constraints,
         **sklearn_constraints(SparsePCA, _estimator_params),
         "device": DEVICE_CONSTRAINT,
-        "progress": ["boolean"],
+        "progress": ["boolean", None],
         **_MAX_BYTES,
     }
     _iterative = True
@@ -817,7 +825,7 @@ class SparsePCAConcepts(SklearnConceptsMixin, BaseEstimator):
         random_state=None,
         device="cpu",
         max_bytes=None,
-        progress=False,
+        progress=None,
     ):
         self.n_concepts = n_concepts
         self.alpha = alpha
@@ -905,10 +913,12 @@ default="omp"
         a ``StoreTooLargeError`` says to write the concepts to disk with
         ``transform_to_store``. ``fit`` streams a batch source and needs no
         budget.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``fit`` streams a batch
         source (an :class:`~skconcepts.ActivationStore` or an iterable of
         batches) and when ``transform`` or ``score`` read one.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     Attributes
     ----------
@@ -1019,7 +1029,7 @@ MiniBatchDictionaryLearning
         batch_size=256,
         n_passes=10,
         max_bytes=None,
-        progress=False,
+        progress=None,
     ):
         self.n_concepts = n_concepts
         self.alpha = alpha

@@ -62,7 +62,7 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
         tol=1e-4,
         random_state=None,
         device="cpu",
-        progress=False,
+        progress=None,
         max_bytes=None,
     ):
         self.n_concepts = n_concepts
@@ -156,7 +156,7 @@ def _constraints(solvers, inits, streaming=False):
         "tol": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "device": DEVICE_CONSTRAINT,
-        "progress": ["boolean"],
+        "progress": ["boolean", None],
         "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
     }
     if streaming:
@@ -230,12 +230,14 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         Fitted attributes are always stored as CPU numpy arrays, so a model
         fitted on a GPU loads on a CPU-only machine.
 
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``fit`` streams a batch
         source (an :class:`~skconcepts.ActivationStore` or an iterable of
         batches) and when ``transform`` or ``score`` read one; for in-memory
         data, over the iterations of ``fit`` and the row batches of
         ``transform``.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     batch_size : int, default=1024
         Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
@@ -357,7 +359,7 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         tol=1e-4,
         random_state=None,
         device="cpu",
-        progress=False,
+        progress=None,
         batch_size=1024,
         n_passes=10,
         forget_factor=0.1,
@@ -428,7 +430,7 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
             device=X.device,
             solver=self.solver[3:],
             tol=self.tol,
-            verbose=self.progress,
+            verbose=bool(self.progress),
         )
         Z, D = model.solver_fn(
             X,
@@ -436,7 +438,7 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
             D,
             max_iter=self.max_iter,
             tol=self.tol,
-            verbose=self.progress,
+            verbose=bool(self.progress),
         )
         Z, D = Z.float(), D.float()
         return _solvers.FitResult(Z, D, self.max_iter, _oc_sq_error(X, Z, D))
@@ -493,12 +495,14 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         Fitted attributes are always stored as CPU numpy arrays, so a model
         fitted on a GPU loads on a CPU-only machine.
 
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``fit`` streams a batch
         source (an :class:`~skconcepts.ActivationStore` or an iterable of
         batches) and when ``transform`` or ``score`` read one; for in-memory
         data, over the iterations of ``fit`` and the row batches of
         ``transform``.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     batch_size : int, default=1024
         Rows per mini-batch when ``fit`` or ``partial_fit`` streams a batch
@@ -613,7 +617,7 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         tol=1e-4,
         random_state=None,
         device="cpu",
-        progress=False,
+        progress=None,
         batch_size=1024,
         n_passes=10,
         forget_factor=0.1,
@@ -667,12 +671,12 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
             solver=self.solver[3:],
             device=X.device,
             tol=self.tol,
-            verbose=self.progress,
+            verbose=bool(self.progress),
         )
         Z = Zt.T.contiguous()
         D = model.init_random_d(X, Z)
         Z, D = model.solver_fn(
-            X, Z, D, max_iter=self.max_iter, tol=self.tol, verbose=self.progress
+            X, Z, D, max_iter=self.max_iter, tol=self.tol, verbose=bool(self.progress)
         )
         Z, D = Z.detach().float(), D.detach().float()
         return _solvers.FitResult(Z, D, self.max_iter, _oc_sq_error(X, Z, D))
@@ -728,11 +732,13 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
         Fitted attributes are always stored as CPU numpy arrays, so a model
         fitted on a GPU loads on a CPU-only machine.
 
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows when ``transform`` or ``score``
         read a batch source (an :class:`~skconcepts.ActivationStore` or an
         iterable of batches; this method's ``fit`` does not stream), and over
         the iterations of ``fit`` and the row batches of ``transform``.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     max_bytes : int or None, default=None
         Memory budget, in bytes, for loading an
@@ -811,7 +817,7 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
         tol=1e-4,
         random_state=None,
         device="cpu",
-        progress=False,
+        progress=None,
         max_bytes=None,
     ):
         super().__init__(
@@ -866,7 +872,7 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
             tol=self.tol,
             strict_convex=False,
             solver=self.solver[3:],
-            verbose=self.progress,
+            verbose=bool(self.progress),
         )
         Z, W = model.solver_fn(
             X,
@@ -877,7 +883,7 @@ class ConvexNMFConcepts(_BaseNMFConcepts):
             strict_convex=False,
             max_iter=self.max_iter,
             tol=self.tol,
-            verbose=self.progress,
+            verbose=bool(self.progress),
         )
         Z, W = Z.detach().float(), W.detach().float().clamp(min=0)
         s = torch.clamp(W.sum(dim=1), min=1e-30)  # (k,): rows of W sum to one,

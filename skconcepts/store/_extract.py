@@ -15,7 +15,6 @@ import copy
 import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
-from tqdm.auto import tqdm
 
 from skconcepts._granularity import units_table
 from skconcepts.store._format import (
@@ -30,6 +29,7 @@ from skconcepts.store._reader import ActivationStore
 from skconcepts.store._source import _extractor_source
 from skconcepts.store._writer import _StoreWriter
 from skconcepts.utils._deprecation import renamed_kwarg
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["extract_to_store"]
@@ -62,7 +62,7 @@ def extract_to_store(
     shard_rows=None,
     dtype="float32",
     overwrite=False,
-    progress=False,
+    progress=None,
     engine="local",
 ):
     """Write the activations of texts to an on-disk store, resumably.
@@ -93,8 +93,10 @@ def extract_to_store(
         float32.
     overwrite : bool, default=False
         Replace an existing store at ``path`` instead of resuming it.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the texts.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     engine : {"local", "ray"}, default="local"
         ``"local"``: extract in this process. ``"ray"``: in a pool of Ray
         actors, one per CPU of the Ray cluster, through
@@ -196,10 +198,10 @@ def extract_to_store(
                 texts_sha256=_hash_texts(texts[first:stop]),
             )
 
-        with tqdm(
+        with progress_bar(
             total=len(texts),
             initial=start,
-            disable=not progress,
+            progress=progress,
             unit="text",
             desc="extract_to_store",
         ) as bar:

@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from tqdm.auto import tqdm
 
 from skconcepts._granularity import units_table
 from skconcepts.exceptions import StoreAccessError, StoreMismatchError
@@ -48,6 +47,7 @@ from skconcepts.store._format import (
 from skconcepts.store._reader import ActivationStore
 from skconcepts.store._source import _extractor_source, _source_diff
 from skconcepts.store._writer import _StoreWriter
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["extract_to_store_ray"]
@@ -518,10 +518,10 @@ def _run_tasks(ray, actors, tasks, texts, writer, progress, start):
     free, pending, done = list(actors), {}, {}
     todo = list(enumerate(tasks))[::-1]
     next_task = 0
-    with tqdm(
+    with progress_bar(
         total=len(texts),
         initial=start,
-        disable=None if progress is None else not progress,
+        progress=progress,
         unit="text",
         desc="extract_to_store_ray",
     ) as bar:

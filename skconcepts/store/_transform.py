@@ -11,7 +11,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from skconcepts.store._format import (
     _STORAGE,
@@ -21,6 +20,7 @@ from skconcepts.store._format import (
 )
 from skconcepts.store._reader import ActivationStore
 from skconcepts.store._writer import _StoreWriter
+from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._validation import check_is_fitted
 
@@ -45,7 +45,7 @@ def transform_store(
     batch_size=None,
     dtype="float32",
     overwrite=False,
-    progress=False,
+    progress=None,
 ):
     """Write the concept activations of a store to a new store, resumably.
 
@@ -68,8 +68,10 @@ def transform_store(
         Stored dtype of the concept activations.
     overwrite : bool, default=False
         Replace an existing store at ``path`` instead of resuming it.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     Returns
     -------
@@ -147,10 +149,10 @@ def transform_store(
     )
     try:
         start = writer.next_shard
-        with tqdm(
+        with progress_bar(
             total=len(store),
             initial=int(store._offsets[start]),
-            disable=not progress,
+            progress=progress,
             unit="row",
             desc="transform_store",
         ) as bar:

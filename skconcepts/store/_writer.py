@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 import skconcepts
 from skconcepts.exceptions import StoreCorruptedError, StoreMismatchError
@@ -42,6 +41,7 @@ from skconcepts.store._format import (
     _write_units,
 )
 from skconcepts.store._reader import ActivationStore
+from skconcepts.utils._progress import progress_bar
 
 __all__ = ["write_array_store"]
 
@@ -321,7 +321,7 @@ def _texts_diff(manifest, header, texts):
 
 
 def write_array_store(
-    X, path, *, shard_rows=None, dtype="float32", overwrite=False, progress=False
+    X, path, *, shard_rows=None, dtype="float32", overwrite=False, progress=None
 ):
     """Write an array of activations to an on-disk store, resumably.
 
@@ -344,8 +344,10 @@ def write_array_store(
         Stored dtype.
     overwrite : bool, default=False
         Replace an existing store at ``path`` instead of resuming it.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar over the rows.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
 
     Returns
     -------
@@ -402,10 +404,10 @@ def write_array_store(
         if writer.manifest["n_features"] is None:
             writer.manifest["n_features"] = d
         start = writer.next_text
-        with tqdm(
+        with progress_bar(
             total=n,
             initial=start,
-            disable=not progress,
+            progress=progress,
             unit="row",
             desc="write_array_store",
         ) as bar:

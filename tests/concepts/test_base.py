@@ -73,7 +73,7 @@ def test_every_concept_estimator_has_the_shared_parameters():
         params = cls().get_params()
         for shared in ("device", "progress", "max_bytes"):
             assert shared in params, (name, shared)
-        assert params["device"] == "cpu" and params["progress"] is False
+        assert params["device"] == "cpu" and params["progress"] is None
         assert params["max_bytes"] is None
         if getattr(cls, "_streams", False):
             assert name == "PCAConcepts" or params["n_passes"] == 10

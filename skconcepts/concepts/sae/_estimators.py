@@ -29,6 +29,7 @@ from skconcepts.concepts.sae._module import _SAEModule
 from skconcepts.concepts.sae._net import _SAENet
 from skconcepts.concepts.sae._state import NET_STATE_KEYS, export_net, import_net
 from skconcepts.utils._deprecation import DEPRECATED, renamed_param
+from skconcepts.utils._progress import progress_enabled
 from skconcepts.utils._torch import resolve_device, to_numpy, to_tensor
 from skconcepts.utils._torch_free import is_tensor
 
@@ -62,7 +63,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         "device": DEVICE_CONSTRAINT,
         "random_state": ["random_state"],
         "callbacks": [list, None],
-        "progress": ["boolean"],
+        "progress": ["boolean", None],
         "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
         "max_epochs": [
             Interval(Integral, 1, None, closed="left"),
@@ -84,7 +85,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         device="cpu",
         random_state=None,
         callbacks=None,
-        progress=False,
+        progress=None,
         max_bytes=None,
         max_epochs=DEPRECATED,
     ):
@@ -241,7 +242,7 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
         )
         monitor = _DeadConceptMonitor(resample=self.dead_concepts == "resample")
         callbacks = [("dead_concepts", monitor)]
-        if self.progress:
+        if progress_enabled(self.progress):
             callbacks.append(("progress", ProgressBar(batches_per_epoch="count")))
         callbacks += copy.deepcopy(list(self.callbacks or []))
         net = _SAENet(
@@ -428,10 +429,12 @@ class SAEConcepts(_BaseSAEConcepts):
     callbacks : list of skorch callbacks or None, default=None
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar per pass of ``fit`` (skorch's
         ``ProgressBar``), and over the rows when ``transform`` or ``score``
         read a batch source.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     max_bytes : int or None, default=None
         Memory budget, in bytes, of ``transform`` of an
         :class:`~skconcepts.ActivationStore` or an iterable of batches: its
@@ -529,7 +532,7 @@ class SAEConcepts(_BaseSAEConcepts):
         device="cpu",
         random_state=None,
         callbacks=None,
-        progress=False,
+        progress=None,
         max_bytes=None,
         max_epochs=DEPRECATED,
     ):
@@ -611,10 +614,12 @@ class TopKSAEConcepts(_BaseSAEConcepts):
     callbacks : list of skorch callbacks or None, default=None
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar per pass of ``fit`` (skorch's
         ``ProgressBar``), and over the rows when ``transform`` or ``score``
         read a batch source.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     max_bytes : int or None, default=None
         Memory budget, in bytes, of ``transform`` of an
         :class:`~skconcepts.ActivationStore` or an iterable of batches: its
@@ -713,7 +718,7 @@ class TopKSAEConcepts(_BaseSAEConcepts):
         device="cpu",
         random_state=None,
         callbacks=None,
-        progress=False,
+        progress=None,
         max_bytes=None,
         max_epochs=DEPRECATED,
     ):
@@ -798,10 +803,12 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
     callbacks : list of skorch callbacks or None, default=None
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar per pass of ``fit`` (skorch's
         ``ProgressBar``), and over the rows when ``transform`` or ``score``
         read a batch source.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     max_bytes : int or None, default=None
         Memory budget, in bytes, of ``transform`` of an
         :class:`~skconcepts.ActivationStore` or an iterable of batches: its
@@ -900,7 +907,7 @@ class BatchTopKSAEConcepts(_BaseSAEConcepts):
         device="cpu",
         random_state=None,
         callbacks=None,
-        progress=False,
+        progress=None,
         max_bytes=None,
         max_epochs=DEPRECATED,
     ):
@@ -992,10 +999,12 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
     callbacks : list of skorch callbacks or None, default=None
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar per pass of ``fit`` (skorch's
         ``ProgressBar``), and over the rows when ``transform`` or ``score``
         read a batch source.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     max_bytes : int or None, default=None
         Memory budget, in bytes, of ``transform`` of an
         :class:`~skconcepts.ActivationStore` or an iterable of batches: its
@@ -1109,7 +1118,7 @@ class JumpReLUSAEConcepts(_BaseSAEConcepts):
         device="cpu",
         random_state=None,
         callbacks=None,
-        progress=False,
+        progress=None,
         max_bytes=None,
         max_epochs=DEPRECATED,
     ):
@@ -1198,10 +1207,12 @@ class MPSAEConcepts(_BaseSAEConcepts):
     callbacks : list of skorch callbacks or None, default=None
         Extra ``skorch`` callbacks (instances, or ``(name, callback)`` pairs)
         added to the net. They are deep-copied in ``fit``.
-    progress : bool, default=False
+    progress : bool or None, default=None
         Show a tqdm progress bar per pass of ``fit`` (skorch's
         ``ProgressBar``), and over the rows when ``transform`` or ``score``
         read a batch source.
+        ``None`` (the default) shows it only when stderr is an interactive
+        terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
     max_bytes : int or None, default=None
         Memory budget, in bytes, of ``transform`` of an
         :class:`~skconcepts.ActivationStore` or an iterable of batches: its
@@ -1299,7 +1310,7 @@ class MPSAEConcepts(_BaseSAEConcepts):
         device="cpu",
         random_state=None,
         callbacks=None,
-        progress=False,
+        progress=None,
         max_bytes=None,
         max_epochs=DEPRECATED,
     ):
