@@ -24,6 +24,8 @@ _LAZY = {
     "BatchTopKSAEConcepts": "skconcepts.concepts.sae",
     "JumpReLUSAEConcepts": "skconcepts.concepts.sae",
     "MPSAEConcepts": "skconcepts.concepts.sae",
+    "ProbeConcepts": "skconcepts.concepts.probes",
+    "NeuronConcepts": "skconcepts.concepts.neurons",
 }
 
 #: the estimator classes (``skconcepts.cli`` lists its methods from them)
