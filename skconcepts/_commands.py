@@ -7,6 +7,7 @@ in the one estimator registry, :func:`skconcepts.utils.discovery.concept_methods
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from skconcepts._pipeline import encode, split_pipeline
 from skconcepts.activations import SplitPointActivations
 from skconcepts.exceptions import PipelineFileError
 from skconcepts.interpret import TopKInputs
+from skconcepts.labels import ConceptLabeler
 from skconcepts.pooling import PooledConcepts
 from skconcepts.preprocessing import NonNegative
 from skconcepts.utils._files import check_out_folder, write_atomic
@@ -149,7 +151,36 @@ def build_pipeline(
     return Pipeline(steps)
 
 
-def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
+def load_labeler(folder, *, progress=False):
+    """The :class:`~skconcepts.labels.ConceptLabeler` of ``--labeler DIR``."""
+    return ConceptLabeler(folder, progress=progress)
+
+
+def concept_labels_of(labeler, top, n_concepts):
+    """One label per concept by ``labeler`` from the top-units table ``top``.
+
+    Every concept gets a label, in order, also one without top units.
+    """
+    units = {j: {} for j in range(n_concepts)}
+    for concept, text, value in zip(top["concept"], top["text"], top["activation"]):
+        units[int(concept)].setdefault(str(text), float(value))
+    return labeler.label(units)
+
+
+def _with_labels(build, labels, *args, **kwargs):
+    """``build(*args, labels=labels, **kwargs)`` (the report's ``labels=``).
+
+    A report without the ``labels`` parameter gets them as ``labels_`` after.
+    """
+    if labels is not None and "labels" in inspect.signature(build).parameters:
+        return build(*args, labels=labels, **kwargs)
+    rep = build(*args, **kwargs)
+    if labels is not None:
+        rep.labels_ = list(labels)
+    return rep
+
+
+def fit_command(pipeline, texts, out, *, model_name, short_name, layer, labeler=None):
     """Fit ``pipeline`` on the texts; save it, its report and a summary in ``out``.
 
     The model runs once: the activations are computed, then the later steps
@@ -171,6 +202,8 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
         The model, in the report and summary and in the report's title.
     layer : str
         The split point as the user gave it.
+    labeler : ConceptLabeler, default=None
+        Writes the concept labels of the report and summary (``--labeler``).
     """
     out = check_out_folder(out)
     try:
@@ -183,7 +216,14 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
     granularity = pipeline[0].granularity
     n_concepts = estimator.n_concepts
     r2 = pipeline[1:].score(X)  # reconstruction R² of the activations
-    rep = report(
+    labels = None
+    if labeler is not None:
+        top = TopKInputs(k=8).interpret(pipeline, texts, activations=X, as_frame=True)
+        n_out = len(split_pipeline(pipeline).concepts.get_feature_names_out())
+        labels = concept_labels_of(labeler, top, n_out)
+    rep = _with_labels(
+        report,
+        labels,
         pipeline,
         texts,
         activations=X,
@@ -213,6 +253,8 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
         "n_units": int(X.shape[0]),
         "reconstruction_r2": float(r2),
     }
+    if labels is not None:
+        summary["labels"] = list(labels)
     write_atomic(
         out / "summary.json",
         lambda p: Path(p).write_text(json.dumps(summary, indent=2) + "\n"),
@@ -285,14 +327,18 @@ def load_pipeline(folder, trust_pickle=False):
     return pipeline
 
 
-def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
+def interpret_command(
+    pipeline, texts, *, k, show, out=None, progress=False, labeler=None
+):
     """Apply a fitted pipeline to new texts; print (and with ``out``, write) results.
 
     Prints the ``k`` top units of every concept and the strongest concept of
     each of the first ``show`` texts (the maximum over its units, by
     :class:`~skconcepts.PooledConcepts`). With ``out``, writes
     ``top_inputs.csv``, ``concept_activations.csv`` (one row per unit),
-    ``text_concepts.csv`` (one row per text) and ``report.html``.
+    ``text_concepts.csv`` (one row per text) and ``report.html``. With a
+    ``labeler`` (``--labeler``), each concept's label, written by a local
+    language model, is printed and titles it in the report.
     """
     if out is not None:
         out = check_out_folder(out)
@@ -308,13 +354,15 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
     pooled = PooledConcepts(quiet, FrozenEstimator(concepts)).fit(texts)
     per_text = pd.DataFrame(pooled.transform(texts), columns=names)
 
+    labels = None if labeler is None else concept_labels_of(labeler, top, len(names))
     print(f"top {k} units per concept in {len(texts)} texts:")
     for j, name in enumerate(names):
         rows = top[top["concept"] == j]
         cells = ", ".join(
             f"{t} ({a:.2f})" for t, a in zip(rows["text"], rows["activation"])
         )
-        print(f"  {name}: {cells}")
+        shown = name if labels is None else f"{name} [{labels[j]}]"
+        print(f"  {shown}: {cells}")
     print("strongest concept of each text (max over its units):")
     for i, row in per_text.head(show).iterrows():
         j = int(np.argmax(row.to_numpy()))
@@ -337,7 +385,10 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
             out / "text_concepts.csv",
             lambda p: per_text.to_csv(p, index_label="sample"),
         )
-        rep = ConceptReport(texts, units, C, top_inputs=top, concept_names=names, k=k)
+        rep = _with_labels(
+            ConceptReport, labels, texts, units, C, top_inputs=top,
+            concept_names=names, k=k,
+        )  # fmt: skip
         write_atomic(out / "report.html", rep.save)
         print(
             f"wrote top_inputs.csv, concept_activations.csv, text_concepts.csv "
