@@ -28,7 +28,8 @@ _LAZY = {
     "NeuronConcepts": "skconcepts.concepts.neurons",
 }
 
-#: the estimator classes (``skconcepts.cli`` lists its methods from them)
+#: the estimator classes (``skconcepts fit --method`` takes the unsupervised
+#: ones; ``ProbeConcepts`` needs labels and ``NeuronConcepts`` is the baseline)
 __all__ = sorted(_LAZY)
 
 #: public, not an estimator: resolved lazily too (it imports torch)
