@@ -595,9 +595,17 @@ def test_fit_and_interpret_with_a_local_labeler(
     argv = _interpret(out, corpus_csv, "--labeler", str(labeler_dir), "--out", str(res))
     status, printed, err = run(argv, capsys)
     assert status == 0, err
-    shown = re.findall(r"^  concept(\d) \[(.*)\]: ", printed, flags=re.M)
-    assert [int(j) for j, _ in shown] == [0, 1, 2]
-    assert (res / "report.html").is_file()
+    top = pd.read_csv(res / "top_inputs.csv", keep_default_na=False)
+    units = {j: {} for j in range(3)}
+    for c, t, a in zip(top["concept"], top["text"], top["activation"]):
+        units[int(c)].setdefault(t, a)
+    labels = labeler.label(units)  # from the cache: the labels interpret printed
+    assert labeler.n_generated_ == 0
+    lines = [ln for ln in printed.splitlines() if ln.startswith("  concept")]
+    for j, label in enumerate(labels):
+        assert label in lines[j] and lines[j].startswith(f"  concept{j} ")
+    doc = (res / "report.html").read_text()
+    assert all(html.escape(label) in doc for label in labels)
 
 
 def test_a_labeler_that_is_not_a_causal_lm_exits_2(corpus_csv, tmp_path, capsys):
