@@ -55,3 +55,19 @@ def test_registered_as_the_baseline():
     assert baselines == [("NeuronConcepts", NeuronConcepts)]
     names = [name for name, _ in all_estimators(type_filter="concept")]
     assert "NeuronConcepts" not in names and "ProbeConcepts" not in names
+
+
+def test_skops_round_trip_and_store_input(tmp_path):
+    from skconcepts import io
+    from skconcepts.store import write_array_store
+
+    X = _X()
+    est = NeuronConcepts(units=[5, 0, 2]).fit(X)
+    io.save(est, tmp_path / "saved")
+    loaded = io.load(tmp_path / "saved")
+    np.testing.assert_array_equal(loaded.inverse_transform(X[:, :3]),
+                                  est.inverse_transform(X[:, :3]))  # fmt: skip
+    store = write_array_store(X, tmp_path / "store", shard_rows=15)
+    np.testing.assert_array_equal(NeuronConcepts(units=[5, 0, 2]).fit(store).mean_,
+                                  est.mean_)  # fmt: skip
+    np.testing.assert_array_equal(est.transform(store), X[:, [5, 0, 2]])

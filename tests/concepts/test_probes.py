@@ -219,3 +219,19 @@ def test_probe_at_sample_level_works_with_top_inputs_and_gradients():
     attr = concept_output_gradient(TEXTS[:2], extractor=acts, concepts=pipe)
     assert [tuple(a.shape) for a in attr] == [(2, 1, 1), (2, 1, 1)]
     assert all(torch.isfinite(a).all() for a in attr)
+
+
+@pytest.mark.parametrize("method", ["logistic", "svm", "centroid", "mean_diff"])
+def test_skops_round_trip_and_store_input(method, tmp_path):
+    from skconcepts import io
+    from skconcepts.store import write_array_store
+
+    X, y = _data(3)
+    probe = ProbeConcepts(method).fit(X, y)
+    io.save(probe, tmp_path / "saved")
+    loaded = io.load(tmp_path / "saved")
+    np.testing.assert_array_equal(loaded.transform(X), probe.transform(X))
+    store = write_array_store(X, tmp_path / "store", shard_rows=40)
+    from_store = ProbeConcepts(method).fit(store, y)
+    np.testing.assert_allclose(from_store.components_, probe.components_, atol=1e-6)
+    np.testing.assert_allclose(from_store.transform(store), probe.transform(X))
