@@ -77,6 +77,7 @@ ESTIMATORS = [_instance(cls) for cls in _CLASSES.values()] + [
         ("ProbeConcepts", {"method": "centroid"}),
         ("ProbeConcepts", {"method": "linear"}),
         ("NeuronConcepts", {"units": [1, 0]}),
+        ("NeuronConcepts", {"units": 1}),
     ]
     if name in _CLASSES
 ]

@@ -23,9 +23,11 @@ class NeuronConcepts(ConceptMixin, BaseEstimator):
 
     Parameters
     ----------
-    units : array-like of int or None, default=None
+    units : array-like of int, int or None, default=None
         The units (column indices of ``X``) kept as concepts, in this order;
-        ``None`` keeps every unit.
+        an int ``k``: the ``k`` units of largest variance on the training rows,
+        most varied first (the baseline with as many concepts as a method
+        with ``n_concepts=k``); ``None`` keeps every unit.
     max_bytes : int or None, default=None
         Memory budget, in bytes, to load an
         :class:`~skconcepts.ActivationStore` given as ``X`` and of
@@ -71,12 +73,15 @@ class NeuronConcepts(ConceptMixin, BaseEstimator):
     array([[2. , 5.5, 1. ]], dtype=float32)
     >>> NeuronConcepts().fit(X).score(X)
     1.0
+    >>> X[:, 1] *= 10  # the most varied unit
+    >>> NeuronConcepts(units=1).fit(X).units_
+    array([1])
     """
 
     #: discovery kind: all_estimators(type_filter="baseline") lists it
     _concept_kind = "baseline"
     _parameter_constraints: dict = {
-        "units": ["array-like", None],
+        "units": ["array-like", Interval(Integral, 1, None, closed="left"), None],
         "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
     }
 
@@ -105,7 +110,7 @@ class NeuronConcepts(ConceptMixin, BaseEstimator):
         X = self._check_X(X, reset=True)
         self._check_value_range(X)
         n_features = X.shape[1]
-        self.units_ = self._check_units(n_features)
+        self.units_ = self._check_units(X)
         self.mean_ = np.asarray(X.mean(axis=0), dtype=np.float64).astype(np.float32)
         components = np.zeros((len(self.units_), n_features), dtype=np.float32)
         components[np.arange(len(self.units_)), self.units_] = 1.0
@@ -132,9 +137,18 @@ class NeuronConcepts(ConceptMixin, BaseEstimator):
         """
         return self.fit(X, y).transform(X)
 
-    def _check_units(self, n_features):
+    def _check_units(self, X):
+        n_features = X.shape[1]
         if self.units is None:
             return np.arange(n_features)
+        if isinstance(self.units, Integral):
+            if self.units > n_features:
+                raise ValueError(
+                    f"units={self.units} is more than the n_features = "
+                    f"{n_features} of X; use units <= {n_features}."
+                )
+            variance = np.asarray(X, dtype=np.float64).var(axis=0)
+            return np.argsort(-variance, kind="stable")[: self.units]
         values = np.asarray(self.units)
         if values.ndim != 1 or values.size == 0:
             raise ValueError(

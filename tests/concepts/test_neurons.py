@@ -36,6 +36,17 @@ def test_subset_in_order_and_mean_fill():
     assert est.get_feature_names_out().tolist() == ["concept0", "concept1"]
 
 
+def test_int_units_are_the_most_varied():
+    X = _X() * np.array([1, 5, 1, 3, 0.5, 2], dtype=np.float32)
+    est = NeuronConcepts(units=3).fit(X)
+    expected = np.argsort(-X.astype(np.float64).var(0))[:3]
+    np.testing.assert_array_equal(est.units_, expected)
+    assert est.units_.tolist() == [1, 3, 5]
+    np.testing.assert_array_equal(est.transform(X), X[:, [1, 3, 5]])
+    with pytest.raises(ValueError, match="units=7 is more than the n_features = 6"):
+        NeuronConcepts(units=7).fit(X)
+
+
 @pytest.mark.parametrize(
     "units, match",
     [
