@@ -23,6 +23,7 @@ from skconcepts._pipeline import encode, split_pipeline
 from skconcepts.activations import SplitPointActivations
 from skconcepts.exceptions import PipelineFileError
 from skconcepts.interpret import TopKInputs, concept_labels
+from skconcepts.labels import ConceptLabeler
 from skconcepts.pooling import PooledConcepts
 from skconcepts.preprocessing import NonNegative
 from skconcepts.utils._files import check_out_folder, write_atomic
@@ -151,7 +152,23 @@ def build_pipeline(
     return Pipeline(steps)
 
 
-def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
+def load_labeler(folder, *, progress=False):
+    """The :class:`~skconcepts.labels.ConceptLabeler` of ``--labeler DIR``."""
+    return ConceptLabeler(folder, progress=progress)
+
+
+def concept_labels_of(labeler, top, n_concepts):
+    """One label per concept by ``labeler`` from the top-units table ``top``.
+
+    Every concept gets a label, in order, also one without top units.
+    """
+    units = {j: {} for j in range(n_concepts)}
+    for concept, text, value in zip(top["concept"], top["text"], top["activation"]):
+        units[int(concept)].setdefault(str(text), float(value))
+    return labeler.label(units)
+
+
+def fit_command(pipeline, texts, out, *, model_name, short_name, layer, labeler=None):
     """Fit ``pipeline`` on the texts; save it, its report and a summary in ``out``.
 
     The model runs once: the activations are computed, then the later steps
@@ -173,6 +190,8 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
         The model, in the report and summary and in the report's title.
     layer : str
         The split point as the user gave it.
+    labeler : ConceptLabeler, default=None
+        Writes the concept labels of the report and summary (``--labeler``).
     """
     out = check_out_folder(out)
     try:
@@ -185,10 +204,16 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
     granularity = pipeline[0].granularity
     n_concepts = estimator.n_concepts
     r2 = pipeline[1:].score(X)  # reconstruction R² of the activations
+    labels = None
+    if labeler is not None:
+        top = TopKInputs(k=8).interpret(pipeline, texts, activations=X, as_frame=True)
+        n_out = len(split_pipeline(pipeline).concepts.get_feature_names_out())
+        labels = concept_labels_of(labeler, top, n_out)
     rep = report(
         pipeline,
         texts,
         activations=X,
+        labels=labels,
         k=8,
         title=f"skconcepts: {type(estimator).__name__} on {short_name}",
         metadata={
@@ -215,6 +240,8 @@ def fit_command(pipeline, texts, out, *, model_name, short_name, layer):
         "n_units": int(X.shape[0]),
         "reconstruction_r2": float(r2),
     }
+    if labels is not None:
+        summary["labels"] = list(labels)
     write_atomic(
         out / "summary.json",
         lambda p: Path(p).write_text(json.dumps(summary, indent=2) + "\n"),
@@ -303,14 +330,18 @@ def load_pipeline(folder, trust_pickle=False):
     return pipeline
 
 
-def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
+def interpret_command(
+    pipeline, texts, *, k, show, out=None, progress=False, labeler=None
+):
     """Apply a fitted pipeline to new texts; print (and with ``out``, write) results.
 
     Prints the ``k`` top units of every concept and the strongest concept of
     each of the first ``show`` texts (the maximum over its units, by
     :class:`~skconcepts.PooledConcepts`). With ``out``, writes
     ``top_inputs.csv``, ``concept_activations.csv`` (one row per unit),
-    ``text_concepts.csv`` (one row per text) and ``report.html``.
+    ``text_concepts.csv`` (one row per text) and ``report.html``. With a
+    ``labeler`` (``--labeler``), each concept's label, written by a local
+    language model, is printed and titles it in the report.
     """
     if out is not None:
         out = check_out_folder(out)
@@ -327,6 +358,8 @@ def interpret_command(pipeline, texts, *, k, show, out=None, progress=False):
     pooled = PooledConcepts(quiet, FrozenEstimator(concepts)).fit(texts)
     per_text = pd.DataFrame(pooled.transform(texts), columns=names)
 
+    if labeler is not None:  # a local language model's labels replace the words
+        labels = concept_labels_of(labeler, top, len(names))
     print(f"top {k} units per concept in {len(texts)} texts:")
     for j, name in enumerate(names):
         rows = top[top["concept"] == j]

@@ -132,12 +132,25 @@ def _cmd_demo(args):
     return 0
 
 
+def _labeler(args):
+    """The ConceptLabeler of ``--labeler DIR``, or None (loaded before the work)."""
+    if getattr(args, "labeler", None) is None:
+        return None
+    from skconcepts._commands import load_labeler
+
+    try:
+        return load_labeler(args.labeler, progress=not args.quiet)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"--labeler {args.labeler}: {exc}") from None
+
+
 def _cmd_fit(args):
     from skconcepts._commands import build_pipeline, fit_command, method_class
     from skconcepts.exceptions import SplitPointError
 
     texts = _read_texts(args)
     method_class(args.method)  # fail fast, before loading the model
+    labeler = _labeler(args)
     model, model_name, short_name = _model_argument(args.model)
     pipeline = build_pipeline(
         model,
@@ -158,6 +171,7 @@ def _cmd_fit(args):
             model_name=model_name,
             short_name=short_name,
             layer=args.layer,
+            labeler=labeler,
         )
     except SplitPointError as exc:
         raise CommandError(f"--layer {args.layer}: {exc}") from None
@@ -174,7 +188,7 @@ def _cmd_interpret(args):
     pipeline = load_pipeline(args.dir, trust_pickle=args.trust_pickle)
     interpret_command(
         pipeline, texts, k=args.k, show=args.show, out=args.out,
-        progress=not args.quiet,
+        progress=not args.quiet, labeler=_labeler(args),
     )  # fmt: skip
     return 0
 
@@ -264,6 +278,10 @@ def build_parser():
     fit.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     fit.add_argument("--random-state", type=int, default=0, help=argparse.SUPPRESS)
     fit.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    fit.add_argument(
+        "--labeler", metavar="DIR", help="folder of a local causal LM that labels "
+        "the concepts (see skconcepts.labels.ConceptLabeler)",
+    )  # fmt: skip
     fit.set_defaults(func=_cmd_fit)
 
     interpret = sub.add_parser(
@@ -289,6 +307,10 @@ def build_parser():
         metavar="DIR",
         help="also write CSV files (top inputs, activations) and report.html here",
     )
+    interpret.add_argument(
+        "--labeler", metavar="DIR", help="folder of a local causal LM that labels "
+        "the concepts (see skconcepts.labels.ConceptLabeler)",
+    )  # fmt: skip
     interpret.set_defaults(func=_cmd_interpret)
     return parser
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, StrOptions
 
 from skconcepts.utils._torch import to_numpy
@@ -94,9 +95,12 @@ class PooledConcepts(TransformerMixin, BaseEstimator):
         ----------
         X : list of str
             The texts.
-        y : Ignored
-            Not used (the concepts are unsupervised); present so that a
-            ``Pipeline`` can pass labels to a later step.
+        y : array-like of shape (n_texts,) or None, default=None
+            One label per text. A supervised ``estimator`` (one whose fit
+            needs ``y``, such as :class:`~skconcepts.ProbeConcepts`) learns
+            from the unit rows, each with the label of its text; an
+            unsupervised one ignores ``y`` (a ``Pipeline`` passes it on to
+            a later step, e.g. the classifier).
 
         Returns
         -------
@@ -104,9 +108,16 @@ class PooledConcepts(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         texts = check_texts(X, name="X")
+        estimator = clone(self.estimator)
+        supervised = _needs_y(estimator)
+        if supervised:
+            y = _check_text_labels(y, len(texts), estimator)
         self.extractor_ = clone(self.extractor).fit()
-        A = self.extractor_.transform(texts)  # unit rows; y is per text, not per unit
-        self.estimator_ = clone(self.estimator).fit(A, None)
+        A = self.extractor_.transform(texts)  # unit rows; y is per text
+        y_units = None
+        if supervised:  # each unit row gets the label of its text
+            y_units = y[self.extractor_.units(texts)["sample"].to_numpy()]
+        self.estimator_ = estimator.fit(A, y_units)
         return self
 
     def transform(self, X):
@@ -161,6 +172,34 @@ class PooledConcepts(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.requires_fit = True
         return tags
+
+
+def _needs_y(estimator):
+    """Whether ``estimator`` (or a step of a ``Pipeline``) needs ``y`` to fit."""
+    steps = getattr(estimator, "steps", None)
+    if steps is not None:
+        return any(
+            _needs_y(step) for _, step in steps if step not in (None, "passthrough")
+        )
+    return bool(get_tags(estimator).target_tags.required)
+
+
+def _check_text_labels(y, n_texts, estimator):
+    """``y`` as an array of one label per text, for a supervised ``estimator``."""
+    name = type(estimator).__name__
+    if y is None:
+        raise ValueError(
+            f"PooledConcepts: the estimator {name} learns from labels, but y is "
+            "None; pass y with one label per text to fit."
+        )
+    y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != n_texts:
+        count = 1 if y.ndim == 0 else y.shape[0]
+        raise ValueError(
+            f"PooledConcepts: y has {count} labels but X has {n_texts} texts; pass "
+            "one label per text (each unit row of a text gets its label)."
+        )
+    return y
 
 
 def _pool_rows(C, counts, pooling):

@@ -114,7 +114,8 @@ def test_deprecated_method_names_lists_every_concept_class():
 
     with pytest.warns(FutureWarning, match="concept_methods"):
         names = cli.method_names()
-    assert sorted(names.values()) == sorted(concepts.__all__)
+    others = {"ProbeConcepts", "NeuronConcepts"}  # supervised, baseline: no --method
+    assert sorted(names.values()) == sorted(set(concepts.__all__) - others)
     assert names["seminmf"] == "SemiNMFConcepts" and names["topksae"] == (
         "TopKSAEConcepts"
     )
@@ -574,3 +575,72 @@ def test_fit_an_sae_writes_the_skops_format_that_interpret_reads(
     assert type(fitted["concepts"]).__name__ == "TopKSAEConcepts"
     status, _, err = run(_interpret(folder, corpus_csv), capsys)  # no flag
     assert status == 0, err
+
+
+# ---------------------------------------------------- --labeler (issue 15, item 7)
+@pytest.fixture(scope="module")
+def labeler_dir(tmp_path_factory):
+    from skconcepts.utils._testing import make_tiny_model
+
+    model, tokenizer = make_tiny_model("gpt2", head="causal_lm")
+    folder = tmp_path_factory.mktemp("labeler")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore::skconcepts.exceptions.TruncationWarning")
+def test_fit_and_interpret_with_a_local_labeler(
+    corpus_csv, labeler_dir, tmp_path, capsys
+):
+    import html
+
+    from skconcepts.labels import ConceptLabeler
+
+    out = tmp_path / "m"
+    status, printed, err = run(
+        _fit_argv(corpus_csv, out, "--labeler", str(labeler_dir)), capsys
+    )
+    assert status == 0, err
+    labels = json.loads((out / "summary.json").read_text())["labels"]
+    assert len(labels) == 3 and all(isinstance(x, str) and x for x in labels)
+    # the labels are the labeler's on the saved top units (its cache answers)
+    top = pd.read_csv(out / "top_inputs.csv", keep_default_na=False)
+    units = {j: {} for j in range(3)}
+    for c, t, a in zip(top["concept"], top["text"], top["activation"]):
+        units[int(c)].setdefault(t, a)
+    labeler = ConceptLabeler(labeler_dir, progress=False)
+    assert labeler.label(units) == labels and labeler.n_generated_ == 0
+    doc = (out / "report.html").read_text()
+    assert all(html.escape(label) in doc for label in labels)
+    for j, label in enumerate(labels):
+        assert f"concept{j}: {label}" in printed
+
+    res = tmp_path / "res"
+    argv = _interpret(out, corpus_csv, "--labeler", str(labeler_dir), "--out", str(res))
+    status, printed, err = run(argv, capsys)
+    assert status == 0, err
+    top = pd.read_csv(res / "top_inputs.csv", keep_default_na=False)
+    units = {j: {} for j in range(3)}
+    for c, t, a in zip(top["concept"], top["text"], top["activation"]):
+        units[int(c)].setdefault(t, a)
+    labels = labeler.label(units)  # from the cache: the labels interpret printed
+    assert labeler.n_generated_ == 0
+    lines = [ln for ln in printed.splitlines() if ln.startswith("  concept")]
+    for j, label in enumerate(labels):
+        assert label in lines[j] and lines[j].startswith(f"  concept{j} ")
+    doc = (res / "report.html").read_text()
+    assert all(html.escape(label) in doc for label in labels)
+
+
+def test_a_labeler_that_is_not_a_causal_lm_exits_2(corpus_csv, tmp_path, capsys):
+    from skconcepts.datasets import embedded_model_path
+
+    out = tmp_path / "m"
+    argv = _fit_argv(corpus_csv, out, "--labeler", str(embedded_model_path()))
+    status, _, err = run(argv, capsys)
+    assert status == 2
+    assert "--labeler" in err and "is not a causal language model" in err
+    assert not out.exists()  # refused before the work
+    status, _, err = run(_fit_argv(corpus_csv, out, "--labeler", "gpt2"), capsys)
+    assert status == 2 and "--labeler gpt2: model='gpt2' is not a folder" in err

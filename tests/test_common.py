@@ -14,6 +14,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
+from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skconcepts.utils.discovery import all_estimators
@@ -53,12 +54,15 @@ def _instance(cls, **params):
 
 
 CONCEPTS = all_estimators(type_filter="concept")
+#: the supervised concept estimators (fit needs y) and the fixed baselines
+SUPERVISED = all_estimators(type_filter="supervised")
+BASELINES = all_estimators(type_filter="baseline")
 PREPROCESSING = [
     (name, cls)
     for name, cls in all_estimators(type_filter="transformer")
     if cls.__module__ == "skconcepts.preprocessing"
 ]
-_CLASSES = dict(CONCEPTS + PREPROCESSING)
+_CLASSES = dict(CONCEPTS + SUPERVISED + BASELINES + PREPROCESSING)
 # the default of each class, plus the variants whose code paths differ
 ESTIMATORS = [_instance(cls) for cls in _CLASSES.values()] + [
     _instance(_CLASSES[name], **params)
@@ -68,9 +72,22 @@ ESTIMATORS = [_instance(cls) for cls in _CLASSES.values()] + [
         ("NonNegative", {"strategy": "relu"}),
         ("NonNegative", {"strategy": "shift"}),
         ("ActivationScaler", {"strategy": "standard"}),
+        ("ProbeConcepts", {"method": "mean_diff"}),
+        ("ProbeConcepts", {"method": "svm"}),
+        ("ProbeConcepts", {"method": "centroid"}),
+        ("ProbeConcepts", {"method": "linear"}),
+        ("NeuronConcepts", {"units": [1, 0]}),
+        ("NeuronConcepts", {"units": 1}),
     ]
     if name in _CLASSES
 ]
+
+
+def _y(estimator, n_rows):
+    """Labels for an estimator whose fit needs them (two classes), else None."""
+    if not get_tags(estimator).target_tags.required:
+        return None
+    return np.arange(n_rows) % 2
 
 
 def expected_failed_checks(estimator):
@@ -82,6 +99,8 @@ def test_discovery_finds_every_promised_estimator():
     names = {name for name, _ in CONCEPTS}
     assert PROMISED <= names, f"not discovered: {sorted(PROMISED - names)}"
     assert {"NonNegative", "ActivationScaler"} <= {name for name, _ in PREPROCESSING}
+    assert [name for name, _ in SUPERVISED] == ["ProbeConcepts"]
+    assert [name for name, _ in BASELINES] == ["NeuronConcepts"]
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
@@ -100,7 +119,7 @@ def test_joblib_round_trip(estimator, tmp_path):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(X)
+        est.fit(X, _y(est, len(X)))
     joblib.dump(est, tmp_path / "est.joblib")
     loaded = joblib.load(tmp_path / "est.joblib")
     np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
@@ -116,7 +135,7 @@ def test_one_row_gives_one_row(estimator):
     est = clone(estimator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(X)
+        est.fit(X, _y(est, len(X)))
     C = est.transform(X[:1])
     k = C.shape[1]
     assert C.shape == (1, k) and C.dtype == np.float32
@@ -132,8 +151,11 @@ def test_one_row_gives_one_row(estimator):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            C_fit = clone(estimator).fit_transform(X[:1])
+            C_fit = clone(estimator).fit_transform(X[:1], _y(estimator, 1))
     except ValueError as exc:  # a method that cannot learn from one row says so
-        assert "n_samples = 1" in str(exc)
+        supervised = _y(estimator, 1) is not None  # one row holds one class
+        assert ("needs at least two classes" if supervised else "n_samples = 1") in (
+            str(exc)
+        )
     else:
         assert C_fit.shape == (1, C_fit.shape[1])

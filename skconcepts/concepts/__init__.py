@@ -24,9 +24,12 @@ _LAZY = {
     "BatchTopKSAEConcepts": "skconcepts.concepts.sae",
     "JumpReLUSAEConcepts": "skconcepts.concepts.sae",
     "MPSAEConcepts": "skconcepts.concepts.sae",
+    "ProbeConcepts": "skconcepts.concepts.probes",
+    "NeuronConcepts": "skconcepts.concepts.neurons",
 }
 
-#: the estimator classes (``skconcepts.cli`` lists its methods from them)
+#: the estimator classes (``skconcepts fit --method`` takes the unsupervised
+#: ones; ``ProbeConcepts`` needs labels and ``NeuronConcepts`` is the baseline)
 __all__ = sorted(_LAZY)
 
 #: public, not an estimator: resolved lazily too (it imports torch)

@@ -18,7 +18,9 @@ from skconcepts.concepts import ConceptMixin
 
 __all__ = ["all_estimators", "concept_methods", "method_name"]
 
-_TYPES = ("concept", "transformer")
+_TYPES = ("concept", "supervised", "baseline", "transformer")
+# a ConceptMixin subclass states its kind in ``_concept_kind`` ("concept" by
+# default; "supervised" or "baseline")
 
 
 def all_estimators(type_filter=None):
@@ -30,11 +32,17 @@ def all_estimators(type_filter=None):
 
     Parameters
     ----------
-    type_filter : {"concept", "transformer"}, list of those or None, default=None
-        ``"concept"``: the concept estimators (subclasses of
-        :class:`~skconcepts.concepts.ConceptMixin`). ``"transformer"``:
-        every transformer (concept estimators, preprocessing,
-        activations). ``None``: every estimator.
+    type_filter : {"concept", "supervised", "baseline", "transformer"}, list \
+of those or None, default=None
+        ``"concept"``: the unsupervised concept estimators that learn
+        ``n_concepts`` concepts (subclasses of
+        :class:`~skconcepts.concepts.ConceptMixin`; the methods of
+        ``skconcepts fit --method``). ``"supervised"``: the concept
+        estimators that learn from labels (:class:`~skconcepts.ProbeConcepts`).
+        ``"baseline"``: the fixed dictionaries that learn nothing
+        (:class:`~skconcepts.NeuronConcepts`, the baseline row of the
+        benchmarks). ``"transformer"``: every transformer (concept
+        estimators, preprocessing, activations). ``None``: every estimator.
 
     Returns
     -------
@@ -47,6 +55,8 @@ def all_estimators(type_filter=None):
     >>> names = [name for name, _ in all_estimators(type_filter="concept")]
     >>> "PCAConcepts" in names and "KMeansConcepts" in names
     True
+    >>> [name for name, _ in all_estimators(type_filter="baseline")]
+    ['NeuronConcepts']
     """
     if type_filter is None:
         filters = []
@@ -60,7 +70,13 @@ def all_estimators(type_filter=None):
             f"type_filter={type_filter!r} holds unknown types {unknown}; use "
             f"None or some of {list(_TYPES)}."
         )
-    bases = {"concept": ConceptMixin, "transformer": TransformerMixin}
+
+    def matches(cls, kind):
+        if kind == "transformer":
+            return issubclass(cls, TransformerMixin)
+        return issubclass(cls, ConceptMixin) and (
+            getattr(cls, "_concept_kind", "concept") == kind
+        )
 
     found = {}
     for info in pkgutil.walk_packages(skconcepts.__path__, prefix="skconcepts."):
@@ -77,7 +93,7 @@ def all_estimators(type_filter=None):
                 or inspect.isabstract(cls)
             ):
                 continue
-            if filters and not any(issubclass(cls, bases[f]) for f in filters):
+            if filters and not any(matches(cls, f) for f in filters):
                 continue
             found[name] = cls
     return sorted(found.items())

@@ -15,7 +15,10 @@ CLI_METHODS = [
 
 def test_concept_methods_cover_every_concept_class():
     methods = concept_methods()
-    assert sorted(cls.__name__ for cls in methods.values()) == sorted(concepts.__all__)
+    others = {"ProbeConcepts", "NeuronConcepts"}  # supervised, baseline: no --method
+    assert sorted(cls.__name__ for cls in methods.values()) == sorted(
+        set(concepts.__all__) - others
+    )
     assert sorted(methods) == sorted(CLI_METHODS)
     assert list(methods) == sorted(methods)
     for name, cls in methods.items():
@@ -40,6 +43,13 @@ def test_concept_methods_cover_every_concept_class():
 )
 def test_method_name_normalises_spellings(spelling, method):
     assert method_name(spelling) == method
+
+
+def test_supervised_and_baseline_kinds():
+    assert [n for n, _ in all_estimators(type_filter="supervised")] == ["ProbeConcepts"]
+    assert [n for n, _ in all_estimators(type_filter="baseline")] == ["NeuronConcepts"]
+    both = all_estimators(type_filter=["supervised", "baseline"])
+    assert [n for n, _ in both] == ["NeuronConcepts", "ProbeConcepts"]
 
 
 def test_all_estimators_rejects_unknown_types():
