@@ -297,7 +297,9 @@ def test_demo_on_a_reduced_corpus(tmp_path, capsys):
     assert status == 0, err
     assert "60 texts (5 topics x 2 sentiments)" in out
     accuracies = [float(a) for a in re.findall(r"held-out accuracy ([\d.]+)", out)]
-    assert len(accuracies) == 2 and all(0 <= a <= 1 for a in accuracies)
+    # two bottlenecks and the classifier of the sentence embedding (step 5)
+    assert len(accuracies) == 3 and all(0 <= a <= 1 for a in accuracies)
+    assert (out_dir / "classifier_importance.csv").is_file()
     k = int(re.search(r"SemiNMFConcepts\s+best n_concepts=(\d+)", out).group(1))
     doc = (out_dir / "report.html").read_text(encoding="utf-8")
     # every concept of the SemiNMF bottleneck, with highlighted example texts
