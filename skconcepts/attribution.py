@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
@@ -260,7 +261,7 @@ def _batch_gradients(model, module, inputs, encode, decode, targets, output_fn):
         The attributed outputs of the rerun.
     """
     splice = ConceptSplice(encode, decode)
-    with torch.enable_grad():
+    with torch.enable_grad(), _batchable_attention():
         outputs = rerun(model, module, inputs, splice, use_cache=False)
         Y = select_outputs(outputs, inputs, targets, output_fn)  # (B, t)
         codes = splice.codes
@@ -268,23 +269,45 @@ def _batch_gradients(model, module, inputs, encode, decode, targets, output_fn):
     return grads.detach(), codes.detach(), Y.detach()
 
 
+def _batchable_attention():
+    """Scaled-dot-product attention in its plain ``math`` form, for this block.
+
+    The fused attention kernels have no batching rule in ``torch.func.vmap``:
+    their backward would run once per target. The math form (matmul, softmax,
+    matmul) batches, and gives the same values to float rounding.
+    """
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def _grad_per_target(Y, codes):
     """``d Y[:, j] / d codes`` for all ``j`` at once: (t, *codes.shape).
 
     Rows of a batch are independent, so the gradient of ``Y[:, j].sum()`` gives
-    every row's gradient of its own target ``j``. All ``t`` backward passes run
-    as one vectorised call (``is_grads_batched``); models with operations that
-    ``torch.vmap`` cannot batch fall back to one backward pass per target on the
-    same forward graph.
+    every row's gradient of its own target ``j``. The ``t`` backward passes run
+    as one call vectorised with :func:`torch.func.vmap` over the one-hot
+    ``grad_outputs`` (every backward operation batched over the targets, one
+    backward graph walk, no per-target Python work). Models with an operation
+    that ``vmap`` cannot batch fall back to ``is_grads_batched`` and then to one
+    backward pass per target on the same forward graph.
     """
     t = Y.shape[1]
+    if t == 1:
+        return torch.autograd.grad(Y, codes, torch.ones_like(Y))[0][None]
     eye = torch.eye(t, dtype=Y.dtype, device=Y.device)  # (t, t)
-    grad_outputs = eye[:, None, :].expand(t, *Y.shape).contiguous()  # (t, B, t)
+    grad_outputs = eye[:, None, :].expand(t, *Y.shape)  # (t, B, t)
+
+    def backward(v):  # v: (B, t) -> d <Y, v> / d codes: (B, T, k)
+        return torch.autograd.grad(Y, codes, v, retain_graph=True)[0]
+
+    try:
+        return torch.func.vmap(backward)(grad_outputs)
+    except RuntimeError:
+        pass
     try:
         (grads,) = torch.autograd.grad(
             Y,
             codes,
-            grad_outputs=grad_outputs,
+            grad_outputs=grad_outputs.contiguous(),
             is_grads_batched=True,
             retain_graph=True,
         )

@@ -1,5 +1,7 @@
 """concept_output_gradient: exact rerun, finite differences, shapes, invariances."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -276,15 +278,32 @@ def test_uses_vectorised_backward(cls_pipe, monkeypatch):
     calls = []
     grad = torch.autograd.grad
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("is_grads_batched", False))
-        return grad(*args, **kwargs)
+    def spy(outputs, inputs, grad_outputs=None, **kwargs):
+        calls.append(tuple(grad_outputs.shape))
+        return grad(outputs, inputs, grad_outputs, **kwargs)
 
     monkeypatch.setattr(torch.autograd, "grad", spy)
     concept_output_gradient(
         TEXTS, extractor=cls_pipe[0], concepts=cls_pipe, batch_size=4
     )
-    assert calls == [True]  # one backward call for both targets and all texts
+    # one backward call for both targets and all texts, traced once by vmap
+    # (inside vmap the one-hot grad_outputs of one target show as (B, t))
+    assert calls == [(4, 2)]
+
+
+def test_vectorised_backward_has_no_per_target_fallback(lm_pipe):
+    """Every backward op of the rerun batches over the targets in vmap."""
+    torch._C._debug_only_display_vmap_fallback_warnings(True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            concept_output_gradient(
+                TEXTS, extractor=lm_pipe[0], concepts=lm_pipe, targets=[1, 2, 3]
+            )
+    finally:
+        torch._C._debug_only_display_vmap_fallback_warnings(False)
+    slow = [str(w.message) for w in caught if "performance drop" in str(w.message)]
+    assert slow == []
 
 
 @pytest.mark.parametrize(
