@@ -35,6 +35,9 @@ _LAZY = {
     "TopKInputs": "skconcepts.interpret",
     "concept_output_gradient": "skconcepts.attribution",
     "linear_concept_importance": "skconcepts.attribution",
+    "input_concept_gradient": "skconcepts.attribution",
+    "concept_intervention": "skconcepts.intervention",
+    "concept_ablation_effect": "skconcepts.intervention",
     "PooledConcepts": "skconcepts.pooling",
 }
 
@@ -45,6 +48,7 @@ _SUBMODULES = {
     "datasets",
     "exceptions",
     "interpret",
+    "intervention",
     "io",
     "metrics",
     "pooling",

@@ -35,6 +35,7 @@ __all__ = [
     "model_inputs",
     "check_targets",
     "select_outputs",
+    "output_matrix",
 ]
 
 
@@ -324,29 +325,11 @@ def select_outputs(outputs, inputs, targets=None, output_fn=None):
     Y : torch.Tensor of shape (batch, t)
         The selected outputs, differentiable when ``outputs`` is.
     """
-    if output_fn is not None:
-        full = output_fn(outputs)
-        if not isinstance(full, torch.Tensor) or full.ndim != 2:
-            raise ValueError(
-                "output_fn must return a tensor of shape (batch, n_outputs), got "
-                f"{getattr(full, 'shape', type(full).__name__)}."
-            )
-        default = None
-    else:
-        logits = getattr(outputs, "logits", None)
-        if logits is None:
-            raise ValueError(
-                f"The outputs of this model ({type(outputs).__name__}) have no "
-                "logits, e.g. a bare encoder; pass output_fn, e.g. "
-                "output_fn=lambda out: out.last_hidden_state[:, 0]."
-            )
-        if logits.ndim == 3:  # per-position logits (causal LM): last real token
-            last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
-            full = logits[torch.arange(logits.shape[0]), last]  # (B, V)
+    full = output_matrix(outputs, inputs, output_fn)  # (B, n_outputs)
+    default = None
+    if output_fn is None and getattr(outputs, "logits", None) is not None:
+        if outputs.logits.ndim == 3:  # causal LM: the most likely next token
             default = full.detach().argmax(dim=1, keepdim=True)  # (B, 1)
-        else:  # (B, n_classes)
-            full = logits
-            default = None
     if targets is None:
         if default is None:
             return full
@@ -360,3 +343,60 @@ def select_outputs(outputs, inputs, targets=None, output_fn=None):
             f"output has {n_out} entries; use targets in [0, {n_out - 1}]."
         )
     return full.gather(1, targets)  # (B, t)
+
+
+def output_matrix(outputs, inputs, output_fn=None):
+    """All explained outputs of a model's outputs, one row per text: (batch, n).
+
+    Parameters
+    ----------
+    outputs : object
+        The model's outputs for a right-padded batch.
+    inputs : dict of str to torch.Tensor
+        The batch's model inputs (its ``attention_mask`` locates the last real
+        token of each row for causal language models).
+    output_fn : callable or None, default=None
+        ``output_fn(outputs) -> Tensor of shape (batch, n_outputs)``; None reads
+        the logits: the class logits of a sequence-classification head, or the
+        next-token logits at the last real position of a causal LM head.
+
+    Returns
+    -------
+    outputs : torch.Tensor of shape (batch, n_outputs)
+        Differentiable when ``outputs`` is.
+
+    Raises
+    ------
+    ValueError
+        When ``output_fn`` returns something else than a 2-D tensor, or the
+        outputs have no logits and no ``output_fn`` is given.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from types import SimpleNamespace
+    >>> from skconcepts._rerun import output_matrix
+    >>> out = SimpleNamespace(logits=torch.arange(12.0).reshape(1, 3, 4))
+    >>> mask = torch.tensor([[1, 1, 0]])  # last real token: position 1
+    >>> output_matrix(out, {"attention_mask": mask})
+    tensor([[4., 5., 6., 7.]])
+    """
+    if output_fn is not None:
+        full = output_fn(outputs)
+        if not isinstance(full, torch.Tensor) or full.ndim != 2:
+            raise ValueError(
+                "output_fn must return a tensor of shape (batch, n_outputs), got "
+                f"{getattr(full, 'shape', type(full).__name__)}."
+            )
+        return full
+    logits = getattr(outputs, "logits", None)
+    if logits is None:
+        raise ValueError(
+            f"The outputs of this model ({type(outputs).__name__}) have no "
+            "logits, e.g. a bare encoder; pass output_fn, e.g. "
+            "output_fn=lambda out: out.last_hidden_state[:, 0]."
+        )
+    if logits.ndim == 3:  # per-position logits (causal LM): last real token
+        last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
+        return logits[torch.arange(logits.shape[0], device=logits.device), last]
+    return logits  # (B, n_classes)
