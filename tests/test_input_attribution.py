@@ -154,3 +154,16 @@ def test_errors(pipe64):
     kmeans = _fit(estimator=KMeansConcepts(n_concepts=2, random_state=0))
     with pytest.raises(ValueError, match="affine function of the activations"):
         input_concept_gradient(kmeans, TEXTS)
+
+
+def test_viz_highlights_the_units(pipe64):
+    from skconcepts.viz import input_attribution_html
+
+    attr = input_concept_gradient(pipe64, TEXTS[:2], granularity="word")
+    page = input_attribution_html(pipe64, TEXTS[:2], 1, attributions=attr)
+    assert page.count('<div class="skc-line">') == 2
+    # the largest |value| of each text gets the full color
+    assert page.count("rgba(") >= 2 and "0.85)" in page
+    assert page == input_attribution_html(pipe64, TEXTS[:2], 1)
+    with pytest.raises(ValueError, match="attributions has 1 items but there are 2"):
+        input_attribution_html(pipe64, TEXTS[:2], 1, attributions=attr[:1])
