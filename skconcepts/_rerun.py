@@ -36,6 +36,8 @@ __all__ = [
     "check_targets",
     "select_outputs",
     "output_matrix",
+    "head_input",
+    "last_token_logits",
 ]
 
 
@@ -400,3 +402,79 @@ def output_matrix(outputs, inputs, output_fn=None):
         last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
         return logits[torch.arange(logits.shape[0], device=logits.device), last]
     return logits  # (B, n_classes)
+
+
+@contextlib.contextmanager
+def head_input(model):
+    """Record the input and output of the model's LM head during the block.
+
+    The head is ``model.get_output_embeddings()`` when it is a
+    ``torch.nn.Linear``; otherwise nothing is recorded. Used with
+    :func:`last_token_logits` to take the next-token logits of a causal LM
+    from the head's input at the last real token only, so that a backward
+    pass does not run through the logits of every position.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The whole model.
+
+    Yields
+    ------
+    record : dict
+        ``record["input"]`` and ``record["output"]`` of the head's last call
+        (empty when the model has no linear head or it did not run).
+    """
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    record = {}
+    if not isinstance(head, torch.nn.Linear):
+        yield record
+        return
+
+    def hook(mod, args, output):
+        record["head"], record["input"], record["output"] = mod, args[0], output
+
+    handle = head.register_forward_hook(hook)
+    try:
+        yield record
+    finally:
+        handle.remove()
+
+
+def last_token_logits(outputs, inputs, record):
+    """Next-token logits at the last real token, from the LM head's input.
+
+    Returns ``head(x[b, last_b])`` of shape (batch, vocab) when the model's
+    ``logits`` are exactly the recorded head output (the same tensor: no
+    post-processing such as soft-capping) of shape (batch, seq, vocab);
+    otherwise None. Equal to ``output_matrix(outputs, inputs)`` to float
+    rounding, with a graph that only goes through the last positions.
+
+    Parameters
+    ----------
+    outputs : object
+        The model's outputs.
+    inputs : dict of str to torch.Tensor
+        The batch's right-padded model inputs.
+    record : dict
+        From :func:`head_input`.
+
+    Returns
+    -------
+    logits : torch.Tensor of shape (batch, vocab) or None
+    """
+    logits = getattr(outputs, "logits", None)
+    x = record.get("input")
+    if (
+        logits is None
+        or x is None
+        or logits.ndim != 3
+        or record.get("output") is not logits
+        or tuple(x.shape[:2]) != tuple(logits.shape[:2])
+    ):
+        return None
+    head = record["head"]
+    last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
+    rows = x[torch.arange(x.shape[0], device=x.device), last]  # (B, d)
+    return torch.nn.functional.linear(rows, head.weight, head.bias)

@@ -24,6 +24,8 @@ from skconcepts._rerun import (
     ConceptSplice,
     check_targets,
     frozen_model,
+    head_input,
+    last_token_logits,
     model_dtype,
     model_inputs,
     rerun,
@@ -263,8 +265,19 @@ def _batch_gradients(model, module, inputs, encode, decode, targets, output_fn):
     """
     splice = ConceptSplice(encode, decode)
     with torch.enable_grad(), _batchable_attention():
-        outputs = rerun(model, module, inputs, splice, use_cache=False)
-        Y = select_outputs(outputs, inputs, targets, output_fn)  # (B, t)
+        with head_input(model) as record:
+            outputs = rerun(model, module, inputs, splice, use_cache=False)
+        last = (
+            None
+            if output_fn is not None
+            else last_token_logits(outputs, inputs, record)
+        )  # causal LM: (B, V) through the last positions only
+        if last is None:
+            Y = select_outputs(outputs, inputs, targets, output_fn)  # (B, t)
+        else:
+            if targets is None:  # the most likely next token
+                targets = last.detach().argmax(dim=1, keepdim=True)
+            Y = select_outputs(outputs, inputs, targets, lambda _: last)
         codes = splice.codes
         grads = _grad_per_target(Y, codes)  # (t, B, T, k)
     return grads.detach(), codes.detach(), Y.detach()

@@ -362,3 +362,34 @@ def test_activations_keyword_is_a_deprecated_alias_of_extractor(cls_pipe):
         )
     with pytest.raises(TypeError, match="missing the keyword argument 'extractor'"):
         concept_output_gradient(TEXTS[:2], **kw)
+
+
+def test_causal_lm_logits_from_the_last_positions_only(lm_pipe, monkeypatch):
+    """The LM head runs on the last real token only in the backward graph."""
+    import skconcepts.attribution as attribution
+
+    kw = dict(
+        extractor=lm_pipe[0],
+        concepts=lm_pipe,
+        targets=[3, 50, 7],
+        normalization=False,
+        concepts_x_gradients=False,
+        batch_size=3,
+    )
+    used = []
+    real = attribution.last_token_logits
+
+    def spy(*args):
+        out = real(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(attribution, "last_token_logits", spy)
+    short = concept_output_gradient(TEXTS, **kw)
+    default = concept_output_gradient(TEXTS, **{**kw, "targets": None})
+    assert used and all(used)
+    monkeypatch.setattr(attribution, "last_token_logits", lambda *a: None)
+    full = concept_output_gradient(TEXTS, **kw)
+    full_default = concept_output_gradient(TEXTS, **{**kw, "targets": None})
+    for a, b in zip(short + default, full + full_default):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
