@@ -153,8 +153,15 @@ def _case(name, acts, pipe, texts, output_fn, batch_size):
             f"{N_TARGETS} × (forward + backward) per batch",
             t_naive,
             quality=f"max abs diff {err:.1e}",
-            target="> 1×",
-            met=t_naive / t_ours > 1,
+            target="≥ 5×",
+            met=t_naive / t_ours >= 5,
+            note=(
+                "ours: one forward, all targets in one torch.func.vmap'd backward "
+                "(math attention, no per-target fallback). The backward through "
+                "the blocks above the split is still dense per target, so the "
+                "ratio is bounded near t(F+B)/(F+tB), F a whole forward, B one "
+                "backward above the split: about 3× here"
+            ),
         )
     )
     return rows
@@ -192,6 +199,88 @@ def run(quick=True):
     acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=1, cache=False)
     pipe = make_pipeline(acts, PCAConcepts(n_concepts=16)).fit(texts)
     rows += _case_lm(pipe[0], pipe, texts, list(range(N_TARGETS)), batch_size=16)
+    rows += _intervention_rows(texts, source, quick)
+    return rows
+
+
+def _intervention_rows(texts, source, quick):
+    """Intervention and ablation time per text against one forward pass.
+
+    MiniLM split 3, 16 PCA concepts, an ``output_fn`` projecting the final
+    [CLS] state on a fixed direction. The reference is the plain model forward
+    over the same batches (tokenization included in both).
+    """
+    from sklearn.pipeline import make_pipeline
+
+    from skconcepts import (
+        PCAConcepts,
+        SplitPointActivations,
+        concept_ablation_effect,
+        concept_intervention,
+    )
+    from skconcepts._rerun import model_inputs
+    from skconcepts.datasets import load_embedded_model
+
+    model, tokenizer = load_embedded_model()
+    acts = SplitPointActivations(model, tokenizer=tokenizer, split_point=3, cache=False)
+    k = 8 if quick else 16
+    pipe = make_pipeline(acts, PCAConcepts(n_concepts=k)).fit(texts)
+    direction = torch.randn(
+        model.config.hidden_size, 2, generator=torch.Generator().manual_seed(0)
+    )
+
+    def output_fn(out):
+        return out.last_hidden_state[:, 0] @ direction
+
+    batch_size = 16
+
+    def forward():
+        outs = []
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                _, inputs = model_inputs(
+                    acts, texts[start : start + batch_size], acts.device_
+                )
+                outs.append(output_fn(model(**inputs)))
+        return torch.cat(outs)
+
+    n = len(texts)
+    t_fwd, plain = timed(forward)
+    t_int, res = timed(
+        concept_intervention,
+        pipe,
+        texts,
+        {"concepts": [0, 1], "op": "scale", "value": 2.0},
+        output_fn=output_fn,
+        batch_size=batch_size,
+    )
+    err = float((res.before - plain).abs().max())
+    rows = [
+        row(
+            f"15. concept_intervention (1 edit), MiniLM split 3, {n} texts, ms/text",
+            1000 * t_int / n,
+            "one forward pass (ms/text)",
+            1000 * t_fwd / n,
+            quality=f"before vs plain forward: max abs diff {err:.1e}",
+            target="≤ 2.5× one forward (before + edited rerun)",
+            met=t_int / t_fwd <= 2.5,
+        )
+    ]
+    t_abl, _ = timed(
+        concept_ablation_effect, pipe, texts, output_fn=output_fn, batch_size=batch_size
+    )
+    rows.append(
+        row(
+            f"15. concept_ablation_effect ({k} concepts), MiniLM split 3, {n} texts, "
+            "ms/text",
+            1000 * t_abl / n,
+            "one forward pass (ms/text)",
+            1000 * t_fwd / n,
+            quality=f"{k} + 1 forward passes per batch",
+            target=f"≤ 1.3 × ({k} + 1) forwards",
+            met=t_abl / t_fwd <= 1.3 * (k + 1),
+        )
+    )
     return rows
 
 

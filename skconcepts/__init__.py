@@ -38,6 +38,9 @@ _LAZY = {
     "TopKInputs": "skconcepts.interpret",
     "concept_output_gradient": "skconcepts.attribution",
     "linear_concept_importance": "skconcepts.attribution",
+    "input_concept_gradient": "skconcepts.attribution",
+    "concept_intervention": "skconcepts.intervention",
+    "concept_ablation_effect": "skconcepts.intervention",
     "PooledConcepts": "skconcepts.pooling",
     "extract_to_store_ray": "skconcepts.distributed",
 }
@@ -50,6 +53,7 @@ _SUBMODULES = {
     "distributed",
     "exceptions",
     "interpret",
+    "intervention",
     "io",
     "labels",
     "metrics",

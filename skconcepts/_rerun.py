@@ -37,6 +37,9 @@ __all__ = [
     "check_targets",
     "select_outputs",
     "call_output_fn",
+    "output_matrix",
+    "head_input",
+    "last_token_logits",
 ]
 
 
@@ -327,29 +330,11 @@ def select_outputs(outputs, inputs, targets=None, output_fn=None):
     Y : torch.Tensor of shape (batch, t)
         The selected outputs, differentiable when ``outputs`` is.
     """
-    if output_fn is not None:
-        full = call_output_fn(output_fn, outputs, inputs)
-        if not isinstance(full, torch.Tensor) or full.ndim != 2:
-            raise ValueError(
-                "output_fn must return a tensor of shape (batch, n_outputs), got "
-                f"{getattr(full, 'shape', type(full).__name__)}."
-            )
-        default = None
-    else:
-        logits = getattr(outputs, "logits", None)
-        if logits is None:
-            raise ValueError(
-                f"The outputs of this model ({type(outputs).__name__}) have no "
-                "logits, e.g. a bare encoder; pass output_fn, e.g. "
-                "output_fn=lambda out: out.last_hidden_state[:, 0]."
-            )
-        if logits.ndim == 3:  # per-position logits (causal LM): last real token
-            last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
-            full = logits[torch.arange(logits.shape[0]), last]  # (B, V)
+    full = output_matrix(outputs, inputs, output_fn)  # (B, n_outputs)
+    default = None
+    if output_fn is None and getattr(outputs, "logits", None) is not None:
+        if outputs.logits.ndim == 3:  # causal LM: the most likely next token
             default = full.detach().argmax(dim=1, keepdim=True)  # (B, 1)
-        else:  # (B, n_classes)
-            full = logits
-            default = None
     if targets is None:
         if default is None:
             return full
@@ -390,3 +375,137 @@ def call_output_fn(output_fn, outputs, inputs):
     if "inputs" in parameters:
         return output_fn(outputs, inputs=inputs)
     return output_fn(outputs)
+
+
+def output_matrix(outputs, inputs, output_fn=None):
+    """All explained outputs of a model's outputs, one row per text: (batch, n).
+
+    Parameters
+    ----------
+    outputs : object
+        The model's outputs for a right-padded batch.
+    inputs : dict of str to torch.Tensor
+        The batch's model inputs (its ``attention_mask`` locates the last real
+        token of each row for causal language models).
+    output_fn : callable or None, default=None
+        ``output_fn(outputs) -> Tensor of shape (batch, n_outputs)`` (given
+        ``inputs=`` too when it has that parameter, see :func:`call_output_fn`);
+        None reads the logits: the class logits of a sequence-classification head, or the
+        next-token logits at the last real position of a causal LM head.
+
+    Returns
+    -------
+    outputs : torch.Tensor of shape (batch, n_outputs)
+        Differentiable when ``outputs`` is.
+
+    Raises
+    ------
+    ValueError
+        When ``output_fn`` returns something else than a 2-D tensor, or the
+        outputs have no logits and no ``output_fn`` is given.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from types import SimpleNamespace
+    >>> from skconcepts._rerun import output_matrix
+    >>> out = SimpleNamespace(logits=torch.arange(12.0).reshape(1, 3, 4))
+    >>> mask = torch.tensor([[1, 1, 0]])  # last real token: position 1
+    >>> output_matrix(out, {"attention_mask": mask})
+    tensor([[4., 5., 6., 7.]])
+    """
+    if output_fn is not None:
+        full = call_output_fn(output_fn, outputs, inputs)
+        if not isinstance(full, torch.Tensor) or full.ndim != 2:
+            raise ValueError(
+                "output_fn must return a tensor of shape (batch, n_outputs), got "
+                f"{getattr(full, 'shape', type(full).__name__)}."
+            )
+        return full
+    logits = getattr(outputs, "logits", None)
+    if logits is None:
+        raise ValueError(
+            f"The outputs of this model ({type(outputs).__name__}) have no "
+            "logits, e.g. a bare encoder; pass output_fn, e.g. "
+            "output_fn=lambda out: out.last_hidden_state[:, 0]."
+        )
+    if logits.ndim == 3:  # per-position logits (causal LM): last real token
+        last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
+        return logits[torch.arange(logits.shape[0], device=logits.device), last]
+    return logits  # (B, n_classes)
+
+
+@contextlib.contextmanager
+def head_input(model):
+    """Record the input and output of the model's LM head during the block.
+
+    The head is ``model.get_output_embeddings()`` when it is a
+    ``torch.nn.Linear``; otherwise nothing is recorded. Used with
+    :func:`last_token_logits` to take the next-token logits of a causal LM
+    from the head's input at the last real token only, so that a backward
+    pass does not run through the logits of every position.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The whole model.
+
+    Yields
+    ------
+    record : dict
+        ``record["input"]`` and ``record["output"]`` of the head's last call
+        (empty when the model has no linear head or it did not run).
+    """
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    record = {}
+    if not isinstance(head, torch.nn.Linear):
+        yield record
+        return
+
+    def hook(mod, args, output):
+        record["head"], record["input"], record["output"] = mod, args[0], output
+
+    handle = head.register_forward_hook(hook)
+    try:
+        yield record
+    finally:
+        handle.remove()
+
+
+def last_token_logits(outputs, inputs, record):
+    """Next-token logits at the last real token, from the LM head's input.
+
+    Returns ``head(x[b, last_b])`` of shape (batch, vocab) when the model's
+    ``logits`` are exactly the recorded head output (the same tensor: no
+    post-processing such as soft-capping) of shape (batch, seq, vocab);
+    otherwise None. Equal to ``output_matrix(outputs, inputs)`` to float
+    rounding, with a graph that only goes through the last positions.
+
+    Parameters
+    ----------
+    outputs : object
+        The model's outputs.
+    inputs : dict of str to torch.Tensor
+        The batch's right-padded model inputs.
+    record : dict
+        From :func:`head_input`.
+
+    Returns
+    -------
+    logits : torch.Tensor of shape (batch, vocab) or None
+    """
+    logits = getattr(outputs, "logits", None)
+    x = record.get("input")
+    if (
+        logits is None
+        or x is None
+        or logits.ndim != 3
+        or record.get("output") is not logits
+        or tuple(x.shape[:2]) != tuple(logits.shape[:2])
+    ):
+        return None
+    head = record["head"]
+    last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
+    rows = x[torch.arange(x.shape[0], device=x.device), last]  # (B, d)
+    return torch.nn.functional.linear(rows, head.weight, head.bias)

@@ -15,18 +15,22 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
-from skconcepts._pipeline import split_pipeline, torch_codec
+from skconcepts._pipeline import encode, split_pipeline, torch_codec
 from skconcepts._rerun import (
     ConceptSplice,
     check_targets,
     frozen_model,
+    head_input,
+    last_token_logits,
     model_dtype,
     model_inputs,
     rerun,
     select_outputs,
 )
+from skconcepts._split import replace_output, stop_after
 from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import resolve_device
 from skconcepts.utils._validation import check_is_fitted, check_texts
@@ -262,31 +266,64 @@ def _batch_gradients(model, module, inputs, encode, decode, targets, output_fn):
         The attributed outputs of the rerun.
     """
     splice = ConceptSplice(encode, decode)
-    with torch.enable_grad():
-        outputs = rerun(model, module, inputs, splice, use_cache=False)
-        Y = select_outputs(outputs, inputs, targets, output_fn)  # (B, t)
+    with torch.enable_grad(), _batchable_attention():
+        with head_input(model) as record:
+            outputs = rerun(model, module, inputs, splice, use_cache=False)
+        last = (
+            None
+            if output_fn is not None
+            else last_token_logits(outputs, inputs, record)
+        )  # causal LM: (B, V) through the last positions only
+        if last is None:
+            Y = select_outputs(outputs, inputs, targets, output_fn)  # (B, t)
+        else:
+            if targets is None:  # the most likely next token
+                targets = last.detach().argmax(dim=1, keepdim=True)
+            Y = select_outputs(outputs, inputs, targets, lambda _: last)
         codes = splice.codes
         grads = _grad_per_target(Y, codes)  # (t, B, T, k)
     return grads.detach(), codes.detach(), Y.detach()
+
+
+def _batchable_attention():
+    """Scaled-dot-product attention in its plain ``math`` form, for this block.
+
+    The fused attention kernels have no batching rule in ``torch.func.vmap``:
+    their backward would run once per target. The math form (matmul, softmax,
+    matmul) batches, and gives the same values to float rounding.
+    """
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def _grad_per_target(Y, codes):
     """``d Y[:, j] / d codes`` for all ``j`` at once: (t, *codes.shape).
 
     Rows of a batch are independent, so the gradient of ``Y[:, j].sum()`` gives
-    every row's gradient of its own target ``j``. All ``t`` backward passes run
-    as one vectorised call (``is_grads_batched``); models with operations that
-    ``torch.vmap`` cannot batch fall back to one backward pass per target on the
-    same forward graph.
+    every row's gradient of its own target ``j``. The ``t`` backward passes run
+    as one call vectorised with :func:`torch.func.vmap` over the one-hot
+    ``grad_outputs`` (every backward operation batched over the targets, one
+    backward graph walk, no per-target Python work). Models with an operation
+    that ``vmap`` cannot batch fall back to ``is_grads_batched`` and then to one
+    backward pass per target on the same forward graph.
     """
     t = Y.shape[1]
+    if t == 1:
+        return torch.autograd.grad(Y, codes, torch.ones_like(Y))[0][None]
     eye = torch.eye(t, dtype=Y.dtype, device=Y.device)  # (t, t)
-    grad_outputs = eye[:, None, :].expand(t, *Y.shape).contiguous()  # (t, B, t)
+    grad_outputs = eye[:, None, :].expand(t, *Y.shape)  # (t, B, t)
+
+    def backward(v):  # v: (B, t) -> d <Y, v> / d codes: (B, T, k)
+        return torch.autograd.grad(Y, codes, v, retain_graph=True)[0]
+
+    try:
+        return torch.func.vmap(backward)(grad_outputs)
+    except RuntimeError:
+        pass
     try:
         (grads,) = torch.autograd.grad(
             Y,
             codes,
-            grad_outputs=grad_outputs,
+            grad_outputs=grad_outputs.contiguous(),
             is_grads_batched=True,
             retain_graph=True,
         )
@@ -566,3 +603,270 @@ class _LinearHead:
 
 
 __all__ += ["classifier_output_fn"]
+
+
+def input_concept_gradient(
+    pipeline,
+    texts,
+    *,
+    concepts=None,
+    granularity=None,
+    aggregation=None,
+    n_steps=None,
+    normalization=False,
+    batch_size=None,
+    device=None,
+    progress=None,
+):
+    """Which input tokens make each concept fire: attribution to the inputs.
+
+    For every text, the activation of concept ``i`` over the text,
+    ``A_i = Σ_tok C[tok, i]`` (summed over the tokens the extractor reads:
+    special tokens are left out when it excludes them), is attributed to the
+    input tokens through the model up to the split point, on the input
+    embeddings ``E`` (the output of ``model.get_input_embeddings()``):
+
+    - gradient × input (``n_steps=None``): ``(∂A_i / ∂E[tok]) · E[tok]``;
+    - integrated gradients (``n_steps=m``): ``E[tok] · mean_s ∂A_i/∂E[tok]``
+      at ``α_s E`` for the ``m`` midpoints ``α_s = (s + 1/2) / m`` of the
+      path from the zero embedding, whose sum over the tokens tends to
+      ``A_i(E) − A_i(0)`` as ``m`` grows.
+
+    The token values are then aggregated to the units of ``granularity``.
+    Only the forward pass up to the split module runs (it stops there), and
+    all concepts are differentiated in one vectorised backward pass.
+
+    The concepts must be an affine function of the activations (e.g.
+    :class:`~skconcepts.PCAConcepts` or :class:`~skconcepts.ICAConcepts`,
+    with :class:`~skconcepts.ActivationScaler` in front): the encoder is read
+    off the pipeline's public ``transform`` and checked on every batch, so a
+    non-affine encoder (clustering, NMF, a sparse autoencoder) raises instead
+    of giving a silently wrong gradient.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A fitted pipeline starting with a
+        :class:`~skconcepts.SplitPointActivations` and ending in an affine
+        concept estimator.
+    texts : list of str
+        The texts.
+    concepts : int, list of int or None, default=None
+        The concepts to explain; None: all.
+    granularity : {"token", "all_tokens", "word", "sentence", "sample", \
+"cls"} or None, default=None
+        Units of the input side of the result; None takes the extractor's.
+    aggregation : {"sum", "mean", "max", "min", "signed_max", "first", \
+"last"} or None, default=None
+        How the token values of a unit are combined; None is ``"sum"``.
+    n_steps : int or None, default=None
+        None for gradient × input; an int ``>= 1`` for integrated gradients
+        with that many steps (``n_steps`` backward passes per batch).
+    normalization : bool, default=False
+        Divide each (text, concept) slice by the sum of its absolute values.
+    batch_size : int or None, default=None
+        Texts per forward pass; None takes the extractor's.
+    device : str, torch.device or None, default=None
+        Where to compute; None is the extractor's device.
+    progress : bool or None, default=None
+        Show a progress bar over the batches.
+
+    Returns
+    -------
+    attributions : list of torch.Tensor
+        One CPU tensor per text, of shape (c, g): c concepts, g input units of
+        that text at ``granularity`` (the rows ``extractor.units`` lists for
+        it). float64 when the model is float64, else float32.
+
+    Raises
+    ------
+    ValueError
+        For a concept index that does not exist, ``n_steps < 1``, or concepts
+        that are not an affine function of the activations.
+
+    See Also
+    --------
+    concept_output_gradient : from the concepts to the model's outputs.
+    skconcepts.viz.input_attribution_html : the result as highlighted text.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skconcepts import SplitPointActivations, PCAConcepts
+    >>> from skconcepts import input_concept_gradient
+    >>> from skconcepts.utils._testing import make_tiny_model
+    >>> model, tokenizer = make_tiny_model("bert")
+    >>> texts = ["A fine day.", "The soup was cold.", "We lost the match."]
+    >>> pipe = make_pipeline(
+    ...     SplitPointActivations(model, tokenizer=tokenizer, split_point=1),
+    ...     PCAConcepts(n_concepts=3),
+    ... ).fit(texts)
+    >>> attr = input_concept_gradient(pipe, texts, granularity="word")
+    >>> attr[0].shape  # 3 concepts, 4 words ("A", "fine", "day", ".")
+    torch.Size([3, 4])
+    """
+    texts = check_texts(texts, name="texts")
+    parts = split_pipeline(pipeline, require_extractor=True)
+    extractor = parts.extractor
+    granularity = extractor.granularity if granularity is None else granularity
+    if granularity not in GRANULARITIES:
+        raise ValueError(
+            f"granularity={granularity!r} is not one of {list(GRANULARITIES)}; "
+            "or pass None to use the granularity of the extractor."
+        )
+    aggregation = "sum" if aggregation is None else aggregation
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(
+            f"aggregation={aggregation!r} is not one of {list(AGGREGATIONS)}."
+        )
+    batch_size = extractor.batch_size if batch_size is None else batch_size
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
+    if n_steps is not None and (
+        not isinstance(n_steps, (int, np.integer)) or n_steps < 1
+    ):
+        raise ValueError(
+            f"n_steps={n_steps!r} must be None (gradient x input) or an int >= 1 "
+            "(integrated gradients)."
+        )
+    model = extractor.model_
+    module = model.get_submodule(extractor.split_module_name_)
+    embeddings = model.get_input_embeddings()
+    device = extractor.device_ if device is None else resolve_device(device)
+    dtype = model_dtype(model)
+    n_concepts = int(np.asarray(parts.concepts.components_).shape[0])
+    affine = _AffineEncoder(parts, _concept_indices(concepts, n_concepts))
+    alphas = [1.0] if n_steps is None else [(s + 0.5) / n_steps for s in range(n_steps)]
+
+    results = []
+    starts = range(0, len(texts), batch_size)
+    with frozen_model(model, device):
+        for start in progress_bar(
+            starts, progress=progress, desc="input_concept_gradient", unit="batch"
+        ):
+            chunk = texts[start : start + batch_size]
+            encodings, inputs = model_inputs(extractor, chunk, device, start=start)
+            read = torch.zeros(inputs["input_ids"].shape, dtype=dtype, device=device)
+            for row, (text, enc) in enumerate(zip(chunk, encodings)):
+                ids, _ = unit_index(
+                    "token",
+                    text,
+                    enc.offsets,
+                    enc.special_tokens_mask,
+                    enc.word_ids,
+                    exclude_special_tokens=extractor.exclude_special_tokens,
+                )
+                read[row, : len(ids)] = (ids >= 0).to(dtype)
+            with torch.no_grad():
+                emb = embeddings(inputs["input_ids"])  # (B, T, e)
+            grads = 0
+            for alpha in alphas:
+                grads = grads + _concept_input_grads(
+                    model, module, embeddings, inputs, alpha * emb, read, affine
+                )  # (c, B, T, e)
+            values = (grads / len(alphas) * emb).sum(-1)  # (c, B, T)
+            for row, (text, enc) in enumerate(zip(chunk, encodings)):
+                unit_ids, spans = unit_index(
+                    granularity,
+                    text,
+                    enc.offsets,
+                    enc.special_tokens_mask,
+                    enc.word_ids,
+                    exclude_special_tokens=extractor.exclude_special_tokens,
+                )
+                token_values = values[:, row, : len(enc.ids), None]  # (c, L, 1)
+                out = _to_units(
+                    token_values, unit_ids, len(spans), aggregation, normalization
+                )
+                results.append(out[..., 0].contiguous())  # (c, g)
+    return results
+
+
+def _concept_input_grads(model, module, embeddings, inputs, emb, read, affine):
+    """``∂A_i / ∂E`` for every chosen concept ``i`` at embeddings ``emb``.
+
+    Returns a tensor of shape (c, B, T, e).
+    """
+    leaf = emb.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), _batchable_attention():
+        with (
+            replace_output(embeddings, lambda _: leaf),
+            stop_after(module) as captured,
+        ):
+            model(**inputs, use_cache=False)
+        h = captured.output  # (B, T, d)
+        if h is None:
+            raise RuntimeError(
+                "The split module did not run during the forward pass; choose a "
+                "split point on the path from the inputs to the outputs."
+            )
+        weight, bias = affine(h, read)  # (d, c), (c,)
+        codes = h @ weight + bias  # (B, T, c)
+        act = (codes * read[..., None]).sum(dim=1)  # (B, c)
+        grads = _grad_per_target(act, leaf)
+    return grads.detach()
+
+
+class _AffineEncoder:
+    """``(W, b)`` with ``encode(X) = X W + b``, read off the public transforms.
+
+    Built on the first batch (when the width ``d`` of the activations is
+    known) from ``1 + d`` probe rows, and checked on the rows of every batch:
+    a transform that is not affine raises instead of giving a wrong gradient.
+    """
+
+    def __init__(self, parts, chosen):
+        self.parts, self.chosen = parts, chosen
+        self.weight = self.bias = None
+
+    def __call__(self, h, read):
+        rows = h.detach()[read > 0][:64]  # (n, d), the rows the extractor reads
+        if self.weight is None:
+            d = h.shape[-1]
+            probe = np.vstack([np.zeros((1, d)), np.eye(d)]).astype(np.float32)
+            C = encode(self.parts, probe).astype(np.float64)  # (1 + d, k)
+            self.weight = torch.as_tensor(C[1:] - C[0], dtype=h.dtype, device=h.device)
+            self.bias = torch.as_tensor(C[0], dtype=h.dtype, device=h.device)
+        if rows.shape[0]:
+            expected = torch.as_tensor(
+                encode(self.parts, rows), dtype=h.dtype, device=h.device
+            )
+            got = rows @ self.weight + self.bias
+            scale = float(expected.abs().max()) + 1e-6
+            err = float((got - expected).abs().max())
+            if err > 1e-3 * scale + 1e-5:
+                name = type(self.parts.concepts).__name__
+                raise ValueError(
+                    "input_concept_gradient needs concepts that are an affine "
+                    f"function of the activations, but the pipeline's transform "
+                    f"({name} and its preprocessing) differs from its affine fit "
+                    f"by {err:.3g} (largest activation {scale:.3g}); use an affine "
+                    "concept estimator such as PCAConcepts or ICAConcepts (with "
+                    "ActivationScaler in front), or concept_output_gradient for "
+                    "the concepts' effect on the outputs."
+                )
+        return self.weight[:, self.chosen], self.bias[self.chosen]
+
+
+def _concept_indices(concepts, n_concepts):
+    if concepts is None:
+        return list(range(n_concepts))
+    values = [concepts] if np.ndim(concepts) == 0 else list(np.asarray(concepts))
+    ok = values and all(
+        isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in values
+    )
+    if not ok:
+        raise ValueError(
+            f"concepts={concepts!r} must be an int or a non-empty list of ints "
+            f"(concept indices in [0, {n_concepts - 1}]), or None."
+        )
+    bad = [int(c) for c in values if not 0 <= int(c) < n_concepts]
+    if bad:
+        raise ValueError(
+            f"concepts names concept {bad[0]}, but the pipeline has {n_concepts} "
+            f"concepts; use indices in [0, {n_concepts - 1}]."
+        )
+    return [int(c) for c in values]
+
+
+__all__ += ["input_concept_gradient"]

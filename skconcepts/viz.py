@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from skconcepts._granularity import unit_index
 from skconcepts._pipeline import encode, split_pipeline
+from skconcepts.attribution import input_concept_gradient
 from skconcepts.interpret import (
     TopKInputs,
     distinctive_labels,
@@ -742,3 +744,111 @@ def _transform_with_progress(extractor, texts, progress):
         finally:
             extractor.set_params(progress=previous)
     return extractor.transform(texts)
+
+
+# ------------------------------------------------ input attribution highlights
+# (appended by the rerun helper; the rest of this module is the reading helper's)
+def input_attribution_html(
+    pipeline,
+    texts,
+    concept,
+    *,
+    granularity="word",
+    n_steps=None,
+    attributions=None,
+    progress=None,
+):
+    """Texts with the units that make a concept fire highlighted.
+
+    Each unit of each text is colored by its attribution to the activation of
+    ``concept`` (from :func:`skconcepts.input_concept_gradient`): orange when
+    the unit raises the concept's activation, blue when it lowers it; the
+    value shows as a tooltip. One line per text, every line scaled to its own
+    largest ``|value|``.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A fitted pipeline starting with a
+        :class:`~skconcepts.SplitPointActivations` and ending in an affine
+        concept estimator (see :func:`~skconcepts.input_concept_gradient`).
+    texts : list of str
+        The texts.
+    concept : int
+        The concept whose input attribution is shown.
+    granularity : {"token", "word", "sentence", "sample"}, default="word"
+        The highlighted units.
+    n_steps : int or None, default=None
+        None for gradient × input, an int for integrated gradients.
+    attributions : list of torch.Tensor or None, default=None
+        Precomputed ``input_concept_gradient(pipeline, texts,
+        granularity=granularity)`` (all concepts); None computes them for
+        ``concept``.
+    progress : bool or None, default=None
+        Show a progress bar while computing.
+
+    Returns
+    -------
+    html : str
+        An HTML fragment: one ``<div>`` per text.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skconcepts import SplitPointActivations, PCAConcepts
+    >>> from skconcepts.viz import input_attribution_html
+    >>> from skconcepts.utils._testing import make_tiny_model
+    >>> model, tokenizer = make_tiny_model("bert")
+    >>> texts = ["A fine day.", "The soup was cold."]
+    >>> pipe = make_pipeline(
+    ...     SplitPointActivations(model, tokenizer=tokenizer, split_point=1),
+    ...     PCAConcepts(n_concepts=2),
+    ... ).fit(texts)
+    >>> page = input_attribution_html(pipe, texts, concept=0)
+    >>> page.count("<div"), "soup" in page
+    (2, True)
+    """
+    texts = check_texts(texts, name="texts")
+    extractor = split_pipeline(pipeline, require_extractor=True).extractor
+    if attributions is None:
+        attributions = input_concept_gradient(
+            pipeline,
+            texts,
+            concepts=[concept],
+            granularity=granularity,
+            n_steps=n_steps,
+            progress=progress,
+        )
+        rows = [a[0] for a in attributions]
+    else:
+        if len(attributions) != len(texts):
+            raise ValueError(
+                f"attributions has {len(attributions)} items but there are "
+                f"{len(texts)} texts; pass input_concept_gradient(pipeline, texts, "
+                "granularity=granularity)."
+            )
+        rows = [a[concept] for a in attributions]
+    lines = []
+    for text, enc, values in zip(texts, extractor.encode(texts), rows):
+        _, spans = unit_index(
+            granularity,
+            text,
+            enc.offsets,
+            enc.special_tokens_mask,
+            enc.word_ids,
+            exclude_special_tokens=extractor.exclude_special_tokens,
+        )
+        values = np.asarray(values, dtype=float).reshape(-1)
+        if len(values) != len(spans):
+            raise ValueError(
+                f"attributions hold {len(values)} units for {text!r} but it has "
+                f"{len(spans)} units at granularity={granularity!r}; compute them "
+                "at the same granularity."
+            )
+        lines.append(
+            f'<div class="skc-line">{highlight_html(text, spans, values)}</div>'
+        )
+    return "\n".join(lines)
+
+
+__all__ += ["input_attribution_html"]

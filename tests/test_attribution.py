@@ -1,5 +1,7 @@
 """concept_output_gradient: exact rerun, finite differences, shapes, invariances."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -276,15 +278,32 @@ def test_uses_vectorised_backward(cls_pipe, monkeypatch):
     calls = []
     grad = torch.autograd.grad
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("is_grads_batched", False))
-        return grad(*args, **kwargs)
+    def spy(outputs, inputs, grad_outputs=None, **kwargs):
+        calls.append(tuple(grad_outputs.shape))
+        return grad(outputs, inputs, grad_outputs, **kwargs)
 
     monkeypatch.setattr(torch.autograd, "grad", spy)
     concept_output_gradient(
         TEXTS, extractor=cls_pipe[0], concepts=cls_pipe, batch_size=4
     )
-    assert calls == [True]  # one backward call for both targets and all texts
+    # one backward call for both targets and all texts, traced once by vmap
+    # (inside vmap the one-hot grad_outputs of one target show as (B, t))
+    assert calls == [(4, 2)]
+
+
+def test_vectorised_backward_has_no_per_target_fallback(lm_pipe):
+    """Every backward op of the rerun batches over the targets in vmap."""
+    torch._C._debug_only_display_vmap_fallback_warnings(True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            concept_output_gradient(
+                TEXTS, extractor=lm_pipe[0], concepts=lm_pipe, targets=[1, 2, 3]
+            )
+    finally:
+        torch._C._debug_only_display_vmap_fallback_warnings(False)
+    slow = [str(w.message) for w in caught if "performance drop" in str(w.message)]
+    assert slow == []
 
 
 @pytest.mark.parametrize(
@@ -343,3 +362,34 @@ def test_activations_keyword_is_a_deprecated_alias_of_extractor(cls_pipe):
         )
     with pytest.raises(TypeError, match="missing the keyword argument 'extractor'"):
         concept_output_gradient(TEXTS[:2], **kw)
+
+
+def test_causal_lm_logits_from_the_last_positions_only(lm_pipe, monkeypatch):
+    """The LM head runs on the last real token only in the backward graph."""
+    import skconcepts.attribution as attribution
+
+    kw = dict(
+        extractor=lm_pipe[0],
+        concepts=lm_pipe,
+        targets=[3, 50, 7],
+        normalization=False,
+        concepts_x_gradients=False,
+        batch_size=3,
+    )
+    used = []
+    real = attribution.last_token_logits
+
+    def spy(*args):
+        out = real(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(attribution, "last_token_logits", spy)
+    short = concept_output_gradient(TEXTS, **kw)
+    default = concept_output_gradient(TEXTS, **{**kw, "targets": None})
+    assert used and all(used)
+    monkeypatch.setattr(attribution, "last_token_logits", lambda *a: None)
+    full = concept_output_gradient(TEXTS, **kw)
+    full_default = concept_output_gradient(TEXTS, **{**kw, "targets": None})
+    for a, b in zip(short + default, full + full_default):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
