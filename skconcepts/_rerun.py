@@ -390,8 +390,9 @@ def output_matrix(outputs, inputs, output_fn=None):
     output_fn : callable or None, default=None
         ``output_fn(outputs) -> Tensor of shape (batch, n_outputs)`` (given
         ``inputs=`` too when it has that parameter, see :func:`call_output_fn`);
-        None reads the logits: the class logits of a sequence-classification head, or the
-        next-token logits at the last real position of a causal LM head.
+        None reads the logits: the class logits of a sequence-classification
+        head, or the next-token logits at the last real position of a causal LM
+        head.
 
     Returns
     -------
