@@ -105,7 +105,11 @@ def model_fingerprint(model):
 
 
 def tokenizer_fingerprint(tokenizer):
-    """A stable identity of a fast tokenizer (hex str): its full JSON.
+    """A stable identity of a fast tokenizer (hex str): its JSON.
+
+    The JSON of the backend tokenizer (vocabulary, normaliser, pre-tokeniser,
+    post-processor...) without the truncation and padding state of its last
+    call.
 
     Parameters
     ----------
@@ -120,7 +124,11 @@ def tokenizer_fingerprint(tokenizer):
     h = hashlib.sha256(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        h.update(backend.to_str().encode("utf-8"))
+        spec = json.loads(backend.to_str())
+        # the truncation and padding of the last call, not the tokenizer
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        h.update(json.dumps(spec, sort_keys=True).encode("utf-8"))
     else:  # not a fast tokenizer: its vocabulary
         h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     return h.hexdigest()
