@@ -222,11 +222,12 @@ default="token"
         text, keyed by the same settings with the model and tokenizer
         identified by their content (a sha256 of the config, the parameter
         shapes and 1024 sampled values of every parameter tensor, so every
-        process that loads the same model shares the entries), and every process that uses the folder
-        (``GridSearchCV(n_jobs=2)`` workers, Ray or Dask workers on a shared
-        filesystem) reads them instead of running the model: it runs once per
-        text across processes. Files are written atomically and a text is
-        claimed before it is computed, so concurrent writers are safe.
+        process that loads the same model shares the entries), and every
+        process that uses the folder (``GridSearchCV(n_jobs=2)`` workers, Ray
+        or Dask workers on a shared filesystem) reads them instead of running
+        the model: it runs once per text across processes. Files are written
+        atomically and a text is claimed before it is computed, so concurrent
+        writers are safe.
         ``False`` keeps nothing.
     progress : bool, default=False
         Show a tqdm progress bar over the texts.
@@ -945,10 +946,11 @@ default="token"
         objects = self._shared_state().objects
         key = ("fingerprints", id(self.model_), id(self.tokenizer_))
         if key not in objects:  # computed once per loaded model
-            objects[key] = (
-                self.model_,
-                (model_fingerprint(self.model_), tokenizer_fingerprint(self.tokenizer_)),
+            fingerprints = (
+                model_fingerprint(self.model_),
+                tokenizer_fingerprint(self.tokenizer_),
             )
+            objects[key] = (self.model_, fingerprints)
         fingerprints = objects[key][1]
         params = next(self.model_.parameters(), None)
         config = [

@@ -448,7 +448,16 @@ def _shard_task(store_cls, path, generation, verify, lo, hi, func, args, batch_s
 
 
 def map_shards(
-    func, source, args=(), *, n_jobs, batch_size, owner, progress=False, desc=None
+    func,
+    source,
+    args=(),
+    *,
+    n_jobs,
+    batch_size,
+    owner,
+    parallel=None,
+    progress=False,
+    desc=None,
 ):
     """Per-shard sums of ``func(X_batch, *args)`` over a batch source.
 
@@ -480,6 +489,11 @@ def map_shards(
         Rows per call of ``func``.
     owner : str
         Name of the estimator, for messages.
+    parallel : joblib.Parallel or None, default=None
+        A ``Parallel`` to run the tasks with, entered by the caller (``with
+        Parallel(n_jobs) as parallel:``) so that several maps (the passes of
+        an iterative fit) share one pool of workers (a Ray backend starts its
+        actors once, not once per pass). ``None``: a new one.
     progress : bool, default=False
         Show a tqdm bar over the shards.
     desc : str or None, default=None
@@ -522,12 +536,12 @@ def map_shards(
     generation = data.manifest.get("generation")
     bounds = np.cumsum([0] + [int(s["rows"]) for s in data.manifest["shards"]])
     ranges = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    tasks = (
+    tasks = [
         delayed(_shard_task)(
             type(data), path, generation, data.verify, lo, hi, func, args, batch_size
         )
         for lo, hi in ranges
-    )
+    ]
     parts = []
     with tqdm(
         total=len(ranges),
@@ -535,7 +549,14 @@ def map_shards(
         unit="shard",
         desc=desc or f"{owner}.fit",
     ) as bar:
-        for part in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
+        if parallel is not None:
+            results = parallel(tasks)
+        else:
+            try:  # results as they come, for the bar
+                results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+            except ValueError:  # a backend without generators (Ray's): at once
+                results = Parallel(n_jobs=n_jobs)(tasks)
+        for part in results:
             parts.append(part)
             bar.update(1)
     return parts
@@ -630,7 +651,11 @@ class StreamingConceptsMixin:
         )
         return np.asarray(X, dtype=np.float32)
 
-    def _map_shards(self, func, source, args=(), desc=None):
+    def _shard_pool(self):
+        """A ``joblib.Parallel`` of ``n_jobs``, to enter around all the passes."""
+        return Parallel(n_jobs=self.n_jobs)
+
+    def _map_shards(self, func, source, args=(), parallel=None, desc=None):
         """:func:`map_shards` with this estimator's ``n_jobs`` and ``batch_size``."""
         return map_shards(
             func,
@@ -639,6 +664,7 @@ class StreamingConceptsMixin:
             n_jobs=self.n_jobs,
             batch_size=self._stream_batch_size(),
             owner=type(self).__name__,
+            parallel=parallel,
             progress=getattr(self, "progress", False),
             desc=desc,
         )

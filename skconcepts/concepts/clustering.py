@@ -462,21 +462,34 @@ default="k-means++"
         centers = np.asarray(centers, dtype=np.float64)
         tol_abs = float(self.tol * X0.var(axis=0, dtype=np.float64).mean())
         n_iter = 0
-        for n_iter in range(1, self.n_passes + 1):
-            sums, counts, _ = sum_stats(
-                self._map_shards(_lloyd_sums, source, (centers.astype(np.float32),))
+        with self._shard_pool() as parallel:  # one pool of workers for all passes
+            for n_iter in range(1, self.n_passes + 1):
+                sums, counts, _ = sum_stats(
+                    self._map_shards(
+                        _lloyd_sums, source, (centers.astype(np.float32),), parallel
+                    )
+                )
+                new = centers.copy()
+                filled = counts > 0
+                new[filled] = sums[filled] / counts[filled, None]
+                shift = float(((new - centers) ** 2).sum())
+                centers = new
+                if shift <= tol_abs:
+                    break
+            centers = centers.astype(np.float32)
+            _, counts, inertia = sum_stats(
+                self._map_shards(_lloyd_sums, source, (centers,), parallel)
             )
-            new = centers.copy()
-            filled = counts > 0
-            new[filled] = sums[filled] / counts[filled, None]
-            shift = float(((new - centers) ** 2).sum())
-            centers = new
-            if shift <= tol_abs:
-                break
-        centers = centers.astype(np.float32)
-        _, counts, inertia = sum_stats(
-            self._map_shards(_lloyd_sums, source, (centers,))
-        )
+            self._set_temperature(float(inertia), int(counts.sum()))
+            self.components_ = np.ascontiguousarray(centers)
+            sse = None
+            if self.membership == "soft":
+                est = self._make_estimator()
+                est.cluster_centers_ = centers
+                self.estimator_ = est
+                (sse,) = sum_stats(
+                    self._map_shards(_soft_sse, source, (self,), parallel)
+                )
         n = int(counts.sum())
         est = self._make_estimator()
         est.cluster_centers_ = centers
@@ -489,12 +502,9 @@ default="k-means++"
         self._read_fitted()
         self.n_iter_ = n_iter
         self._set_temperature(float(inertia), n)
-        self.components_ = np.ascontiguousarray(centers)
-        if self.membership == "hard":
-            self.reconstruction_err_ = float(np.sqrt(max(inertia, 0.0)))
-        else:
-            (sse,) = sum_stats(self._map_shards(_soft_sse, source, (self,)))
-            self.reconstruction_err_ = float(np.sqrt(sse))
+        if sse is None:  # hard membership: each row reconstructed by its centroid
+            sse = max(float(inertia), 0.0)
+        self.reconstruction_err_ = float(np.sqrt(sse))
         self._finish_stream({})
 
     def _fit_torch(self, X):

@@ -159,14 +159,15 @@ class _OnlineNMFMixin(StreamingConceptsMixin):
         generator = torch_generator(check_random_state(self.random_state))
         D = self._stream_init(X0, generator)  # (k, d)
         sse = 0.0
-        for _ in range(self.n_passes):
-            D_np = np.ascontiguousarray(to_numpy(D), dtype=np.float32)
-            A, B, sse = sum_stats(
-                self._map_shards(_nmf_pass_stats, source, (D_np, self))
-            )
-            A32 = torch.as_tensor(A, dtype=torch.float32, device=device)
-            B32 = torch.as_tensor(B, dtype=torch.float32, device=device)
-            D = self._dict_step(D, A32, B32)
+        with self._shard_pool() as parallel:  # one pool of workers for all passes
+            for _ in range(self.n_passes):
+                D_np = np.ascontiguousarray(to_numpy(D), dtype=np.float32)
+                A, B, sse = sum_stats(
+                    self._map_shards(_nmf_pass_stats, source, (D_np, self), parallel)
+                )
+                A32 = torch.as_tensor(A, dtype=torch.float32, device=device)
+                B32 = torch.as_tensor(B, dtype=torch.float32, device=device)
+                D = self._dict_step(D, A32, B32)
         self.__dict__.pop("_stream_stats", None)
         self.components_ = np.ascontiguousarray(to_numpy(D), dtype=np.float32)
         self.n_iter_ = self.n_passes
