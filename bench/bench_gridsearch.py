@@ -94,7 +94,7 @@ def run_parallel(quick=True):
 
     from skconcepts import NMFConcepts, NonNegative, SplitPointActivations
 
-    texts, source = load_texts(200 if quick else 1000)
+    texts, source = load_texts(100 if quick else 1000)
     folds = list(KFold(3).split(texts))
 
     def search(n_jobs, cache):
