@@ -42,6 +42,7 @@ def main(argv=None):
         default=None,
         help="sections: extraction factorization gridsearch attribution sae store "
         "distributed",
+        "parallel",
     )
     args = parser.parse_args(argv)
     quick = not args.full
@@ -55,6 +56,7 @@ def main(argv=None):
             "sae",
             "store",
             "distributed",
+            "parallel",
         ]
     )
     rows: list = []
@@ -75,7 +77,7 @@ def main(argv=None):
         from bench import bench_gridsearch
 
         _section("gridsearch", lambda: bench_gridsearch.run(quick), rows)
-    for name in ("attribution", "sae", "store", "distributed"):
+    for name in ("attribution", "sae", "store", "distributed", "parallel"):
         if name in wanted:
             _section(name, lambda n=name: _optional(f"bench.bench_{n}", quick), rows)
 

@@ -153,3 +153,47 @@ def markdown_table(rows):
             cells["note"] = f"{_fmt(cells['note'])} {more}".strip()
         lines.append("| " + " | ".join(_fmt(cells[c]) for c in COLUMNS) + " |")
     return "\n".join(lines)
+
+
+class PeakTreeRSS:
+    """Peak resident memory (MB) of this process and all its children.
+
+    A context manager that samples, every ``interval`` seconds in a thread, the
+    summed RSS of the process tree (worker processes included), and keeps the
+    peak in ``peak_mb``.
+    """
+
+    def __init__(self, interval=0.05):
+        self.interval = interval
+        self.peak_mb = 0.0
+
+    def _sample(self):
+        import psutil
+
+        me = psutil.Process()
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        self.peak_mb = max(self.peak_mb, total / 2**20)
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self):
+        import threading
+
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return False

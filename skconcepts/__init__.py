@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "SplitPointActivations": "skconcepts.activations",
+    "ActivationCache": "skconcepts._cache",
     "ActivationStore": "skconcepts.store",
     "extract_to_store": "skconcepts.store",
     "transform_store": "skconcepts.store",

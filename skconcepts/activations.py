@@ -11,6 +11,8 @@ span of characters every row covers.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import pickle
 import warnings
@@ -22,6 +24,11 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from skconcepts._cache import (
+    ActivationCache,
+    model_fingerprint,
+    tokenizer_fingerprint,
+)
 from skconcepts._granularity import (
     AGGREGATIONS,
     GRANULARITIES,
@@ -200,7 +207,7 @@ default="token"
         Precision of the forward pass; ``None`` keeps the model's own.
         ``"bfloat16"`` is several times faster on CPUs with AMX and on GPUs.
         Token rows are aggregated in float32 whatever this is.
-    cache : bool, default=True
+    cache : bool, str, os.PathLike or ActivationCache, default=True
         Keep the activations of every text seen, in memory, in an object
         that :func:`~sklearn.base.clone` shares, so that
         ``GridSearchCV`` over later steps of a ``Pipeline`` runs the model
@@ -208,8 +215,20 @@ default="token"
         keyed on the text and on everything that changes its rows (model,
         split point, granularity, aggregation, special tokens, max_length,
         dtypes, device). The cache assumes the model's weights do not change;
-        see :meth:`clear_cache`. It is not pickled, and worker processes
-        (``n_jobs > 1``) do not share it.
+        see :meth:`clear_cache`. The memory cache is not pickled, and worker
+        processes (``n_jobs > 1``) do not share it: for them, pass a folder
+        (a path, or an :class:`~skconcepts.ActivationCache` for a size limit).
+        Activations are then also kept on disk, one safetensors file per
+        text, keyed by the same settings with the model and tokenizer
+        identified by their content (a sha256 of the config, the parameter
+        shapes and 1024 sampled values of every parameter tensor, so every
+        process that loads the same model shares the entries), and every
+        process that uses the folder (``GridSearchCV(n_jobs=2)`` workers, Ray
+        or Dask workers on a shared filesystem) reads them instead of running
+        the model: it runs once per text across processes. Files are written
+        atomically and a text is claimed before it is computed, so concurrent
+        writers are safe.
+        ``False`` keeps nothing.
     progress : bool or None, default=None
         Show a tqdm progress bar over the texts.
         ``None`` (the default) shows it only when stderr is an interactive
@@ -283,7 +302,7 @@ default="token"
         "device": [str, torch.device],  # resolved in fit
         "dtype": [StrOptions(set(_STORAGE_DTYPES))],
         "model_dtype": [StrOptions(set(_STORAGE_DTYPES)), None],
-        "cache": ["boolean"],
+        "cache": ["boolean", str, os.PathLike, ActivationCache],
         "progress": ["boolean", None],
     }
 
@@ -469,7 +488,8 @@ default="token"
         """Empty the activation cache shared with clones.
 
         Call it after changing the model's weights in place, or to free
-        memory.
+        memory. With ``cache`` a folder, its entries are removed too (those of
+        every model and configuration in the folder).
 
         Returns
         -------
@@ -478,6 +498,9 @@ default="token"
         """
         shared = self._shared_state()
         shared.cache.clear()
+        disk = self._disk_cache()
+        if disk is not None:
+            disk.clear()
         return self
 
     # ----------------------------------------------------- clone and pickle
@@ -839,7 +862,7 @@ default="token"
                             results[text] = hit
                 todo = [t for t in dict.fromkeys(chunk) if t not in results]
                 bar.update(len(chunk) - len(todo))
-                computed = self._compute(todo, bar)
+                computed = self._compute_or_read(todo, bar, use_cache)
                 if cache is not None:
                     cache.update(((key, t), r) for t, r in computed.items())
                 results.update(computed)
@@ -905,6 +928,50 @@ default="token"
         if batch:
             batches.append(batch)
         return batches
+
+    def _compute_or_read(self, texts, bar, use_cache):
+        """``_compute``, through the on-disk cache when ``cache`` is a folder."""
+        disk = self._disk_cache() if use_cache else None
+        if disk is None or not texts:
+            return self._compute(texts, bar)
+        results, n_read = disk.fetch(
+            self._disk_key(), texts, lambda todo: self._compute(todo, bar), _TextResult
+        )
+        bar.update(n_read)
+        return results
+
+    def _disk_cache(self):
+        """The :class:`ActivationCache` of ``cache``, or None (memory only)."""
+        if isinstance(self.cache, ActivationCache):
+            return self.cache
+        if isinstance(self.cache, (str, os.PathLike)):
+            return ActivationCache(self.cache)
+        return None
+
+    def _disk_key(self):
+        """The configuration hash of on-disk entries: ``_config_key`` by content."""
+        objects = self._shared_state().objects
+        key = ("fingerprints", id(self.model_), id(self.tokenizer_))
+        if key not in objects:  # computed once per loaded model
+            fingerprints = (
+                model_fingerprint(self.model_),
+                tokenizer_fingerprint(self.tokenizer_),
+            )
+            objects[key] = (self.model_, fingerprints)
+        fingerprints = objects[key][1]
+        params = next(self.model_.parameters(), None)
+        config = [
+            *fingerprints,
+            self.split_module_name_,
+            self.granularity,
+            self.aggregation,
+            bool(self.exclude_special_tokens),
+            self.max_length_,
+            None if params is None else str(params.dtype),
+            self.dtype,
+            self.device_.type,
+        ]
+        return hashlib.sha256(json.dumps(config).encode()).hexdigest()[:32]
 
     def _compute(self, texts, bar=None):
         """Run the model on distinct texts: ``{text: _TextResult}``."""

@@ -11,6 +11,7 @@ Numpy input keeps its float dtype; a torch tensor gives a tensor on its device.
 from __future__ import annotations
 
 import warnings
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from skconcepts.concepts._streaming import as_batch_source, map_shards, sum_stats
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_tensor
 from skconcepts.utils._validation import check_tensor
@@ -321,6 +323,18 @@ class _NonNegativeDecoder(_Decoder):
         return X[..., :d] - X[..., d:]
 
 
+#: rows per batch of the shard-parallel fit of ActivationScaler
+_SCALER_BATCH = 8192
+
+
+def _scaler_moments(X, shift):
+    """Moments of one batch: ``(n, sum, sum of squares)`` of ``X - shift``, and
+    the sum of the squared row norms of ``X``, in float64."""
+    X64 = X.astype(np.float64)
+    Xs = X64 - shift  # (m, d)
+    return len(X), Xs.sum(axis=0), (Xs * Xs).sum(axis=0), float(np.sum(X64 * X64))
+
+
 class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
     """Scale activations, invertibly, before a concept estimator.
 
@@ -331,6 +345,18 @@ class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
         norm is 1 (directions and signs are kept; useful before SAEs and NMF).
         ``"standard"`` standardises each feature to zero mean and unit variance
         (features of zero variance are only centred).
+    n_jobs : int or None, default=None
+        Jobs of the shard-parallel ``fit`` of an
+        :class:`~skconcepts.ActivationStore`: the moments of the rows (count,
+        sum, sum of squares, in float64, shifted by the mean of the first
+        rows) are summed shard by shard with ``joblib.Parallel(n_jobs=n_jobs)``
+        under the active joblib backend (local processes by default,
+        ``parallel_backend("ray")`` or ``("dask")`` on a cluster; ``None`` is
+        joblib's default, one job outside a ``parallel_backend`` block). Every
+        ``n_jobs`` gives the same ``mean_`` and ``scale_`` (shard sums added
+        in shard order; tested to ``rtol=1e-10``), equal to the in-memory fit
+        within float64 rounding. Another source (a list of batches) is read
+        in this process; in-memory ``fit`` ignores it.
 
     Attributes
     ----------
@@ -361,10 +387,70 @@ class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
     True
     """
 
-    _parameter_constraints: dict = {"strategy": [StrOptions({"norm", "standard"})]}
+    _parameter_constraints: dict = {
+        "strategy": [StrOptions({"norm", "standard"})],
+        "n_jobs": [Integral, None],
+    }
 
-    def __init__(self, strategy="norm"):
+    def __init__(self, strategy="norm", *, n_jobs=None):
         self.strategy = strategy
+        self.n_jobs = n_jobs
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the mean and scale from activations.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor, ActivationStore or iterable of batches
+            Activations of shape (n_samples, n_features), in memory, or a
+            source of batches (an :class:`~skconcepts.ActivationStore`, a list
+            of 2-D arrays...), whose moments are summed shard by shard (see
+            ``n_jobs``).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        source = as_batch_source(X)
+        if source is None:
+            self._fit(self._validate(X, reset=True))
+        else:
+            self._fit_source(source)
+        return self
+
+    def _fit_source(self, source):
+        """Moments of a batch source, summed per shard (float64, shifted)."""
+        first = source.first_batch(_SCALER_BATCH)
+        if first is None or len(first) == 0:
+            raise ValueError(
+                f"{source.label[:1].upper() + source.label[1:]} has no rows; "
+                "ActivationScaler needs at least one to fit."
+            )
+        first = self._validate(first, reset=True)
+        shift = np.asarray(to_numpy(first), dtype=np.float64).mean(axis=0)  # (d,)
+        parts = map_shards(
+            _scaler_moments,
+            source,
+            (shift,),
+            n_jobs=self.n_jobs,
+            batch_size=_SCALER_BATCH,
+            owner="ActivationScaler",
+        )
+        n, s, s2, norm2 = sum_stats(parts)
+        d = len(shift)
+        if self.strategy == "norm":
+            norm2 = norm2 / n
+            self.mean_ = np.zeros(d)
+            self.scale_ = np.full(d, np.sqrt(norm2) if norm2 > 0 else 1.0)
+        else:
+            m = s / n
+            std = np.sqrt(np.maximum(s2 / n - m * m, 0.0))
+            std[std < 10 * np.finfo(np.float64).eps] = 1.0
+            self.mean_, self.scale_ = shift + m, std
 
     def _fit(self, X):
         d = X.shape[1]

@@ -43,6 +43,15 @@ and may override ``_begin_pass`` (a new pass over the source starts),
 error of classes with ``_iterative = True``), ``_finish_stream``,
 ``_stream_n_passes`` and the class attribute ``_shuffle_stream``.
 
+**Shard-parallel fits.** :func:`map_shards` maps a function of one batch
+over the shards of a store with ``joblib.Parallel`` and returns the sums of
+its statistics per shard: the estimators whose updates reduce over rows
+(``PCAConcepts``, ``KMeansConcepts``, ``NMFConcepts``, ``SemiNMFConcepts``,
+``ActivationScaler``) take ``n_jobs`` and, when it is set, fit a store by such
+maps (``_fit_shards``). Only the store's path, a shard's row range and the
+small arguments (a dictionary, centroids) travel to a worker; the worker opens
+the store and reads its shard batch by batch.
+
 Shared parameters of the streaming estimators: ``n_passes`` (passes over the
 data when ``fit`` learns by mini-batches; the one name for it in the package,
 a renamed parameter keeps its old name through
@@ -53,22 +62,31 @@ a renamed parameter keeps its old name through
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 
+from skconcepts.exceptions import StoreChangedError
 from skconcepts.utils._deprecation import user_stacklevel
 from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import to_numpy
 from skconcepts.utils._torch_free import is_store
 from skconcepts.utils._validation import check_finite, check_n_concepts
 
-__all__ = ["BatchSource", "StreamingConceptsMixin", "as_batch_source"]
+__all__ = [
+    "BatchSource",
+    "StreamingConceptsMixin",
+    "as_batch_source",
+    "map_shards",
+    "sum_stats",
+]
 
 
 # ================================================================= protocol
@@ -381,6 +399,169 @@ default=None
             yield pending
 
 
+# ================================================== shard-parallel map
+def sum_stats(parts):
+    """Sum tuples of statistics elementwise, in their order.
+
+    Parameters
+    ----------
+    parts : iterable of tuple
+        Tuples of the same length of numbers or arrays (one per shard).
+
+    Returns
+    -------
+    total : tuple
+        Their elementwise sums; ``None`` when ``parts`` is empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts._streaming import sum_stats
+    >>> sum_stats([(1, np.ones(2)), (2, np.ones(2))])
+    (3, array([2., 2.]))
+    """
+    total = None
+    for part in parts:
+        if total is None:
+            total = tuple(
+                np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in part
+            )
+        else:
+            total = tuple(a + b for a, b in zip(total, part))
+    return total
+
+
+def _shard_task(store_cls, path, generation, verify, lo, hi, func, args, batch_size):
+    """Worker side of :func:`map_shards`: the sum of ``func`` over one shard."""
+    store = store_cls(path, verify=verify)
+    if store.manifest.get("generation") != generation:
+        raise StoreChangedError(
+            f"The ActivationStore at '{path}' was overwritten while it was being "
+            f"fitted (generation {generation!r}, now "
+            f"{store.manifest.get('generation')!r}); fit it again."
+        )
+    total = None
+    for start in range(lo, hi, batch_size):
+        out = func(store[start : min(hi, start + batch_size)], *args)
+        total = out if total is None else tuple(a + b for a, b in zip(total, out))
+    return total
+
+
+def map_shards(
+    func,
+    source,
+    args=(),
+    *,
+    n_jobs,
+    batch_size,
+    owner,
+    parallel=None,
+    progress=False,
+    desc=None,
+):
+    """Per-shard sums of ``func(X_batch, *args)`` over a batch source.
+
+    The map of the shard-parallel fits. For an
+    :class:`~skconcepts.ActivationStore`, one task per non-empty shard runs in
+    ``joblib.Parallel(n_jobs=n_jobs)``, so the active joblib backend decides
+    where (local processes by default; ``parallel_backend("ray")`` or
+    ``("dask")`` on a cluster). A task receives the store's path, its
+    generation, the shard's row range, ``func`` and ``args``, never the rows:
+    the worker opens the store, reads the shard in batches of ``batch_size``
+    rows and sums ``func``'s tuples over them. The results come back in shard
+    order whatever ``n_jobs``, so the caller sums them in the same order.
+    Any other source (an iterable of batches, an array) is read in this
+    process (``n_jobs > 1`` warns that only a store's shards are mapped).
+
+    Parameters
+    ----------
+    func : callable
+        ``func(X, *args) -> tuple`` of numbers or numpy arrays, for a float32
+        batch ``X`` of shape (n_rows, n_features); a module-level function
+        (workers import it by name).
+    source : BatchSource
+        The data, from :func:`as_batch_source`.
+    args : tuple, default=()
+        Further arguments of ``func`` (small: they are sent to every task).
+    n_jobs : int
+        Jobs of ``joblib.Parallel`` (``-1``: all CPUs of the backend).
+    batch_size : int
+        Rows per call of ``func``.
+    owner : str
+        Name of the estimator, for messages.
+    parallel : joblib.Parallel or None, default=None
+        A ``Parallel`` to run the tasks with, entered by the caller (``with
+        Parallel(n_jobs) as parallel:``) so that several maps (the passes of
+        an iterative fit) share one pool of workers (a Ray backend starts its
+        actors once, not once per pass). ``None``: a new one.
+    progress : bool, default=False
+        Show a tqdm bar over the shards.
+    desc : str or None, default=None
+        Label of the bar.
+
+    Returns
+    -------
+    parts : list of tuple
+        One tuple per shard (one in all for a source that is not a store), in
+        shard order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts._streaming import as_batch_source, map_shards
+    >>> def count(X):
+    ...     return (len(X), X.sum(axis=0, dtype=np.float64))
+    >>> X = np.ones((10, 2), dtype=np.float32)
+    >>> source = as_batch_source([X[:6], X[6:]])
+    >>> map_shards(count, source, n_jobs=1, batch_size=4, owner="demo")
+    [(10, array([10., 10.]))]
+    """
+    batch_size = int(batch_size)
+    data = source._data if source.kind == "store" else None
+    if data is None or not is_store(data):
+        if n_jobs not in (None, 1):
+            warnings.warn(
+                f"{owner}: n_jobs={n_jobs} maps the shards of an ActivationStore; "
+                "X is not one, so it is read in this process. Write it to a "
+                "store (skconcepts.store.write_array_store) to fit it in "
+                "parallel.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+        total = sum_stats(
+            func(X, *args) for X in source.iter_batches(batch_size, shuffle=False)
+        )
+        return [] if total is None else [total]
+    path = os.path.abspath(os.fspath(data.path))
+    generation = data.manifest.get("generation")
+    bounds = np.cumsum([0] + [int(s["rows"]) for s in data.manifest["shards"]])
+    ranges = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    tasks = [
+        delayed(_shard_task)(
+            type(data), path, generation, data.verify, lo, hi, func, args, batch_size
+        )
+        for lo, hi in ranges
+    ]
+    parts = []
+    with tqdm(
+        total=len(ranges),
+        disable=not progress,
+        unit="shard",
+        desc=desc or f"{owner}.fit",
+    ) as bar:
+        if parallel is not None:
+            results = parallel(tasks)
+        else:
+            try:  # results as they come, for the bar
+                results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+            except ValueError:  # a backend without generators (Ray's): at once
+                results = Parallel(n_jobs=n_jobs)(tasks)
+        for part in results:
+            parts.append(part)
+            bar.update(1)
+    return parts
+
+
 # ==================================================== partial_fit driver
 class StreamingConceptsMixin:
     """``partial_fit``, and streaming ``fit`` of a batch source.
@@ -431,8 +612,62 @@ class StreamingConceptsMixin:
 
     # ------------------------------------------------------------- internals
     def _fit_source(self, source):
-        """``fit`` of a batch source: ``n_passes`` passes of ``partial_fit``."""
+        """``fit`` of a batch source: ``n_passes`` passes of ``partial_fit``.
+
+        With ``n_jobs`` set (the classes that have it), the shard-parallel fit
+        ``_fit_shards`` instead.
+        """
+        if getattr(self, "n_jobs", None) is not None and hasattr(self, "_fit_shards"):
+            self.__dict__.pop("_stream_batches", None)
+            self._fit_shards(source)
+            return
         self._stream_passes(source, n_passes=self._stream_n_passes(), reset=True)
+
+    def _shard_start(self, source):
+        """First rows of a shard-parallel fit, validated (sets ``n_features_in_``).
+
+        Returns the first ``_stream_batch_size()`` rows of ``source`` (in
+        order, unshuffled) as a float32 array, the rows a shard-parallel fit
+        initialises from.
+        """
+        name = type(self).__name__
+        if source.one_shot:
+            raise ValueError(
+                f"{name} with n_jobs={self.n_jobs} reads X several times, and a "
+                "one-shot iterator can be read once; pass an ActivationStore (or "
+                "a list of batches), or n_jobs=None for the online fit."
+            )
+        X = source.first_batch(self._stream_batch_size())
+        if X is None or len(X) == 0:
+            label = source.label[:1].upper() + source.label[1:]
+            raise ValueError(f"{label} has no rows; {name} needs at least one to fit.")
+        X = to_numpy(self._check_X(X, reset=True))
+        self._check_value_range(X, name="a batch of X")
+        n_samples = source.n_rows if source.n_rows is not None else len(X)
+        check_n_concepts(
+            self.n_concepts,
+            self._max_concepts(max(n_samples, len(X)), X.shape[1]),
+            why=f"n_samples = {n_samples}, n_features = {X.shape[1]}",
+        )
+        return np.asarray(X, dtype=np.float32)
+
+    def _shard_pool(self):
+        """A ``joblib.Parallel`` of ``n_jobs``, to enter around all the passes."""
+        return Parallel(n_jobs=self.n_jobs)
+
+    def _map_shards(self, func, source, args=(), parallel=None, desc=None):
+        """:func:`map_shards` with this estimator's ``n_jobs`` and ``batch_size``."""
+        return map_shards(
+            func,
+            source,
+            args,
+            n_jobs=self.n_jobs,
+            batch_size=self._stream_batch_size(),
+            owner=type(self).__name__,
+            parallel=parallel,
+            progress=getattr(self, "progress", False),
+            desc=desc,
+        )
 
     def _fit_full(self, X):
         # an in-memory fit replaces any streaming state

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator
-from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans, kmeans_plusplus
 from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.utils import check_random_state
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -35,7 +36,7 @@ from skconcepts.concepts._sklearn_wrapper import (
     reconstruction_error,
     sklearn_constraints,
 )
-from skconcepts.concepts._streaming import StreamingConceptsMixin
+from skconcepts.concepts._streaming import StreamingConceptsMixin, sum_stats
 from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
 from skconcepts.utils._validation import check_is_fitted
@@ -153,6 +154,26 @@ def _kmeans_torch(X, k, *, init, n_init, max_iter, tol, generator, progress=None
     return best
 
 
+# ------------------------------------------------------- shard-parallel Lloyd
+def _lloyd_sums(X, centers):
+    """One batch of a Lloyd pass: per-cluster sums (k, d), counts (k,), inertia."""
+    d2 = euclidean_distances(X, centers, squared=True)  # (m, k)
+    labels = d2.argmin(axis=1)  # (m,)
+    k = centers.shape[0]
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, labels, X.astype(np.float64))
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    inertia = float(d2[np.arange(len(X)), labels].astype(np.float64).sum())
+    return sums, counts, inertia
+
+
+def _soft_sse(X, estimator):
+    """Squared reconstruction error of one batch under soft membership."""
+    codes = estimator._transform(X).astype(np.float64)  # (m, k)
+    X_hat = codes @ estimator.components_.astype(np.float64)
+    return (float(np.sum((X.astype(np.float64) - X_hat) ** 2)),)
+
+
 # ---------------------------------------------------------------------- class
 class KMeansConcepts(StreamingConceptsMixin, SklearnConceptsMixin, BaseEstimator):
     """Concepts as k-means centroids (``sklearn.cluster.KMeans``).
@@ -245,6 +266,24 @@ default="k-means++"
         a ``StoreTooLargeError`` says to write the concepts to disk with
         ``transform_to_store``. ``fit`` streams a batch source and needs no
         budget.
+    n_jobs : int or None, default=None
+        Shard-parallel ``fit`` of an :class:`~skconcepts.ActivationStore`.
+        ``None``: the mini-batch k-means above. An int: Lloyd's k-means over
+        the whole store, one pass per iteration (at most ``n_passes``; it
+        stops when the squared centroid shift falls below ``tol`` times the
+        mean feature variance of the first batch). Each pass maps the shards
+        with ``joblib.Parallel(n_jobs=n_jobs)`` under the active joblib
+        backend (local processes by default, ``parallel_backend("ray")`` or
+        ``("dask")`` on a cluster): a task assigns the rows of its shard to
+        the nearest centroid and returns the per-cluster sums and counts
+        (float64), from which the new centroids are computed; an empty
+        cluster keeps its centroid. One run, initialised (``init``) from the
+        first ``batch_size`` rows; ``n_init`` is not used. A last pass
+        computes the inertia. ``n_jobs=1`` runs the same passes in this
+        process and every ``n_jobs`` gives the same model (shard sums added in
+        shard order; tested to ``rtol=1e-5``). Another source (an iterable of
+        batches) is read in this process. ``partial_fit`` and in-memory
+        ``fit`` ignore it.
 
     Attributes
     ----------
@@ -327,6 +366,7 @@ default="k-means++"
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_passes": [Interval(Integral, 1, None, closed="left")],
         "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
+        "n_jobs": [Integral, None],
     }
     _torch_native = True
     _iterative = True
@@ -347,6 +387,7 @@ default="k-means++"
         batch_size=1024,
         n_passes=10,
         max_bytes=None,
+        n_jobs=None,
     ):
         self.n_concepts = n_concepts
         self.membership = membership
@@ -361,6 +402,7 @@ default="k-means++"
         self.batch_size = batch_size
         self.n_passes = n_passes
         self.max_bytes = max_bytes
+        self.n_jobs = n_jobs
 
     def _max_concepts(self, n_samples, n_features):
         return n_samples
@@ -401,6 +443,71 @@ default="k-means++"
         stats["rows"] = stats.get("rows", 0) + len(X)
         self._set_temperature(stats["inertia"], stats["rows"])
         super()._track_batch(X, stats)
+
+    def _fit_shards(self, source):
+        """Lloyd's k-means of a batch source by shard maps (``n_jobs``)."""
+        X0 = self._shard_start(source)
+        k, d = self.n_concepts, X0.shape[1]
+        rng = check_random_state(self.random_state)
+        init = self.init
+        if isinstance(init, str) and init == "k-means++":
+            centers, _ = kmeans_plusplus(X0, k, random_state=rng)
+        elif isinstance(init, str):  # "random"
+            centers = X0[rng.choice(len(X0), k, replace=False)]
+        else:
+            centers = np.asarray(init, dtype=np.float32)
+            if centers.shape != (k, d):
+                raise ValueError(
+                    f"init has shape {centers.shape}, but KMeansConcepts expects "
+                    f"(n_concepts, n_features) = ({k}, {d})."
+                )
+        centers = np.asarray(centers, dtype=np.float64)
+        tol_abs = float(self.tol * X0.var(axis=0, dtype=np.float64).mean())
+        n_iter = 0
+        with self._shard_pool() as parallel:  # one pool of workers for all passes
+            for n_iter in range(1, self.n_passes + 1):
+                sums, counts, _ = sum_stats(
+                    self._map_shards(
+                        _lloyd_sums, source, (centers.astype(np.float32),), parallel
+                    )
+                )
+                new = centers.copy()
+                filled = counts > 0
+                new[filled] = sums[filled] / counts[filled, None]
+                shift = float(((new - centers) ** 2).sum())
+                centers = new
+                if shift <= tol_abs:
+                    break
+            centers = centers.astype(np.float32)
+            _, counts, inertia = sum_stats(
+                self._map_shards(_lloyd_sums, source, (centers,), parallel)
+            )
+            self._set_temperature(float(inertia), int(counts.sum()))
+            self.components_ = np.ascontiguousarray(centers)
+            sse = None
+            if self.membership == "soft":
+                est = self._make_estimator()
+                est.cluster_centers_ = centers
+                self.estimator_ = est
+                (sse,) = sum_stats(
+                    self._map_shards(_soft_sse, source, (self,), parallel)
+                )
+        n = int(counts.sum())
+        est = self._make_estimator()
+        est.cluster_centers_ = centers
+        est.inertia_ = float(inertia)
+        est.n_iter_ = n_iter
+        est.n_features_in_ = d
+        est._n_features_out = k
+        est._n_threads = _openmp_effective_n_threads()
+        self.estimator_ = est
+        self._read_fitted()
+        self.n_iter_ = n_iter
+        self._set_temperature(float(inertia), n)
+        if sse is None:  # hard membership: each row reconstructed by its centroid
+            sse = max(float(inertia), 0.0)
+        self.reconstruction_err_ = float(np.sqrt(sse))
+        self._finish_stream({})
 
     def _fit_torch(self, X):
         init = self.init

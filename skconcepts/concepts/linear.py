@@ -31,8 +31,9 @@ from skconcepts.concepts._sklearn_wrapper import (
     SklearnConceptsMixin,
     sklearn_constraints,
 )
-from skconcepts.concepts._streaming import StreamingConceptsMixin
+from skconcepts.concepts._streaming import StreamingConceptsMixin, sum_stats
 from skconcepts.utils._torch import to_numpy, to_tensor, torch_generator
+from skconcepts.utils._validation import check_n_concepts
 
 __all__ = [
     "PCAConcepts",
@@ -61,6 +62,15 @@ def _svd_flip_rows(Vt):
     signs = torch.sign(Vt[rows, Vt.abs().argmax(dim=1)])  # (k,)
     signs[signs == 0] = 1
     return Vt * signs[:, None]
+
+
+def _pca_moments(X, shift):
+    """Moments of one batch for the shard-parallel PCA: ``(n, sum, X^T X)``.
+
+    Of the rows shifted by ``shift``, in float64.
+    """
+    Xs = X.astype(np.float64) - shift  # (m, d)
+    return len(X), Xs.sum(axis=0), Xs.T @ Xs
 
 
 def _randomized_svd_torch(X, k, *, n_oversamples, n_iter, generator):
@@ -260,6 +270,20 @@ default="auto"
         batches) and when ``transform`` or ``score`` read one.
         ``None`` (the default) shows it only when stderr is an interactive
         terminal or a notebook (tqdm's rule); ``True`` always, ``False`` never.
+    n_jobs : int or None, default=None
+        Shard-parallel ``fit`` of an :class:`~skconcepts.ActivationStore`.
+        ``None``: the incremental SVD above. An int: one map over the shards,
+        each task summing the moments of its shard (row count, sum and
+        ``X^T X`` of the rows, in float64, shifted by the mean of the first
+        batch), run by ``joblib.Parallel(n_jobs=n_jobs)`` under the active
+        joblib backend (local processes by default, ``parallel_backend("ray")``
+        or ``("dask")`` on a cluster); the components are then the top
+        eigenvectors of the covariance, i.e. the exact PCA of the store (up to
+        float64 rounding). ``n_jobs=1`` runs the same map in this process and
+        every ``n_jobs`` gives the same model: the shard sums are added in
+        shard order (tested to ``rtol=1e-5``). Needs ``n_features^2`` float64
+        per worker. Another source (an iterable of batches) is read in this
+        process. ``partial_fit`` and in-memory ``fit`` ignore it.
 
     Attributes
     ----------
@@ -274,7 +298,8 @@ default="auto"
     estimator_ : sklearn.decomposition.PCA or IncrementalPCA
         The fitted scikit-learn estimator (``mean_``, ``explained_variance_``,
         ``explained_variance_ratio_``, ``singular_values_``, ...);
-        an ``IncrementalPCA`` after ``partial_fit`` or a streamed ``fit``.
+        an ``IncrementalPCA`` after ``partial_fit`` or a streamed ``fit``
+        (a ``PCA`` holding the results of a shard-parallel ``fit``).
     n_iter_ : int
         After ``partial_fit`` or a ``fit`` that streamed a batch source: the
         passes over the data, each ``partial_fit`` call counting one.
@@ -331,6 +356,7 @@ default="auto"
         "batch_size": _STREAM["batch_size"],
         "progress": _STREAM["progress"],
         **_MAX_BYTES,
+        "n_jobs": [Integral, None],
     }
 
     def __init__(
@@ -347,6 +373,7 @@ default="auto"
         batch_size=1024,
         max_bytes=None,
         progress=None,
+        n_jobs=None,
     ):
         self.n_concepts = n_concepts
         self.whiten = whiten
@@ -359,6 +386,7 @@ default="auto"
         self.batch_size = batch_size
         self.max_bytes = max_bytes
         self.progress = progress
+        self.n_jobs = n_jobs
 
     def _max_concepts(self, n_samples, n_features):
         if n_samples < 2:
@@ -372,6 +400,42 @@ default="auto"
 
     def _stream_n_passes(self):
         return 1  # the incremental SVD takes one pass
+
+    def _fit_shards(self, source):
+        """Exact PCA of a batch source from per-shard moments (``n_jobs``)."""
+        X0 = self._shard_start(source)
+        shift = X0.mean(axis=0, dtype=np.float64)  # (d,): keeps the sums small
+        n, s, S = sum_stats(self._map_shards(_pca_moments, source, (shift,)))
+        if n < 2:
+            self._max_concepts(n, X0.shape[1])  # raises the clear error
+        k, d = self.n_concepts, X0.shape[1]
+        check_n_concepts(
+            k, self._max_concepts(n, d), why=f"n_samples = {n}, n_features = {d}"
+        )
+        m = s / n  # (d,)
+        cov = (S - n * np.outer(m, m)) / (n - 1)  # (d, d)
+        cov = (cov + cov.T) / 2
+        evals, evecs = np.linalg.eigh(cov)  # ascending
+        evals = np.clip(evals[::-1], 0, None)
+        top = np.ascontiguousarray(evecs[:, ::-1][:, :k].T)  # (k, d)
+        components = to_numpy(_svd_flip_rows(torch.from_numpy(top)))
+        est = self._make_estimator()
+        f32 = np.float32  # as sklearn's PCA fitted on float32 rows
+        est.components_ = np.ascontiguousarray(components, dtype=f32)
+        est.mean_ = (shift + m).astype(f32)
+        est.n_components_ = k
+        est.n_samples_ = int(n)
+        est.n_features_in_ = d
+        est.explained_variance_ = evals[:k].astype(f32)
+        total = float(evals.sum())
+        ratio = evals[:k] / total if total > 0 else evals[:k]
+        est.explained_variance_ratio_ = ratio.astype(f32)
+        est.singular_values_ = np.sqrt(evals[:k] * (n - 1)).astype(f32)
+        est.noise_variance_ = f32(evals[k:].mean() if k < d else 0.0)
+        self.estimator_ = est
+        self._read_fitted()
+        self.n_iter_ = 1
+        self._finish_stream({})
 
     def _fit_torch(self, X):
         return _pca_torch(

@@ -11,10 +11,17 @@ state (the global torch seed is restored afterwards).
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
-__all__ = ["ARCHITECTURES", "HEADS", "make_tiny_model", "make_tiny_tokenizer"]
+__all__ = [
+    "ARCHITECTURES",
+    "HEADS",
+    "FileForwardCounter",
+    "make_tiny_model",
+    "make_tiny_tokenizer",
+]
 
 #: architectures :func:`make_tiny_model` builds
 ARCHITECTURES = ("bert", "gpt2", "llama", "qwen2", "gpt_neox")
@@ -231,3 +238,47 @@ def make_tiny_model(
     finally:
         hf_logging.set_verbosity(verbosity)
     return model.eval(), tokenizer
+
+
+class FileForwardCounter:
+    """A forward hook that appends the batch size of every call to a file.
+
+    Picklable (a module-level class holding a path), so a model that carries it
+    counts its forward passes in every process it is sent to (the workers of
+    ``GridSearchCV(n_jobs=...)``): register it on the embeddings module, and
+    :meth:`total` sums the lines, i.e. the texts that went through the model.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (appended to; created if needed).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from skconcepts.utils._testing import FileForwardCounter, make_tiny_model
+    >>> model, tok = make_tiny_model("bert")
+    >>> counter = FileForwardCounter(os.path.join(tempfile.mkdtemp(), "n.txt"))
+    >>> handle = model.embeddings.register_forward_hook(counter)
+    >>> _ = model(**tok(["a", "b c"], return_tensors="pt", padding=True))
+    >>> counter.total()
+    2
+    >>> handle.remove()
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __call__(self, module, args, output):
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, f"{int(output.shape[0])}\n".encode())
+        finally:
+            os.close(fd)
+
+    def total(self):
+        """Texts counted so far, in all processes (0 if none)."""
+        if not os.path.exists(self.path):
+            return 0
+        with open(self.path, encoding="utf-8") as f:
+            return sum(int(line) for line in f if line.strip())

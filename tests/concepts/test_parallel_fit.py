@@ -1,0 +1,202 @@
+"""Shard-parallel fits of a store (``n_jobs``): loky and Ray give the n_jobs=1 model.
+
+Stated tolerance: shard statistics are summed in shard order whatever
+``n_jobs``, so ``n_jobs=k`` differs from ``n_jobs=1`` only by the rounding of
+per-process numerical kernels: components within ``rtol=1e-5`` (1e-4 for the
+NMFs, whose codes come from an iterative solver), ``atol`` scaled to the data.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from joblib import parallel_backend
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+
+from skconcepts.concepts import (
+    DictionaryLearningConcepts,
+    KMeansConcepts,
+    NMFConcepts,
+    PCAConcepts,
+    SemiNMFConcepts,
+)
+from skconcepts.concepts._streaming import as_batch_source, map_shards
+from skconcepts.preprocessing import ActivationScaler
+from skconcepts.store import write_array_store
+
+N, D, K = 1600, 12, 4
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(K, D)) * 6
+    labels = rng.integers(0, K, N)
+    X = (centers[labels] + rng.normal(size=(N, D)) + 3).astype(np.float32)
+    return X
+
+
+@pytest.fixture(scope="module")
+def stores(data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stores")
+    signed = write_array_store(data, folder / "signed", shard_rows=300)
+    positive = write_array_store(np.abs(data), folder / "positive", shard_rows=300)
+    assert signed.n_shards == 6
+    return {"signed": signed, "positive": positive}
+
+
+def _estimators():
+    common = {"random_state": 0, "batch_size": 200}
+    return [
+        ("pca", PCAConcepts(K, batch_size=200), "signed"),
+        ("kmeans", KMeansConcepts(K, **common), "signed"),
+        ("kmeans-soft", KMeansConcepts(K, membership="soft", **common), "signed"),
+        ("nmf", NMFConcepts(K, n_passes=4, **common), "positive"),
+        ("seminmf", SemiNMFConcepts(K, n_passes=4, **common), "signed"),
+    ]
+
+
+IDS = [name for name, _, _ in _estimators()]
+
+
+def _fitted(est, store, n_jobs):
+    return est.set_params(n_jobs=n_jobs).fit(store)
+
+
+def _assert_same_model(a, b, name):
+    rtol = 1e-4 if "nmf" in name else 1e-5
+    scale = float(np.abs(a.components_).max())
+    np.testing.assert_allclose(
+        b.components_, a.components_, rtol=rtol, atol=rtol * scale
+    )
+    assert b.n_iter_ == a.n_iter_
+    if hasattr(a, "reconstruction_err_"):
+        np.testing.assert_allclose(
+            b.reconstruction_err_, a.reconstruction_err_, rtol=rtol
+        )
+
+
+@pytest.fixture(scope="module")
+def serial(stores):
+    return {name: _fitted(est, stores[kind], 1) for name, est, kind in _estimators()}
+
+
+@pytest.mark.parametrize("index", range(len(IDS)), ids=IDS)
+def test_loky_n_jobs_2_equals_n_jobs_1(index, stores, serial):
+    name, est, kind = _estimators()[index]
+    parallel = _fitted(est, stores[kind], 2)
+    _assert_same_model(serial[name], parallel, name)
+
+
+def test_pca_n_jobs_is_the_exact_pca(data, stores):
+    # 3 components: the 3 directions between the 4 blobs (well separated
+    # eigenvalues; the 4th lies in the isotropic noise)
+    ref = PCA(3).fit(data.astype(np.float64))
+    pca = PCAConcepts(3, batch_size=200, n_jobs=1).fit(stores["signed"])
+    assert type(pca.estimator_).__name__ == "PCA"
+    np.testing.assert_allclose(pca.components_, ref.components_, atol=1e-5)
+    np.testing.assert_allclose(pca.estimator_.mean_, ref.mean_, rtol=1e-6)
+    np.testing.assert_allclose(
+        pca.estimator_.explained_variance_, ref.explained_variance_, rtol=1e-5
+    )
+    np.testing.assert_allclose(pca.transform(data), ref.transform(data), atol=1e-3)
+
+
+def test_kmeans_n_jobs_is_lloyd(data, stores):
+    init = data[:200][[0, 1, 2, 3]]
+    ours = KMeansConcepts(K, init=init, n_passes=50, tol=0, n_jobs=1).fit(
+        stores["signed"]
+    )
+    ref = KMeans(K, init=init, n_init=1, tol=0, max_iter=50).fit(data)
+    order = np.argsort(ours.components_[:, 0])
+    ref_order = np.argsort(ref.cluster_centers_[:, 0])
+    np.testing.assert_allclose(
+        ours.components_[order], ref.cluster_centers_[ref_order], atol=1e-4
+    )
+    np.testing.assert_allclose(ours.estimator_.inertia_, ref.inertia_, rtol=1e-5)
+    assert ours.reconstruction_err_ == pytest.approx(np.sqrt(ref.inertia_), rel=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["norm", "standard"])
+def test_scaler_store_fit_matches_in_memory(strategy, data, stores):
+    ref = ActivationScaler(strategy).fit(data)
+    one = ActivationScaler(strategy, n_jobs=1).fit(stores["signed"])
+    two = ActivationScaler(strategy, n_jobs=2).fit(stores["signed"])
+    np.testing.assert_allclose(one.mean_, ref.mean_, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(one.scale_, ref.scale_, rtol=1e-10)
+    np.testing.assert_allclose(two.mean_, one.mean_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(two.scale_, one.scale_, rtol=1e-10)
+    assert one.n_features_in_ == D
+    np.testing.assert_allclose(one.transform(data), ref.transform(data), atol=1e-5)
+
+
+def test_nmf_n_jobs_refuses_negative_values(stores):
+    with pytest.raises(ValueError, match="Negative values .* NMFConcepts.fit"):
+        NMFConcepts(K, n_jobs=1).fit(stores["signed"])
+
+
+def test_non_store_source_is_read_in_process_with_a_warning(data, serial):
+    batches = [data[i : i + 300] for i in range(0, N, 300)]
+    with pytest.warns(UserWarning, match="n_jobs=2 maps the shards of an Activ"):
+        pca = PCAConcepts(K, batch_size=200, n_jobs=2).fit(batches)
+    np.testing.assert_allclose(pca.components_, serial["pca"].components_, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PCAConcepts(K, batch_size=200, n_jobs=1).fit(batches)
+    with pytest.raises(ValueError, match="one-shot iterator can be read once"):
+        KMeansConcepts(K, n_jobs=1).fit(iter(batches))
+
+
+def test_map_shards_sends_paths_not_rows(stores):
+    """Each task gets the store's path and a row range; results in shard order."""
+    source = as_batch_source(stores["signed"])
+    parts = map_shards(_first_row, source, n_jobs=1, batch_size=1000, owner="test")
+    assert len(parts) == 6
+    store = stores["signed"]
+    for i, (first,) in enumerate(parts):
+        np.testing.assert_array_equal(first[0], store[300 * i])
+
+
+def _first_row(X):
+    return (X[:1].copy(),) if len(X) else (np.zeros((0, D)),)
+
+
+def test_estimators_without_shard_maps_refuse_n_jobs():
+    with pytest.raises(ValueError, match="Invalid parameter 'n_jobs'"):
+        DictionaryLearningConcepts(K).set_params(n_jobs=2)
+
+
+def test_n_jobs_none_keeps_the_online_fit(stores):
+    pca = PCAConcepts(K, batch_size=200).fit(stores["signed"])
+    assert type(pca.estimator_).__name__ == "IncrementalPCA"
+    km = KMeansConcepts(K, batch_size=200, random_state=0).fit(stores["signed"])
+    assert type(km.estimator_).__name__ == "MiniBatchKMeans"
+
+
+# ------------------------------------------------------------------------ Ray
+@pytest.fixture(scope="module")
+def ray_backend():
+    ray = pytest.importorskip("ray")
+    from ray.util.joblib import register_ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    register_ray()
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("index", range(len(IDS)), ids=IDS)
+def test_ray_n_jobs_2_equals_n_jobs_1(index, stores, serial, ray_backend):
+    name, est, kind = _estimators()[index]
+    with parallel_backend("ray"):
+        parallel = _fitted(est, stores[kind], 2)
+    _assert_same_model(serial[name], parallel, name)
+
+
+def test_ray_scaler(data, stores, ray_backend):
+    one = ActivationScaler("standard", n_jobs=1).fit(stores["signed"])
+    with parallel_backend("ray"):
+        two = ActivationScaler("standard", n_jobs=2).fit(stores["signed"])
+    np.testing.assert_allclose(two.mean_, one.mean_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(two.scale_, one.scale_, rtol=1e-10)
