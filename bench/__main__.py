@@ -41,8 +41,7 @@ def main(argv=None):
         nargs="*",
         default=None,
         help="sections: extraction factorization gridsearch attribution sae store "
-        "distributed",
-        "parallel",
+        "distributed parallel",
     )
     args = parser.parse_args(argv)
     quick = not args.full

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from skconcepts.exceptions import TruncationWarning
+from skconcepts.utils._progress import progress_bar
 
 __all__ = ["ConceptLabeler", "DEFAULT_PROMPT"]
 
@@ -209,11 +209,11 @@ language model: "lovely", "great".
             self.build_prompt(units, words.get(c)) for c, units in concepts
         ]
         labels = []
-        bar = tqdm(
+        bar = progress_bar(
             list(zip(concepts, self.prompts_)),
+            progress=self.progress,
             desc="ConceptLabeler.label",
             unit="concept",
-            disable=None if self.progress is None else not self.progress,
         )
         for (_, units), text in bar:
             labels.append(self._label_one(text) or ", ".join(units[:3]))

@@ -543,9 +543,9 @@ def map_shards(
         for lo, hi in ranges
     ]
     parts = []
-    with tqdm(
+    with progress_bar(
         total=len(ranges),
-        disable=not progress,
+        progress=progress,
         unit="shard",
         desc=desc or f"{owner}.fit",
     ) as bar:
