@@ -67,14 +67,8 @@ html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 1,
     "navigation_with_keys": False,
-    # the page's table of contents on the right only where it is useful;
-    # gallery pages and the API pages use the whole width
-    "secondary_sidebar_items": {
-        "**": ["page-toc"],
-        "auto_examples/**": [],
-        "generated/**": [],
-        "index": [],
-    },
+    # the page's table of contents on the right, except on the front page
+    "secondary_sidebar_items": {"**": ["page-toc"], "index": []},
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version", "theme-version"],
 }

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.pipeline import make_pipeline
 
 from skconcepts import (
-    PCAConcepts,
+    KMeansConcepts,
     SemiNMFConcepts,
     SplitPointActivations,
     TopKInputs,
@@ -61,9 +61,9 @@ for concept, tokens in top.items():
 # ------------------------------------
 # Larger stores are made by repeating the rows
 # (:func:`~skconcepts.write_array_store`). For each, the peak memory that
-# Python allocates (``tracemalloc``) while fitting ``PCAConcepts``, an
-# incremental PCA that streams in batches of 1 024 rows, from the store,
-# against loading the store into memory first and fitting on the array.
+# Python allocates (``tracemalloc``) while fitting ``KMeansConcepts`` from the
+# store (mini-batch k-means: passes of batches of 1 024 rows), against loading
+# the store into memory first and fitting on the array.
 X = store.to_numpy()
 
 
@@ -81,8 +81,14 @@ for repeat in (1, 2, 4, 8):
         np.tile(X, (repeat, 1)), folder / f"x{repeat}", shard_rows=2000
     )
     sizes.append(big.shape[0] * big.shape[1] * 4)
-    streamed.append(peak_bytes(lambda: PCAConcepts(n_concepts=8).fit(big)))
-    in_memory.append(peak_bytes(lambda: PCAConcepts(n_concepts=8).fit(big.to_numpy())))
+    streamed.append(
+        peak_bytes(lambda: KMeansConcepts(n_concepts=8, random_state=0).fit(big))
+    )
+    in_memory.append(
+        peak_bytes(
+            lambda: KMeansConcepts(n_concepts=8, random_state=0).fit(big.to_numpy())
+        )
+    )
     print(
         f"store {format_bytes(sizes[-1])}: streaming peak "
         f"{format_bytes(streamed[-1])}, in memory {format_bytes(in_memory[-1])}"
