@@ -1015,7 +1015,8 @@ default="token"
         Shares the loaded model, tokenizer and cache; only the split point
         (and the split module) differ.
         """
-        view = copy.copy(self)
+        view = object.__new__(type(self))  # not copy.copy: it would pickle
+        view.__dict__.update(self.__dict__)
         view.split_point = split_point
         if resolved is None:
             resolved = resolve_split_module(self.model_, split_point)
