@@ -13,6 +13,7 @@ transform.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 
@@ -28,6 +29,7 @@ MULTI = [1, 3, 5]
 def naive_extraction(model, tokenizer, texts, batch_size=64):
     """Full forward pass with all hidden states, as a user would write it."""
     rows = []
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             enc = tokenizer(
@@ -36,10 +38,11 @@ def naive_extraction(model, tokenizer, texts, batch_size=64):
                 return_tensors="pt",
                 return_special_tokens_mask=True,
             )
-            special = enc.pop("special_tokens_mask").bool()
+            special = enc.pop("special_tokens_mask").bool().to(device)
+            enc = enc.to(device)
             hidden = model(**enc, output_hidden_states=True).hidden_states[SPLIT + 1]
             rows.append(hidden[enc["attention_mask"].bool() & ~special])
-    return torch.cat(rows).numpy()
+    return torch.cat(rows).cpu().numpy()
 
 
 def extractor(model, tokenizer, **kw):
@@ -142,10 +145,44 @@ _PROFILE = (
 )
 
 
+def _gpu_rows(quick, device):
+    """Extraction on a GPU (bench/gpu_check.sh): ours vs the naive forward."""
+    from skconcepts.datasets import load_embedded_model
+
+    model, tokenizer = load_embedded_model()
+    model = model.to(device)
+    texts, source = load_texts(2000)
+    name = torch.cuda.get_device_name(0)
+    ours(model, tokenizer, texts[:64], device=device)  # warm-up
+    t_naive, X_ref = timed(naive_extraction, model, tokenizer, texts, repeat=2)
+    rows = []
+    for dtype in ("float32", "bfloat16"):
+        t, X = timed(
+            ours, model, tokenizer, texts, repeat=2, device=device, model_dtype=dtype
+        )
+        err = float(np.abs(X - X_ref).max())
+        rows.append(
+            row(
+                f"GPU ({name}). extraction {dtype} model, MiniLM split 3, "
+                f"{len(X)} rows ({source})",
+                t,
+                "full forward fp32 on the GPU, output_hidden_states, batch 64",
+                t_naive,
+                quality=f"max abs diff {err:.1e}",
+                target="faster than the naive forward",
+                met=t_naive / t > 1.0,
+            )
+        )
+    return rows, {"X": X_ref, "texts": texts}
+
+
 def run(quick=True):
     from skconcepts import SplitPointActivations
     from skconcepts.datasets import embedded_model_path, load_embedded_model
 
+    device = os.environ.get("SKCONCEPTS_BENCH_DEVICE", "cpu")
+    if device != "cpu":
+        return _gpu_rows(quick, device)
     t_load, _ = timed(
         lambda: SplitPointActivations(split_point=SPLIT, cache=False).fit(), repeat=1
     )
