@@ -214,8 +214,10 @@ def run(quick=True):
         )
     )
     if _interpreto_available():
+        # interpreto wraps the model it is given: its own copy, loaded before
+        own_model, own_tokenizer = load_embedded_model()
         t_int, X_int = timed(
-            interpreto_extraction, model, tokenizer, texts, repeat=repeat
+            interpreto_extraction, own_model, own_tokenizer, texts, repeat=repeat
         )
         same = X_int.shape == X.shape
         q = f"max abs diff {np.abs(X_int - X).max():.1e}" if same else "rows differ"

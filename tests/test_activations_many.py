@@ -148,3 +148,19 @@ def test_extract_to_store_one_store_per_split_point(minilm, tmp_path):
     np.testing.assert_array_equal(again[0][:], stores[0][:])
     with pytest.raises(SplitPointError, match="twice"):
         extract_to_store(acts, TEXTS, tmp_path / "bad", split_points=[0, 0])
+
+
+def test_extract_to_store_split_points_resumes_each_store(minilm, tmp_path):
+    # the store of split point 0 exists already (complete): only 2 is written
+    done = extract_to_store(
+        make(minilm, split_point=0), TEXTS, tmp_path / "encoder.layer.0", shard_rows=8
+    )
+    before = done.manifest
+    stores = extract_to_store(
+        make(minilm), TEXTS, tmp_path, shard_rows=8, split_points=[0, 2]
+    )
+    assert stores[0].manifest == before
+    single = extract_to_store(
+        make(minilm, split_point=2), TEXTS, tmp_path / "single", shard_rows=8
+    )
+    np.testing.assert_array_equal(stores[2][:], single[:])
