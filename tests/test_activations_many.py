@@ -164,3 +164,12 @@ def test_extract_to_store_split_points_resumes_each_store(minilm, tmp_path):
         make(minilm, split_point=2), TEXTS, tmp_path / "single", shard_rows=8
     )
     np.testing.assert_array_equal(stores[2][:], single[:])
+
+
+def test_extract_to_store_with_progress_and_a_model_object(minilm, tmp_path):
+    # progress=True made extract_to_store copy the extractor through the
+    # pickling protocol, which failed for a model given as an object
+    acts = make(minilm, split_point=0, progress=True).fit()
+    store = extract_to_store(acts, TEXTS, tmp_path / "s", split_points=None)
+    np.testing.assert_allclose(store[:], acts.transform(TEXTS), rtol=0, atol=1e-5)
+    assert acts.progress is True

@@ -10,7 +10,6 @@ a rerun with anything else is refused.
 
 from __future__ import annotations
 
-import copy
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -157,8 +156,12 @@ def extract_to_store(
     except NotFittedError:
         extractor.fit(texts)
     if getattr(extractor, "progress", False):  # one bar here, not one a chunk
-        extractor = copy.copy(extractor)
-        extractor.progress = False
+        # a shallow copy of the attributes: copy.copy would go through the
+        # pickling protocol, which drops (and reloads) the loaded model
+        quiet = object.__new__(type(extractor))
+        quiet.__dict__.update(extractor.__dict__)
+        quiet.progress = False
+        extractor = quiet
     if split_points is None:
         targets = [(None, extractor, Path(path))]
     else:
