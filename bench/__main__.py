@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 import traceback
 from pathlib import Path
@@ -43,7 +44,13 @@ def main(argv=None):
         help="sections: extraction factorization gridsearch attribution sae store "
         "distributed parallel",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="device of the extraction rows (cuda: see bench/gpu_check.sh)",
+    )
     args = parser.parse_args(argv)
+    os.environ["SKCONCEPTS_BENCH_DEVICE"] = args.device
     quick = not args.full
     wanted = set(
         args.only

@@ -29,7 +29,9 @@ from skconcepts.exceptions import SplitPointError
 __all__ = [
     "list_block_names",
     "resolve_split_module",
+    "resolve_split_modules",
     "stop_after",
+    "stop_after_all",
     "replace_output",
     "CapturedOutput",
 ]
@@ -168,6 +170,121 @@ def resolve_split_module(
         f"(a dotted module path), got {type(split_point).__name__}; valid block "
         f"names: {_block_names_or_empty(model)}."
     )
+
+
+def resolve_split_modules(model: torch.nn.Module, split_points) -> list:
+    """Resolve several split points to ``[(dotted name, module), ...]``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A transformers model, with or without a head.
+    split_points : list of int or str
+        Split points as :func:`resolve_split_module` takes them, at least one,
+        each naming a different module (``3`` and ``-3`` of a six-block model,
+        or ``3`` and ``"encoder.layer.3"``, are the same module: refused).
+
+    Returns
+    -------
+    resolved : list of (str, torch.nn.Module)
+        One pair per split point, in the order given.
+
+    Raises
+    ------
+    SplitPointError
+        (a ``ValueError``) for an empty list, a wrong element (the message
+        names its position and lists the valid choices) or a duplicate.
+
+    Examples
+    --------
+    >>> from skconcepts.datasets import load_embedded_model
+    >>> from skconcepts._split import resolve_split_modules
+    >>> model, _ = load_embedded_model()
+    >>> [name for name, _ in resolve_split_modules(model, [1, "encoder.layer.3"])]
+    ['encoder.layer.1', 'encoder.layer.3']
+    """
+    if isinstance(split_points, (str, bytes)) or not hasattr(split_points, "__iter__"):
+        raise SplitPointError(
+            f"split_points={split_points!r} must be a list of split points "
+            "(ints or dotted module paths), e.g. split_points=[1, 3, 5]."
+        )
+    split_points = list(split_points)
+    if not split_points:
+        raise SplitPointError(
+            "split_points=[] is empty; give at least one split point, e.g. "
+            "split_points=[1, 3, 5]."
+        )
+    resolved, seen = [], {}
+    for i, point in enumerate(split_points):
+        try:
+            name, module = resolve_split_module(model, point)
+        except SplitPointError as exc:
+            raise SplitPointError(f"split_points[{i}]: {exc}") from None
+        if name in seen:
+            j = seen[name]
+            raise SplitPointError(
+                f"split_points={split_points!r} names the module {name!r} twice "
+                f"(split_points[{j}]={split_points[j]!r} and "
+                f"split_points[{i}]={point!r}); give each split point once."
+            )
+        seen[name] = i
+        resolved.append((name, module))
+    return resolved
+
+
+@contextlib.contextmanager
+def stop_after_all(modules):
+    """Capture the outputs of several modules; stop once all have run.
+
+    The several-module version of :func:`stop_after`: each module's first
+    output (element 0 of a tuple) is stored, and the forward pass ends right
+    after the last of them to run (the deepest), so no later module runs.
+
+    Parameters
+    ----------
+    modules : list of torch.nn.Module
+        Distinct modules of one model.
+
+    Yields
+    ------
+    captured : list of CapturedOutput
+        One holder per module, in the order given; read after the block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skconcepts._split import stop_after_all
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(4, 2))
+    >>> with stop_after_all([net[1], net[0]]) as captured:
+    ...     net(torch.ones(2, 3))
+    >>> [tuple(c.output.shape) for c in captured]
+    [(2, 4), (2, 4)]
+    """
+    captured = [CapturedOutput() for _ in modules]
+    thread = threading.get_ident()
+    remaining = [len(captured)]
+
+    def make_hook(holder):
+        def hook(mod, args, output):
+            if threading.get_ident() != thread or holder.output is not None:
+                return None
+            holder.output = _first(output)
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                raise _StopForward
+            return None
+
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(c)) for m, c in zip(modules, captured)]
+    try:
+        yield captured
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _block_names_or_empty(model):

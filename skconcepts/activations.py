@@ -36,7 +36,12 @@ from skconcepts._granularity import (
     unit_index,
     units_table,
 )
-from skconcepts._split import resolve_split_module, stop_after
+from skconcepts._split import (
+    resolve_split_module,
+    resolve_split_modules,
+    stop_after,
+    stop_after_all,
+)
 from skconcepts.datasets import embedded_model_path
 from skconcepts.exceptions import (
     TokenizerMismatchError,
@@ -184,12 +189,17 @@ default="token"
         special tokens is refused. ``transform`` emits one
         :class:`~skconcepts.exceptions.TruncationWarning` that counts the
         truncated texts.
-    batch_size : int, default=32
-        Most texts per forward pass.
-    max_tokens_per_batch : int or None, default=None
+    batch_size : int, default=128
+        Most texts per forward pass (also the texts per chunk of
+        :func:`~skconcepts.store.extract_to_store`).
+    max_tokens_per_batch : int or None, default=8192
         Also cap a batch at this many tokens, padding included (a token
         budget: many short texts or few long ones per batch). A single text
-        longer than the budget is a batch of its own.
+        longer than the budget is a batch of its own; ``None``: no budget.
+        Large batches keep the matrix products of the model efficient (on a
+        CPU a product of a few hundred rows runs far below the machine's
+        rate); lower both to bound memory on large models. Rows do not depend
+        on the batch beyond float rounding (about 1e-5).
     sort_by_length : bool, default=True
         Batch texts of similar length together (less padding); results come
         back in the input order.
@@ -316,8 +326,8 @@ default="token"
         aggregation="mean",
         exclude_special_tokens=True,
         max_length=None,
-        batch_size=32,
-        max_tokens_per_batch=None,
+        batch_size=128,
+        max_tokens_per_batch=8192,
         sort_by_length=True,
         device="cpu",
         dtype="float32",
@@ -483,6 +493,60 @@ default="token"
         from skconcepts.store import extract_to_store
 
         return extract_to_store(self, X, path, **kwargs)
+
+    def transform_many(self, X, split_points):
+        """Activations at several split points, from one forward pass per batch.
+
+        Every batch runs the model once, up to the deepest of the split points
+        (nothing after it runs), and reads each split module's output on the
+        way. Each array equals ``transform(X)`` of this estimator with
+        ``split_point`` set to that split point (all other parameters kept).
+
+        Parameters
+        ----------
+        X : list of str
+            The texts, as for :meth:`transform`.
+        split_points : list of int or str
+            The split points (block indices or dotted module paths, as
+            ``split_point`` takes them); each must name a different module.
+            ``split_point`` itself is ignored.
+
+        Returns
+        -------
+        activations : dict
+            ``{split point: array}``, keyed by the split points as given, in
+            their order; each array is what :meth:`transform` returns at that
+            split point. The units (:meth:`units`) are the same for all.
+
+        Raises
+        ------
+        SplitPointError
+            (a ``ValueError``) for an empty list, an unknown split point
+            (naming its position) or two naming the same module.
+
+        Examples
+        --------
+        >>> from skconcepts import SplitPointActivations
+        >>> acts = SplitPointActivations(granularity="sample").fit()
+        >>> out = acts.transform_many(["a good film", "dull"], split_points=[1, 3])
+        >>> {k: v.shape for k, v in out.items()}
+        {1: (2, 384), 3: (2, 384)}
+        """
+        check_is_fitted(self)
+        texts = check_texts(X, name="X")
+        rows: dict = {}
+        for _, by_point, _ in self.iter_batches_many(texts, split_points):
+            for point, text_rows in by_point.items():
+                rows.setdefault(point, []).extend(text_rows)
+        out = {}
+        for point in split_points:
+            got = rows.get(point) or [torch.zeros(0, self._at(point)._feature_dim())]
+            cat = torch.cat(got)
+            if self.dtype == "bfloat16":
+                out[point] = cat.to(torch.bfloat16)
+            else:
+                out[point] = cat.numpy().astype(self.dtype, copy=False)
+        return out
 
     def clear_cache(self):
         """Empty the activation cache shared with clones.
@@ -879,14 +943,169 @@ default="token"
                 )
         finally:
             bar.close()
+        self._warn_stats(len(texts), n_truncated, n_unknown, n_tokens, n_overflow, peak)
+
+    def iter_batches_many(
+        self, texts, split_points, *, use_cache=None, chunk_size=None
+    ):
+        """Stream the activations of ``texts`` at several split points.
+
+        :meth:`iter_batches` for several split points read from one forward
+        pass per batch (stopping after the deepest); see
+        :meth:`transform_many`.
+
+        Parameters
+        ----------
+        texts : list of str
+            The texts.
+        split_points : list of int or str
+            Distinct split points, as :meth:`transform_many` takes them.
+        use_cache : bool or None, default=None
+            Read and fill the shared cache (one entry per text and split
+            point); ``None`` follows ``self.cache``.
+        chunk_size : int or None, default=None
+            Texts per chunk (default 4096).
+
+        Yields
+        ------
+        indices : ndarray of shape (n_chunk,), dtype int64
+            Positions of the chunk's texts in ``texts`` (consecutive).
+        rows : dict
+            ``{split point: list of torch.Tensor}``: per split point, per text,
+            its rows (read-only, as in :meth:`iter_batches`).
+        spans : list of ndarray
+            Per text, the character spans of its rows (the same at every
+            split point).
+
+        Examples
+        --------
+        >>> from skconcepts import SplitPointActivations
+        >>> acts = SplitPointActivations(granularity="sample").fit()
+        >>> for idx, rows, spans in acts.iter_batches_many(["dull"], [0, 2]):
+        ...     print(idx.tolist(), {k: tuple(v[0].shape) for k, v in rows.items()})
+        [0] {0: (1, 384), 2: (1, 384)}
+        """
+        check_is_fitted(self)
+        texts = check_texts(texts, name="texts")
+        resolved = resolve_split_modules(self.model_, split_points)
+        points = list(split_points)
+        views = [self._at(p, resolved=r) for p, r in zip(points, resolved)]
+        use_cache = self.cache if use_cache is None else use_cache
+        cache = self._shared_state().cache if use_cache else None
+        keys = [v._config_key() for v in views]
+        chunk_size = chunk_size or _CHUNK_TEXTS
+        n_truncated = n_unknown = n_tokens = n_overflow = 0
+        peak = 0.0
+        bar = progress_bar(
+            total=len(texts),
+            progress=self.progress,
+            desc="SplitPointActivations",
+            unit="text",
+        )
+        try:
+            for start in range(0, len(texts), chunk_size):
+                chunk = texts[start : start + chunk_size]
+                results = [{} for _ in views]
+                todo = []
+                for text in dict.fromkeys(chunk):
+                    hits = (
+                        [cache.get((k, text)) for k in keys]
+                        if cache is not None
+                        else [None]
+                    )
+                    if all(h is not None for h in hits):
+                        for res, hit in zip(results, hits):
+                            res[text] = hit
+                    else:
+                        todo.append(text)
+                pending = set(todo)
+                bar.update(sum(1 for t in chunk if t not in pending))
+                computed = self._compute_many(views, todo, bar)
+                for key, res, comp in zip(keys, results, computed):
+                    if cache is not None:
+                        cache.update(((key, t), r) for t, r in comp.items())
+                    res.update(comp)
+                first = [results[0][t] for t in chunk]
+                n_truncated += sum(r.truncated for r in first)
+                n_unknown += sum(r.n_unknown for r in first)
+                n_tokens += sum(r.n_tokens for r in first)
+                by_point = {}
+                for point, res in zip(points, results):
+                    per_text = [res[t] for t in chunk]
+                    n_overflow += sum(r.n_overflow for r in per_text)
+                    peak = max([peak, *(r.peak for r in per_text)])
+                    by_point[point] = [r.rows for r in per_text]
+                yield (
+                    np.arange(start, start + len(chunk)),
+                    by_point,
+                    [r.spans for r in first],
+                )
+        finally:
+            bar.close()
+        self._warn_stats(len(texts), n_truncated, n_unknown, n_tokens, n_overflow, peak)
+
+    def _at(self, split_point, resolved=None):
+        """A view of this fitted estimator at another split point.
+
+        Shares the loaded model, tokenizer and cache; only the split point
+        (and the split module) differ.
+        """
+        view = object.__new__(type(self))  # not copy.copy: it would pickle
+        view.__dict__.update(self.__dict__)
+        view.split_point = split_point
+        if resolved is None:
+            resolved = resolve_split_module(self.model_, split_point)
+        view.split_module_name_, view._split_module = resolved
+        view._shared = self._shared_state()
+        return view
+
+    def _compute_many(self, views, texts, bar=None):
+        """Run the model once per batch for several split points (views)."""
+        if not texts:
+            return [{} for _ in views]
+        encodings = self.encode(texts)
+        lengths = [len(e.ids) for e in encodings]
+        results = [{} for _ in views]
+        modules = [v._split_module for v in views]
+        for batch in self._batches(lengths):
+            batch_texts = [texts[i] for i in batch]
+            batch_encs = [encodings[i] for i in batch]
+            meta = self._batch_meta(batch_texts, batch_encs)
+            if meta[1] == 0:
+                per_view = [v._empty_results(meta) for v in views]
+            else:
+                hiddens = self._forward_many(batch_encs, meta[1], views, modules)
+                per_view = [
+                    v._results_from_hidden(h, meta) for v, h in zip(views, hiddens)
+                ]
+            for res, view_results in zip(results, per_view):
+                res.update(zip(batch_texts, view_results))
+            if bar is not None:
+                bar.update(len(batch))
+        return results
+
+    def _forward_many(self, encodings, width, views, modules):
+        """One right-padded forward pass stopped after the deepest module."""
+        model = self.model_
+        inputs = pad_encodings(self.tokenizer_, encodings, self.device_, width=width)
+        with torch.inference_mode(), _eval_mode(model):
+            with stop_after_all(modules) as captured:
+                model(**inputs, use_cache=False)
+        return [
+            view._check_hidden(c.output, len(encodings), width)
+            for view, c in zip(views, captured)
+        ]
+
+    def _warn_stats(self, n_texts, n_truncated, n_unknown, n_tokens, n_overflow, peak):
+        """The warnings of one streaming call (truncation, overflow, unknown)."""
         if n_truncated:
             warnings.warn(
-                f"{n_truncated} of {len(texts)} texts were longer than "
+                f"{n_truncated} of {n_texts} texts were longer than "
                 f"max_length={self.max_length_} tokens and were truncated; their "
                 "rows cover only the first tokens. Raise max_length (up to the "
                 "model's limit) to keep more.",
                 TruncationWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         if n_overflow:
             warnings.warn(
@@ -894,7 +1113,7 @@ default="token"
                 "exceed the float16 range (65504) and became inf; use "
                 "dtype='bfloat16' or 'float32' to keep them.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         if n_unknown > _MAX_UNKNOWN_FRACTION * n_tokens:
             warnings.warn(
@@ -905,7 +1124,7 @@ default="token"
                 "(tokenizer=...) and that the texts are in a language and script "
                 "it covers.",
                 UnknownTokensWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _batches(self, lengths):
@@ -991,19 +1210,31 @@ default="token"
 
     def _run_batch(self, texts, encodings):
         """Forward one batch up to the split point; rows per text."""
+        meta = self._batch_meta(texts, encodings)
+        if meta[1] == 0:  # only texts without tokens: nothing to run
+            return self._empty_results(meta)
+        hidden = self._forward(encodings, meta[1])  # (B, T, d) float32
+        return self._results_from_hidden(hidden, meta)
+
+    def _batch_meta(self, texts, encodings):
+        """``(units, width, truncated, counts)`` of a batch (no model run)."""
         units = [self._unit_index(t, e) for t, e in zip(texts, encodings)]
         width = max(len(e.ids) for e in encodings)
         truncated = [len(e.overflowing) > 0 for e in encodings]
         counts = [self._count_unknown(e) for e in encodings]
-        if width == 0:  # only texts without tokens: nothing to run
-            d = self._feature_dim()
-            return [
-                _TextResult(
-                    torch.zeros(len(s), d, dtype=self._storage_dtype()), s, tr, *c
-                )
-                for (_, s), tr, c in zip(units, truncated, counts)
-            ]
-        hidden = self._forward(encodings, width)  # (B, T, d) float32
+        return units, width, truncated, counts
+
+    def _empty_results(self, meta):
+        units, _, truncated, counts = meta
+        d = self._feature_dim()
+        return [
+            _TextResult(torch.zeros(len(s), d, dtype=self._storage_dtype()), s, tr, *c)
+            for (_, s), tr, c in zip(units, truncated, counts)
+        ]
+
+    def _results_from_hidden(self, hidden, meta):
+        """Rows per text of a batch from the split output ``(B, T, d)``."""
+        units, _, truncated, counts = meta
         # unit id of every position of the batch, numbered across the batch
         unit_ids = torch.full(hidden.shape[:2], -1, dtype=torch.long)  # (B, T)
         offset = 0
@@ -1054,7 +1285,11 @@ default="token"
         with torch.inference_mode(), _eval_mode(model):
             with stop_after(self._split_module) as captured:
                 model(**inputs, use_cache=False)
-        hidden = captured.output
+        return self._check_hidden(captured.output, n, width)
+
+    def _check_hidden(self, hidden, n, width):
+        """The split output as a float32 ``(B, T, d)`` tensor, checked."""
+        model = self.model_
         if hidden is None:
             raise RuntimeError(
                 f"The split module {self.split_module_name_!r} did not run during "

@@ -11,7 +11,7 @@ import torch
 from sklearn.base import clone
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
-from skconcepts._granularity import aggregate
+from skconcepts._granularity import aggregate, units_table
 from skconcepts._pipeline import preprocess, split_pipeline
 from skconcepts._rerun import frozen_model
 from skconcepts._split import stop_after
@@ -847,18 +847,26 @@ def _batches_from_vocabulary(parts, ids, tokens, batch_size):
 
 
 def _batches_from_texts(parts, texts, batch_size):
-    """Yield ``(C, units)`` per batch of texts, running the model batch by batch."""
+    """Yield ``(C, T, units)`` per batch of texts, running the model in chunks.
+
+    Each chunk of ``batch_size`` texts is one ``iter_batches`` chunk: one
+    tokenisation, the extractor's own length-sorted batches, and the units
+    from the same pass (no second encoding); the concept estimator runs once
+    per chunk. Texts without units yield nothing, as on the ``activations=``
+    path.
+    """
     extractor = parts.extractor
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        X = extractor.transform(chunk)
-        units = extractor.units(chunk)
-        _check_units(units, X.shape[0], "SplitPointActivations.transform")
-        if X.shape[0] == 0:  # only texts without units (e.g. empty): nothing
-            continue  # to encode, as on the ``activations=`` path
-        units = units[_UNIT_COLUMNS].copy()
-        units["sample"] = units["sample"].to_numpy() + start
-        yield (*_encode(parts, X), units)
+    for idx, rows, spans in extractor.iter_batches(texts, chunk_size=batch_size):
+        start, n = int(idx[0]), len(spans)
+        if not any(len(s) for s in spans):
+            continue
+        X = torch.cat(rows)
+        if extractor.dtype != "bfloat16":
+            X = X.numpy().astype(extractor.dtype, copy=False)
+        C, T = _encode(parts, X)
+        units = units_table(texts[start : start + n], spans, offset=start)
+        units = units[_UNIT_COLUMNS]
+        yield C, T, units.reset_index(drop=True)
 
 
 def _batches_from_activations(parts, texts, activations, batch_size):

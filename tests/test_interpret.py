@@ -120,13 +120,14 @@ def test_activation_store_is_streamed(pca_pipe, texts, tmp_path):
 
 def test_streams_one_batch_of_texts_at_a_time(pca_pipe, texts, monkeypatch):
     sizes = []
-    transform = pca_pipe[0].transform
+    iter_batches = pca_pipe[0].iter_batches
 
-    def spy(batch):
-        sizes.append(len(batch))
-        return transform(batch)
+    def spy(batch, **kwargs):  # one model pass per chunk of batch_size texts
+        for chunk in iter_batches(batch, **kwargs):
+            sizes.append(len(chunk[0]))
+            yield chunk
 
-    monkeypatch.setattr(pca_pipe[0], "transform", spy)
+    monkeypatch.setattr(pca_pipe[0], "iter_batches", spy)
     TopKInputs(k=2, batch_size=10, progress=True).interpret(pca_pipe, texts)
     assert sizes == [10, 10, 4]
 

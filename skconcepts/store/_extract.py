@@ -10,13 +10,15 @@ a rerun with anything else is refused.
 
 from __future__ import annotations
 
-import copy
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
 
 from skconcepts._granularity import units_table
+from skconcepts._split import resolve_split_modules
 from skconcepts.store._format import (
     _check_dtype,
     _check_positive_int,
@@ -64,6 +66,7 @@ def extract_to_store(
     overwrite=False,
     progress=None,
     engine="local",
+    split_points=None,
 ):
     """Write the activations of texts to an on-disk store, resumably.
 
@@ -103,11 +106,21 @@ def extract_to_store(
         :func:`skconcepts.distributed.extract_to_store_ray` with its defaults
         (call it directly to choose workers, CPUs and GPUs); the store is the
         same.
+    split_points : list of int or str or None, default=None
+        Several split points read from the same forward passes (see
+        :meth:`SplitPointActivations.transform_many
+        <skconcepts.SplitPointActivations.transform_many>`): one store per
+        split point is written in the subfolder of ``path`` named after its
+        module (e.g. ``path/encoder.layer.3``), each equal to the store of a
+        separate run at that split point. ``None``: one store at ``path``, at
+        the extractor's ``split_point``. Duplicates or unknown split points
+        raise :class:`~skconcepts.exceptions.SplitPointError`.
 
     Returns
     -------
-    store : ActivationStore
-        The complete store.
+    store : ActivationStore or dict
+        The complete store; with ``split_points``, ``{split point: store}`` in
+        the order given.
 
     Raises
     ------
@@ -132,9 +145,18 @@ def extract_to_store(
     ((59, 384), 2)
     >>> store.units().columns.tolist()
     ['sample', 'unit', 'start', 'end', 'text']
+    >>> stores = extract_to_store(acts, texts, f"{folder.name}/many",
+    ...                           split_points=[0, 2])
+    >>> {k: v.shape for k, v in stores.items()}
+    {0: (59, 384), 2: (59, 384)}
     >>> folder.cleanup()
     """
     if engine == "ray":
+        if split_points is not None:
+            raise ValueError(
+                "split_points is not supported with engine='ray' yet; run "
+                "extract_to_store_ray once per split point, or use engine='local'."
+            )
         return extract_to_store_ray(
             extractor,
             texts,
@@ -161,43 +183,138 @@ def extract_to_store(
     except NotFittedError:
         extractor.fit(texts)
     if getattr(extractor, "progress", False):  # one bar here, not one a chunk
-        extractor = copy.copy(extractor)
-        extractor.progress = False
+        # a shallow copy of the attributes: copy.copy would go through the
+        # pickling protocol, which drops (and reloads) the loaded model
+        quiet = object.__new__(type(extractor))
+        quiet.__dict__.update(extractor.__dict__)
+        quiet.progress = False
+        extractor = quiet
+    if split_points is None:
+        targets = [(None, extractor, Path(path))]
+    else:
+        resolved = resolve_split_modules(extractor.model_, split_points)
+        targets = [
+            (point, extractor._at(point, resolved=r), Path(path) / r[0])
+            for point, r in zip(split_points, resolved)
+        ]
     chunk = int(getattr(extractor, "batch_size", None) or 32)
-    header = {
-        "kind": "activations",
-        "source": _extractor_source(extractor),
-        "dtype": dtype,
-        "shard_rows": shard_rows,
-        "chunk_texts": chunk,
-        "n_texts": len(texts),
-        "texts_sha256": _hash_texts(texts),
-    }
-    writer = _StoreWriter(
-        path,
-        header,
-        compare=("kind", "source", "dtype", "shard_rows", "n_texts", "texts_sha256"),
-        overwrite=overwrite,
-        texts=texts,
-    )
+    writers = []
     try:
-        chunk = writer.manifest["chunk_texts"]  # a resumed store keeps its chunks
-        start = writer.next_text
-        if writer.manifest["complete"]:
-            return ActivationStore(writer.path)
+        for _, view, folder in targets:
+            header = {
+                "kind": "activations",
+                "source": _extractor_source(view),
+                "dtype": dtype,
+                "shard_rows": shard_rows,
+                "chunk_texts": chunk,
+                "n_texts": len(texts),
+                "texts_sha256": _hash_texts(texts),
+            }
+            writers.append(
+                _StoreWriter(
+                    folder,
+                    header,
+                    compare=(
+                        "kind",
+                        "source",
+                        "dtype",
+                        "shard_rows",
+                        "n_texts",
+                        "texts_sha256",
+                    ),
+                    overwrite=overwrite,
+                    texts=texts,
+                )
+            )
+        _fill_stores(
+            extractor,
+            texts,
+            writers,
+            [point for point, _, _ in targets] if split_points is not None else None,
+            shard_rows,
+            dtype,
+            progress,
+        )
+        stores = [
+            ActivationStore(w.path) if w.manifest["complete"] else w.finish()
+            for w in writers
+        ]
+    finally:
+        for w in writers:
+            w.release()
+    if split_points is None:
+        return stores[0]
+    return {point: store for (point, _, _), store in zip(targets, stores)}
 
-        pieces, frames, first, n_rows = [], [], start, 0
-        limit = _resolve_shard_rows(shard_rows, writer.manifest["n_features"], dtype)
 
-        def flush(stop):
-            units = pd.concat(frames, ignore_index=True)
-            writer.write_shard(
+class _ShardBuilder:
+    """Rows of one store collected until a shard is full, then published."""
+
+    def __init__(self, writer, texts, shard_rows, dtype, submit):
+        self.writer, self.texts, self.dtype = writer, texts, dtype
+        # a complete store takes nothing more
+        self.start = len(texts) if writer.manifest["complete"] else writer.next_text
+        self.first = self.start
+        self.limit = _resolve_shard_rows(
+            shard_rows, writer.manifest["n_features"], dtype
+        )
+        self.pieces, self.frames, self.n_rows = [], [], 0
+        self.submit = submit
+
+    def add(self, pieces, units, a, b):
+        """Add the rows of texts ``[a, b)`` (skipped if already stored)."""
+        if a < self.start:
+            return
+        self.pieces += pieces
+        self.frames.append(units)
+        self.n_rows += len(units)
+        if self.limit is None and self.pieces:
+            self.limit = _resolve_shard_rows(None, self.pieces[0].shape[1], self.dtype)
+        if self.limit is not None and self.n_rows >= self.limit:
+            self.flush(b)
+
+    def flush(self, stop):
+        if not self.frames:
+            return
+        pieces, frames, first = self.pieces, self.frames, self.first
+        self.pieces, self.frames, self.first, self.n_rows = [], [], stop, 0
+        texts_sha256 = _hash_texts(self.texts[first:stop])
+
+        def write():
+            self.writer.write_shard(
                 pieces,
-                units=units,
+                units=pd.concat(frames, ignore_index=True),
                 texts=(first, stop),
-                texts_sha256=_hash_texts(texts[first:stop]),
+                texts_sha256=texts_sha256,
             )
 
+        self.submit(write)
+
+
+def _fill_stores(extractor, texts, writers, points, shard_rows, dtype, progress):
+    """Extract the texts once and write them to every (incomplete) writer.
+
+    Shards are written by one background thread while the next chunk is
+    computed (at most one write waits, so memory stays bounded).
+    """
+    chunks = {w.manifest["chunk_texts"] for w in writers}
+    if len(chunks) > 1:
+        raise ValueError(
+            f"The stores at {[str(w.path) for w in writers]} were started with "
+            f"different chunk sizes {sorted(chunks)}; pass overwrite=True to "
+            "write them again."
+        )
+    chunk = chunks.pop()
+    pending = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+
+        def submit(fn):
+            while pending:  # at most one write in flight
+                pending.pop(0).result()
+            pending.append(pool.submit(fn))
+
+        builders = [_ShardBuilder(w, texts, shard_rows, dtype, submit) for w in writers]
+        start = min((b.start for b in builders), default=len(texts))
         with progress_bar(
             total=len(texts),
             initial=start,
@@ -207,18 +324,32 @@ def extract_to_store(
         ) as bar:
             for a in range(start, len(texts), chunk):
                 b = min(a + chunk, len(texts))
-                chunk_pieces, units = _extract_chunk(extractor, texts[a:b], a, dtype)
-                pieces += chunk_pieces
-                frames.append(units)
-                n_rows += len(units)
-                if limit is None and pieces:
-                    limit = _resolve_shard_rows(None, pieces[0].shape[1], dtype)
-                if limit is not None and n_rows >= limit:
-                    flush(b)
-                    pieces, frames, first, n_rows = [], [], b, 0
+                by_builder, units = _extract_chunk_many(
+                    extractor, texts[a:b], a, dtype, points
+                )
+                for builder, pieces in zip(builders, by_builder):
+                    builder.add(pieces, units, a, b)
                 bar.update(b - a)
-            if frames:
-                flush(len(texts))
-        return writer.finish()
-    finally:
-        writer.release()
+            for builder in builders:
+                if builder.start < len(texts):
+                    builder.flush(len(texts))
+            while pending:
+                pending.pop(0).result()
+
+
+def _extract_chunk_many(extractor, texts, offset, dtype, points):
+    """Rows per builder (stored dtype) and the units table of one chunk."""
+    if points is None:
+        pieces, units = _extract_chunk(extractor, texts, offset, dtype)
+        return [pieces], units
+    rows = {p: [] for p in points}
+    spans = []
+    for _, by_point, text_spans in extractor.iter_batches_many(
+        texts, points, use_cache=False, chunk_size=len(texts)
+    ):
+        for p in points:
+            rows[p] += by_point[p]
+        spans += text_spans
+    units = units_table(texts, spans, offset=offset)
+    per_point = [[_to_storage(torch.cat(rows[p]), dtype, check=True)] for p in points]
+    return per_point, units
