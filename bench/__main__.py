@@ -40,13 +40,22 @@ def main(argv=None):
         "--only",
         nargs="*",
         default=None,
-        help="sections: extraction factorization gridsearch attribution sae store",
+        help="sections: extraction factorization gridsearch attribution sae store "
+        "quality",
     )
     args = parser.parse_args(argv)
     quick = not args.full
     wanted = set(
         args.only
-        or ["extraction", "factorization", "gridsearch", "attribution", "sae", "store"]
+        or [
+            "extraction",
+            "factorization",
+            "gridsearch",
+            "attribution",
+            "sae",
+            "store",
+            "quality",
+        ]
     )
     rows: list = []
     t_start = time.perf_counter()
@@ -66,7 +75,7 @@ def main(argv=None):
         from bench import bench_gridsearch
 
         _section("gridsearch", lambda: bench_gridsearch.run(quick), rows)
-    for name in ("attribution", "sae", "store"):
+    for name in ("attribution", "sae", "store", "quality"):
         if name in wanted:
             _section(name, lambda n=name: _optional(f"bench.bench_{n}", quick), rows)
 
