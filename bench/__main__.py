@@ -42,7 +42,7 @@ def main(argv=None):
         nargs="*",
         default=None,
         help="sections: extraction factorization gridsearch attribution sae store "
-        "distributed parallel",
+        "distributed parallel quality",
     )
     parser.add_argument(
         "--device",
@@ -63,6 +63,7 @@ def main(argv=None):
             "store",
             "distributed",
             "parallel",
+            "quality",
         ]
     )
     rows: list = []
@@ -83,7 +84,7 @@ def main(argv=None):
         from bench import bench_gridsearch
 
         _section("gridsearch", lambda: bench_gridsearch.run(quick), rows)
-    for name in ("attribution", "sae", "store", "distributed", "parallel"):
+    for name in ("attribution", "sae", "store", "distributed", "parallel", "quality"):
         if name in wanted:
             _section(name, lambda n=name: _optional(f"bench.bench_{n}", quick), rows)
 

@@ -52,6 +52,8 @@ __all__ = [
     "least_squares_dictionary",
     "nnls_codes",
     "codes_and_error",
+    "top_k_codes",
+    "top_k_refine",
     "nmf_hals",
     "semi_nmf_als",
     "convex_nmf_pg",
@@ -385,16 +387,94 @@ def nnls_codes(
     return out
 
 
-def codes_and_error(X, D, *, progress=None):
+def codes_and_error(X, D, *, progress=None, top_k=None):
     """Final codes of the training rows and their squared error.
 
-    The codes are ``nnls_codes(X, D)``, exactly what ``transform`` returns, so
+    The codes are ``top_k_codes(X, D, top_k)`` (``nnls_codes`` when ``top_k`` is
+    ``None``), exactly what ``transform`` returns, so
     ``fit_transform(X)`` equals ``fit(X).transform(X)``; the error is computed
     from Gram matrices (float64 0-d reductions, no reconstruction).
     """
-    Z = nnls_codes(X, D, progress=progress)  # (n, k)
+    Z = top_k_codes(X, D, top_k, progress=progress)  # (n, k)
     M, N = Z.T @ X, Z.T @ Z  # (k, d), (k, k)
     return Z, float(squared_error(sum_squares(X), M, N, D))
+
+
+def top_k_codes(X, D, top_k, *, max_sweeps=NNLS_MAX_SWEEPS, progress=False):
+    """Codes with at most ``top_k`` non-zero entries per row (``top_k=None``: all).
+
+    Each row's support is the ``top_k`` largest entries of its dense codes
+    (:func:`nnls_codes`); the codes are then re-solved as the non-negative least
+    squares problem restricted to that support (HALS sweeps with the other entries
+    held at zero, same stopping rule). A row's codes depend on that row only.
+
+    Returns
+    -------
+    Z : torch.Tensor of shape (n, k)
+    """
+    Z = nnls_codes(X, D, max_sweeps=max_sweeps, progress=progress)  # (n, k)
+    k = D.shape[0]
+    if top_k is None or top_k >= k:
+        return Z
+    idx = Z.topk(top_k, dim=1).indices  # (n, top_k)
+    mask = torch.zeros_like(Z).scatter_(1, idx, 1.0)  # (n, k)
+    B = D @ D.T  # (k, k)
+    for start in range(0, Z.shape[0], NNLS_BATCH):
+        stop = start + NNLS_BATCH
+        Ct = D @ X[start:stop].T  # (k, m)
+        Mt = mask[start:stop].T.contiguous()  # (k, m)
+        Zt = (Z[start:stop].T * Mt).contiguous()
+        for _ in range(0, max_sweeps, CHECK_EVERY):
+            old = Zt.clone()
+            _masked_hals_sweeps_(Zt, Ct, B, Mt, CHECK_EVERY)
+            change = (Zt - old).abs().amax()
+            if float(change) <= NNLS_TOL * float(Zt.abs().amax().clamp(min=1e-30)):
+                break
+        Z[start:stop] = Zt.T
+    return Z
+
+
+def _masked_hals_sweeps_(Zt, Ct, B, Mt, n_sweeps):
+    """:func:`hals_sweeps_` with the entries where ``Mt == 0`` held at zero."""
+    inv = _safe_reciprocal(torch.diagonal(B))  # (k,)
+    buf = Zt.new_empty(Zt.shape[1])
+    ZtT = Zt.T  # (m, k) view
+    for _ in range(n_sweeps):
+        for j in range(Zt.shape[0]):
+            torch.addmv(Ct[j], ZtT, B[j], alpha=-1.0, out=buf)
+            Zt[j].addcmul_(buf, inv[j]).clamp_(min=0.0).mul_(Mt[j])
+    return Zt
+
+
+def top_k_refine(X, D, top_k, dict_step, *, n_iter=20):
+    """Alternate :func:`top_k_codes` and ``dict_step(M, N, D)`` from dictionary ``D``.
+
+    The dictionary of a dense fit is adapted to codes with at most ``top_k``
+    non-zero entries per row (``n_iter`` alternations, each one codes step and
+    one dictionary step on the atoms some row uses; an atom no row uses keeps its
+    value). Atoms are rescaled to unit norm after each step, which leaves the
+    objective unchanged and keeps rarely used atoms from blowing up. Returns the
+    dictionary (k, d).
+    """
+    D = _unit_rows(D)
+    for _ in range(n_iter):
+        Z = top_k_codes(X, D, top_k)  # (n, k)
+        M, N = Z.T @ X, Z.T @ Z  # (k, d), (k, k)
+        usage = N.diagonal()
+        live = usage > 1e-10 * torch.clamp(usage.max(), min=1e-30)  # (k,)
+        D_new = D.clone()
+        D_new[live] = dict_step(M[live], N[live][:, live], D[live])
+        D_new = _unit_rows(D_new)
+        bad = ~torch.isfinite(D_new).all(dim=1)  # an ill-conditioned step: keep
+        D_new[bad] = D[bad]
+        D = D_new
+    return D
+
+
+def _unit_rows(D):
+    """Rows scaled to unit norm (the codes absorb the scale); zero rows kept."""
+    norms = torch.linalg.vector_norm(D, dim=1, keepdim=True)  # (k, 1)
+    return D * _safe_reciprocal(norms)
 
 
 # ------------------------------------------------------------- extrapolation

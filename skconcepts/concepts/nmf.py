@@ -90,10 +90,18 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
                 result = self._fit_overcomplete(X, generator)
         else:
             result = self._fit_torch(X, generator)
-        self.components_ = np.ascontiguousarray(to_numpy(result.components))
+        top_k = self._top_k()
+        components = result.components
+        if top_k is not None and top_k < self.n_concepts:
+            components = _solvers.top_k_refine(
+                X, components, top_k, self._refine_step, n_iter=self._refine_iter
+            )
+        self.components_ = np.ascontiguousarray(to_numpy(components))
         # the codes of the training rows are exactly what transform returns
         D = torch.as_tensor(self.components_, device=device)
-        codes, sq_error = _solvers.codes_and_error(X, D, progress=self.progress)
+        codes, sq_error = _solvers.codes_and_error(
+            X, D, progress=self.progress, top_k=top_k
+        )
         self.n_iter_ = int(result.n_iter)
         self.reconstruction_err_ = float(np.sqrt(max(sq_error, 0.0)))
         return codes
@@ -103,10 +111,28 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
         X = _as_tensor(X, device)
         self._check_input_values(X, "transform")
         D = torch.as_tensor(np.ascontiguousarray(self.components_), device=device)
-        return _solvers.nnls_codes(X, D, progress=self.progress)
+        return _solvers.top_k_codes(X, D, self._top_k(), progress=self.progress)
 
     def _check_input_values(self, X, method):
         """Hook: NMF rejects negative values."""
+
+    #: alternations of sparse codes and dictionary after the dense fit (top_k)
+    _refine_iter = 20
+
+    def _top_k(self):
+        """``top_k`` checked against ``n_concepts`` (``None``: dense codes)."""
+        top_k = getattr(self, "top_k", None)
+        if top_k is not None and top_k > self.n_concepts:
+            raise ValueError(
+                f"top_k={top_k} is larger than n_concepts={self.n_concepts}: a row "
+                f"cannot have more active concepts than there are concepts. Use "
+                f"top_k <= {self.n_concepts}, or top_k=None for dense codes."
+            )
+        return top_k
+
+    def _refine_step(self, M, N, D):
+        """Dictionary step of the sparse refinement (``M = Z^T X``, ``N = Z^T Z``)."""
+        return _solvers.least_squares_dictionary(M, N)
 
 
 class _OnlineNMFMixin(StreamingConceptsMixin):
@@ -132,7 +158,7 @@ class _OnlineNMFMixin(StreamingConceptsMixin):
             self._stream_stats = (np.zeros((k, k)), np.zeros((k, d)))
         else:
             D = torch.as_tensor(self.components_, device=device)
-        Z = _solvers.nnls_codes(X, D)  # (m, k), as transform
+        Z = _solvers.top_k_codes(X, D, self._top_k())  # (m, k), as transform
         A, B = self._stream_stats
         A += to_numpy(Z.T @ Z, dtype=np.float64)
         B += to_numpy(Z.T @ X, dtype=np.float64)
@@ -189,7 +215,7 @@ def _nmf_pass_stats(X, D, estimator):
     return Z64.T @ Z64, Z64.T @ X64, float(np.sum(R * R))
 
 
-def _constraints(solvers, inits, streaming=False):
+def _constraints(solvers, inits, streaming=False, top_k=False):
     """``_parameter_constraints`` of a subclass with its solver and init names."""
     constraints = {
         **ConceptMixin._parameter_constraints,
@@ -202,6 +228,8 @@ def _constraints(solvers, inits, streaming=False):
         "progress": ["boolean", None],
         "max_bytes": [Interval(Integral, 0, None, closed="left"), None],
     }
+    if top_k:
+        constraints["top_k"] = [Interval(Integral, 1, None, closed="left"), None]
     if streaming:
         constraints.update(
             batch_size=[Interval(Integral, 1, None, closed="left")],
@@ -329,6 +357,20 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         model (shard sums added in shard order; tested to ``rtol=1e-4``).
         Another source (an iterable of batches) is read in this process.
         ``partial_fit`` and in-memory ``fit`` ignore it.
+    top_k : int or None, default=None
+        Sparsity control: at most ``top_k`` concepts are active (non-zero) in each
+        row's codes. ``None`` (the default) keeps the dense non-negative least
+        squares codes. With an int, ``fit`` first runs the dense fit, then
+        alternates sparse codes and dictionary updates (20 rounds) so that the
+        dictionary suits codes with ``top_k`` active concepts; ``transform``
+        keeps each row's ``top_k`` largest dense codes and re-solves the least
+        squares problem on them. Must be at most ``n_concepts``.
+        ``top_k=2`` gives readable codes: on MiniLM sentence activations of
+        the demo corpus (8 concepts, ``bench/bench_quality.py``) a held-out
+        text's strongest concept names its topic more often (NMF after ReLU:
+        48% to 76%, R² unchanged; semi-NMF: 35% to 55%, R² 0.10 lower), with
+        25% of the concepts active. ``None`` stays the default so that earlier
+        results are unchanged. See the user guide's "Sparse codes" section.
 
     Attributes
     ----------
@@ -409,6 +451,7 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         solvers=("hals", "oc-hals", "oc-mu", "oc-pgd", "oc-anls"),
         inits=("nndsvd", "nndsvda", "nndsvdar", "random"),
         streaming=True,
+        top_k=True,
     )
 
     def __init__(
@@ -427,6 +470,7 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         forget_factor=0.1,
         max_bytes=None,
         n_jobs=None,
+        top_k=None,
     ):
         super().__init__(
             n_concepts,
@@ -443,6 +487,7 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         self.n_passes = n_passes
         self.forget_factor = forget_factor
         self.n_jobs = n_jobs
+        self.top_k = top_k
 
     def _check_input_values(self, X, method):
         low = float(X.amin()) if X.numel() else 0.0
@@ -477,6 +522,9 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         k, d = D.shape
         sweeps = 2 * _solvers.inner_sweeps(k, d)  # as in a step of nmf_hals
         return _solvers.hals_sweeps_(D.clone(), B, A, sweeps)
+
+    def _refine_step(self, M, N, D):
+        return self._dict_step(D, N, M)
 
     def _fit_torch(self, X, generator):
         Zt, D = self._initialize(X, generator)
@@ -614,6 +662,20 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         model (shard sums added in shard order; tested to ``rtol=1e-4``).
         Another source (an iterable of batches) is read in this process.
         ``partial_fit`` and in-memory ``fit`` ignore it.
+    top_k : int or None, default=None
+        Sparsity control: at most ``top_k`` concepts are active (non-zero) in each
+        row's codes. ``None`` (the default) keeps the dense non-negative least
+        squares codes. With an int, ``fit`` first runs the dense fit, then
+        alternates sparse codes and dictionary updates (20 rounds) so that the
+        dictionary suits codes with ``top_k`` active concepts; ``transform``
+        keeps each row's ``top_k`` largest dense codes and re-solves the least
+        squares problem on them. Must be at most ``n_concepts``.
+        ``top_k=2`` gives readable codes: on MiniLM sentence activations of
+        the demo corpus (8 concepts, ``bench/bench_quality.py``) a held-out
+        text's strongest concept names its topic more often (NMF after ReLU:
+        48% to 76%, R² unchanged; semi-NMF: 35% to 55%, R² 0.10 lower), with
+        25% of the concepts active. ``None`` stays the default so that earlier
+        results are unchanged. See the user guide's "Sparse codes" section.
 
     Attributes
     ----------
@@ -687,6 +749,7 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         solvers=("als", "oc-mu", "oc-pgd"),
         inits=("kmeans", "random"),
         streaming=True,
+        top_k=True,
     )
 
     def __init__(
@@ -705,6 +768,7 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         forget_factor=0.1,
         max_bytes=None,
         n_jobs=None,
+        top_k=None,
     ):
         super().__init__(
             n_concepts,
@@ -721,6 +785,7 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         self.n_passes = n_passes
         self.forget_factor = forget_factor
         self.n_jobs = n_jobs
+        self.top_k = top_k
 
     def _initialize(self, X, generator):
         """Initial codes ``Zt`` (k, n)."""
