@@ -33,7 +33,11 @@ from skconcepts._rerun import (
 from skconcepts._split import replace_output, stop_after
 from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import resolve_device
-from skconcepts.utils._validation import check_is_fitted, check_texts
+from skconcepts.utils._validation import (
+    check_concept_indices,
+    check_is_fitted,
+    check_texts,
+)
 
 __all__ = ["concept_output_gradient"]
 
@@ -735,7 +739,7 @@ def input_concept_gradient(
     device = extractor.device_ if device is None else resolve_device(device)
     dtype = model_dtype(model)
     n_concepts = int(np.asarray(parts.concepts.components_).shape[0])
-    affine = _AffineEncoder(parts, _concept_indices(concepts, n_concepts))
+    affine = _AffineEncoder(parts, check_concept_indices(concepts, n_concepts))
     alphas = [1.0] if n_steps is None else [(s + 0.5) / n_steps for s in range(n_steps)]
 
     results = []
@@ -846,27 +850,6 @@ class _AffineEncoder:
                     "the concepts' effect on the outputs."
                 )
         return self.weight[:, self.chosen], self.bias[self.chosen]
-
-
-def _concept_indices(concepts, n_concepts):
-    if concepts is None:
-        return list(range(n_concepts))
-    values = [concepts] if np.ndim(concepts) == 0 else list(np.asarray(concepts))
-    ok = values and all(
-        isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in values
-    )
-    if not ok:
-        raise ValueError(
-            f"concepts={concepts!r} must be an int or a non-empty list of ints "
-            f"(concept indices in [0, {n_concepts - 1}]), or None."
-        )
-    bad = [int(c) for c in values if not 0 <= int(c) < n_concepts]
-    if bad:
-        raise ValueError(
-            f"concepts names concept {bad[0]}, but the pipeline has {n_concepts} "
-            f"concepts; use indices in [0, {n_concepts - 1}]."
-        )
-    return [int(c) for c in values]
 
 
 __all__ += ["input_concept_gradient"]

@@ -38,7 +38,7 @@ from skconcepts._rerun import (
 )
 from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._torch import resolve_device
-from skconcepts.utils._validation import check_texts
+from skconcepts.utils._validation import check_concept_indices, check_texts
 
 __all__ = ["InterventionResult", "concept_intervention", "concept_ablation_effect"]
 
@@ -283,7 +283,7 @@ def concept_ablation_effect(
             "concept to zero or to its mean."
         )
     ctx = _Context(pipeline, texts, output_fn, None, batch_size, device)
-    chosen = _check_concepts(concepts, ctx.n_concepts, "concepts")
+    chosen = check_concept_indices(concepts, ctx.n_concepts, "concepts")
     targets = check_targets(targets, len(ctx.texts))
     means = None
     if ablation == "mean":
@@ -404,27 +404,6 @@ def _n_concepts(estimator):
     return int(np.asarray(estimator.components_).shape[0])
 
 
-def _check_concepts(concepts, n_concepts, name):
-    if concepts is None:
-        return list(range(n_concepts))
-    values = [concepts] if np.ndim(concepts) == 0 else list(np.asarray(concepts))
-    if not values or not all(
-        isinstance(c, (Integral, np.integer)) and not isinstance(c, bool)
-        for c in values
-    ):
-        raise ValueError(
-            f"{name}={concepts!r} must be an int or a non-empty list of ints "
-            f"(concept indices in [0, {n_concepts - 1}])."
-        )
-    bad = [int(c) for c in values if not 0 <= int(c) < n_concepts]
-    if bad:
-        raise ValueError(
-            f"{name} names concept {bad[0]}, but the pipeline has {n_concepts} "
-            f"concepts; use indices in [0, {n_concepts - 1}]."
-        )
-    return [int(c) for c in values]
-
-
 def _check_edits(edits, n_concepts):
     if isinstance(edits, Mapping):
         edits = [edits]
@@ -445,7 +424,9 @@ def _check_edits(edits, n_concepts):
             )
         if "concepts" not in edit:
             raise ValueError(f"{where} has no 'concepts': name the concepts to edit.")
-        concepts = _check_concepts(edit["concepts"], n_concepts, f"{where}['concepts']")
+        concepts = check_concept_indices(
+            edit["concepts"], n_concepts, f"{where}['concepts']"
+        )
         op = edit.get("op")
         if op not in EDIT_OPS:
             raise ValueError(f"{where}['op']={op!r} is not one of {list(EDIT_OPS)}.")

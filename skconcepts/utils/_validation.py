@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -359,3 +360,51 @@ def check_tensor(
             f"{n_features} features as input."
         )
     return X
+
+
+def check_concept_indices(concepts, n_concepts, name="concepts"):
+    """Concept indices as a list of ints; ``None`` means every concept.
+
+    Parameters
+    ----------
+    concepts : int, sequence of int or None
+        Indices of concepts in ``[0, n_concepts)``.
+    n_concepts : int
+        Number of concepts of the fitted estimator.
+    name : str, default="concepts"
+        The argument's name in error messages.
+
+    Returns
+    -------
+    indices : list of int
+
+    Raises
+    ------
+    ValueError
+        For an empty list, a non-integer, or an index out of range; the message
+        names the argument, the value and the valid range.
+
+    Examples
+    --------
+    >>> from skconcepts.utils._validation import check_concept_indices
+    >>> check_concept_indices(None, 3), check_concept_indices(2, 3)
+    ([0, 1, 2], [2])
+    """
+    if concepts is None:
+        return list(range(n_concepts))
+    values = [concepts] if np.ndim(concepts) == 0 else list(np.asarray(concepts))
+    if not values or not all(
+        isinstance(c, (Integral, np.integer)) and not isinstance(c, bool)
+        for c in values
+    ):
+        raise ValueError(
+            f"{name}={concepts!r} must be an int or a non-empty list of ints "
+            f"(concept indices in [0, {n_concepts - 1}]), or None."
+        )
+    bad = [int(c) for c in values if not 0 <= int(c) < n_concepts]
+    if bad:
+        raise ValueError(
+            f"{name} names concept {bad[0]}, but the pipeline has {n_concepts} "
+            f"concepts; use indices in [0, {n_concepts - 1}]."
+        )
+    return [int(c) for c in values]
