@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from skconcepts._granularity import AGGREGATIONS, GRANULARITIES
 from skconcepts._split import replace_output
 from skconcepts.activations import pad_encodings
 
@@ -37,6 +38,7 @@ __all__ = [
     "check_targets",
     "select_outputs",
     "call_output_fn",
+    "rerun_options",
     "output_matrix",
     "head_input",
     "last_token_logits",
@@ -510,3 +512,56 @@ def last_token_logits(outputs, inputs, record):
     last = inputs["attention_mask"].sum(dim=1) - 1  # (B,)
     rows = x[torch.arange(x.shape[0], device=x.device), last]  # (B, d)
     return torch.nn.functional.linear(rows, head.weight, head.bias)
+
+
+def rerun_options(extractor, *, granularity=None, aggregation=None, batch_size=None):
+    """The units and batching of a rerun, with the extractor's defaults, checked.
+
+    Parameters
+    ----------
+    extractor : SplitPointActivations
+        The fitted extractor: ``None`` takes its ``granularity`` and
+        ``batch_size``.
+    granularity : str or None, default=None
+        Units of the result, one of ``GRANULARITIES``.
+    aggregation : str or None, default=None
+        How token values of a unit combine, one of ``AGGREGATIONS``; ``None``
+        is ``"sum"``.
+    batch_size : int or None, default=None
+        Texts per forward pass.
+
+    Returns
+    -------
+    granularity, aggregation, batch_size : str, str, int
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, its value and what it may be.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from skconcepts._rerun import rerun_options
+    >>> rerun_options(SimpleNamespace(granularity="word", batch_size=8))
+    ('word', 'sum', 8)
+    """
+    granularity = extractor.granularity if granularity is None else granularity
+    if granularity not in GRANULARITIES:
+        raise ValueError(
+            f"granularity={granularity!r} is not one of {list(GRANULARITIES)}; "
+            "or pass None to use the granularity of the extractor."
+        )
+    aggregation = "sum" if aggregation is None else aggregation
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(
+            f"aggregation={aggregation!r} is not one of {list(AGGREGATIONS)}."
+        )
+    batch_size = extractor.batch_size if batch_size is None else batch_size
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
+    return granularity, aggregation, int(batch_size)

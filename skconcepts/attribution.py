@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from skconcepts._granularity import AGGREGATIONS, GRANULARITIES, aggregate, unit_index
+from skconcepts._granularity import aggregate, unit_index
 from skconcepts._pipeline import encode, split_pipeline, torch_codec
 from skconcepts._rerun import (
     ConceptSplice,
@@ -28,6 +28,7 @@ from skconcepts._rerun import (
     model_dtype,
     model_inputs,
     rerun,
+    rerun_options,
     select_outputs,
 )
 from skconcepts._split import replace_output, stop_after
@@ -172,20 +173,12 @@ or None, default=None
     texts = check_texts(inputs, name="inputs")
     check_is_fitted(extractor)
     parts = split_pipeline(concepts)
-    granularity = extractor.granularity if granularity is None else granularity
-    if granularity not in GRANULARITIES:
-        raise ValueError(
-            f"granularity={granularity!r} is not one of {list(GRANULARITIES)}; "
-            "or pass None to use the granularity of extractor."
-        )
-    aggregation = "sum" if aggregation is None else aggregation
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(
-            f"aggregation={aggregation!r} is not one of {list(AGGREGATIONS)}."
-        )
-    batch_size = extractor.batch_size if batch_size is None else batch_size
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
+    granularity, aggregation, batch_size = rerun_options(
+        extractor,
+        granularity=granularity,
+        aggregation=aggregation,
+        batch_size=batch_size,
+    )
     if output_fn is not None and not callable(output_fn):
         raise TypeError(
             f"output_fn must be a callable (model outputs -> (batch, n_outputs) "
@@ -712,20 +705,12 @@ def input_concept_gradient(
     texts = check_texts(texts, name="texts")
     parts = split_pipeline(pipeline, require_extractor=True)
     extractor = parts.extractor
-    granularity = extractor.granularity if granularity is None else granularity
-    if granularity not in GRANULARITIES:
-        raise ValueError(
-            f"granularity={granularity!r} is not one of {list(GRANULARITIES)}; "
-            "or pass None to use the granularity of the extractor."
-        )
-    aggregation = "sum" if aggregation is None else aggregation
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(
-            f"aggregation={aggregation!r} is not one of {list(AGGREGATIONS)}."
-        )
-    batch_size = extractor.batch_size if batch_size is None else batch_size
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
+    granularity, aggregation, batch_size = rerun_options(
+        extractor,
+        granularity=granularity,
+        aggregation=aggregation,
+        batch_size=batch_size,
+    )
     if n_steps is not None and (
         not isinstance(n_steps, (int, np.integer)) or n_steps < 1
     ):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from skconcepts._granularity import GRANULARITIES, unit_index
+from skconcepts._granularity import unit_index
 from skconcepts._pipeline import split_pipeline, torch_codec
 from skconcepts._rerun import (
     ConceptSplice,
@@ -34,6 +34,7 @@ from skconcepts._rerun import (
     model_inputs,
     output_matrix,
     rerun,
+    rerun_options,
     select_outputs,
 )
 from skconcepts.utils._progress import progress_bar
@@ -325,15 +326,9 @@ class _Context:
         self.texts = check_texts(texts, name="texts")
         parts = split_pipeline(pipeline, require_extractor=True)
         self.extractor = extractor = parts.extractor
-        self.granularity = extractor.granularity if granularity is None else granularity
-        if self.granularity not in GRANULARITIES:
-            raise ValueError(
-                f"granularity={granularity!r} is not one of {list(GRANULARITIES)}; "
-                "or pass None to use the granularity of the extractor."
-            )
-        self.batch_size = extractor.batch_size if batch_size is None else batch_size
-        if not isinstance(self.batch_size, Integral) or self.batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
+        self.granularity, _, self.batch_size = rerun_options(
+            extractor, granularity=granularity, batch_size=batch_size
+        )
         if output_fn is not None and not callable(output_fn):
             raise TypeError(
                 "output_fn must be a callable (model outputs -> (batch, n_outputs) "

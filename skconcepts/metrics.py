@@ -51,6 +51,7 @@ from skconcepts._rerun import (
     model_dtype,
     model_inputs,
     rerun,
+    rerun_options,
 )
 from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._stats import r2
@@ -801,9 +802,7 @@ def downstream_fidelity(
         raise TypeError(
             f"output_fn must be a callable or None, got {type(output_fn).__name__}."
         )
-    batch_size = extractor.batch_size if batch_size is None else batch_size
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1 or None.")
+    _, _, batch_size = rerun_options(extractor, batch_size=batch_size)
     exclude = (
         extractor.exclude_special_tokens
         if exclude_special_tokens is None
