@@ -52,7 +52,7 @@ def fitted(signed_X, positive_X):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("k", [8, 16])
 def test_nmf_r2_matches_sklearn(positive_X, k):
-    ours = NMFConcepts(n_concepts=k, random_state=0).fit(positive_X)
+    ours = NMFConcepts(n_concepts=k, random_state=0, top_k=None).fit(positive_X)
     ref = NMF(n_components=k, init="nndsvda", solver="cd", max_iter=200, tol=1e-4)
     W = ref.fit_transform(positive_X)
     r2_ref = r2(positive_X, W @ ref.components_)
@@ -66,7 +66,7 @@ def test_nmf_r2_matches_overcomplete(positive_X):
     from overcomplete.optimization import NMF as OcNMF
 
     X = positive_X[:1000]  # same settings: k=8, max_iter=200, tol=1e-4
-    ours = NMFConcepts(n_concepts=8, random_state=0).fit(X)
+    ours = NMFConcepts(n_concepts=8, random_state=0, top_k=None).fit(X)
     torch.manual_seed(0)
     Z, D = OcNMF(8, solver="hals", tol=1e-4).fit(torch.from_numpy(X), max_iter=200)
     r2_ref = r2(X, (Z @ D).numpy())
@@ -77,7 +77,7 @@ def test_semi_nmf_r2_matches_overcomplete(signed_X):
     from overcomplete.optimization import SemiNMF
 
     X = signed_X[:1000]  # same settings: k=8, max_iter=200, tol=1e-4
-    ours = SemiNMFConcepts(n_concepts=8, random_state=0).fit(X)
+    ours = SemiNMFConcepts(n_concepts=8, random_state=0, top_k=None).fit(X)
     torch.manual_seed(0)
     Z, D = SemiNMF(8, tol=1e-4).fit(torch.from_numpy(X), max_iter=200)
     r2_ref = r2(X, (Z @ D).numpy())
@@ -241,7 +241,9 @@ def test_oc_solver_is_overcomplete(positive_X):
     from overcomplete.optimization.nmf import hierarchical_als
 
     X = positive_X[:400]
-    est = NMFConcepts(n_concepts=5, solver="oc-hals", init="nndsvda", max_iter=7)
+    est = NMFConcepts(
+        n_concepts=5, solver="oc-hals", init="nndsvda", max_iter=7, top_k=None
+    )
     est.fit(X)
     Zt, D = S.init_nndsvd(torch.from_numpy(X), 5, "nndsvda")
     _, D_ref = hierarchical_als(torch.from_numpy(X), Zt.T.contiguous(), D, max_iter=7)

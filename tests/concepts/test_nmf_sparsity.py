@@ -41,18 +41,40 @@ def test_top_k_sparse_codes_keep_r2(cls, planted):
 
 
 @pytest.mark.parametrize("cls", SPARSE)
-def test_top_k_none_is_the_dense_default(cls, planted):
+def test_default_top_k_auto_is_two_active_concepts(cls, planted):
     a = cls(n_concepts=6, random_state=0).fit(planted[:300])
-    b = cls(n_concepts=6, random_state=0, top_k=None).fit(planted[:300])
+    b = cls(n_concepts=6, random_state=0, top_k=2).fit(planted[:300])
+    assert a.get_params()["top_k"] == "auto"
     np.testing.assert_array_equal(a.components_, b.components_)
-    assert a.get_params()["top_k"] is None
+    C = a.transform(planted[:300])
+    assert int((C > 0).sum(axis=1).max()) == 2
+
+
+@pytest.mark.parametrize("cls", SPARSE)
+def test_top_k_auto_with_fewer_concepts_is_dense(cls, planted):
+    # "auto" is min(2, n_concepts): one concept is dense, never an error
+    a = cls(n_concepts=1, random_state=0).fit(planted[:100])
+    b = cls(n_concepts=1, random_state=0, top_k=None).fit(planted[:100])
+    np.testing.assert_array_equal(a.components_, b.components_)
 
 
 @pytest.mark.parametrize("cls", SPARSE)
 def test_top_k_equal_n_concepts_is_dense(cls, planted):
-    a = cls(n_concepts=6, random_state=0).fit(planted[:300])
+    a = cls(n_concepts=6, random_state=0, top_k=None).fit(planted[:300])
     b = cls(n_concepts=6, random_state=0, top_k=6).fit(planted[:300])
     np.testing.assert_array_equal(a.components_, b.components_)
+
+
+def test_semi_nmf_init_follows_sparsity(planted):
+    """init=None: a random start for sparse codes, k-means for dense ones."""
+    auto = SemiNMFConcepts(n_concepts=6, random_state=0).fit(planted[:300])
+    rand = SemiNMFConcepts(n_concepts=6, random_state=0, init="random").fit(
+        planted[:300]
+    )
+    np.testing.assert_array_equal(auto.components_, rand.components_)
+    dense = SemiNMFConcepts(n_concepts=6, random_state=0, top_k=None).fit(planted[:300])
+    km = SemiNMFConcepts(n_concepts=6, random_state=0, top_k=None, init="kmeans")
+    np.testing.assert_array_equal(dense.components_, km.fit(planted[:300]).components_)
 
 
 @pytest.mark.parametrize("cls", SPARSE)

@@ -249,7 +249,7 @@ def test_partial_fit_checks_the_number_of_features(est, small_X):
 def test_online_semi_nmf_updates_match_a_reference(small_X):
     """Each chunk adds the statistics of its NNLS codes (scipy, reference) with the
     dictionary before it, and the dictionary is the least-squares fit to them."""
-    est = SemiNMFConcepts(3, random_state=0)
+    est = SemiNMFConcepts(3, random_state=0, top_k=None)
     for i, chunk in enumerate(_chunks(small_X, 4)):
         if i:
             D = est.components_.astype(np.float64)
