@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skconcepts import NMFConcepts
+from skconcepts import BatchTopKSAEConcepts, NMFConcepts, SemiNMFConcepts
 from skconcepts.datasets import make_concept_activations
 from skconcepts.metrics import dictionary_recovery, dictionary_stability
 
@@ -66,6 +66,37 @@ def test_nmf_recovers_the_planted_dictionary():
     est = NMFConcepts(n_concepts=8, random_state=0).fit(X)
     # measured 0.99908 (default solver "hals", sparsity=0.1)
     assert dictionary_recovery(D, est.components_) >= 0.99
+
+
+@pytest.mark.parametrize("top_k", ["auto", None])
+def test_semi_nmf_default_recovers_where_dense_does_not(top_k):
+    X, _, D = make_concept_activations(
+        n_samples=5000, n_features=64, n_concepts=16, random_state=0
+    )
+    est = SemiNMFConcepts(n_concepts=16, top_k=top_k, random_state=0).fit(X)
+    score = dictionary_recovery(D, est.components_)
+    # the default sparse codes (top_k="auto": 2) identify the planted atoms;
+    # dense semi-NMF codes do not (any signed mix of the atoms fits as well)
+    if top_k == "auto":
+        assert score >= 0.9, score
+    else:
+        assert score < 0.7, score
+
+
+def test_batch_top_k_sae_recovers_the_planted_dictionary():
+    # the bench's recovery problem (bench/bench_quality.py), measured 0.937
+    X, _, D = make_concept_activations(
+        n_samples=5000, n_features=64, n_concepts=16, random_state=0
+    )
+    sae = BatchTopKSAEConcepts(
+        n_concepts=16,
+        top_k=2,
+        lr=1e-2,
+        dead_concepts="resample",
+        n_passes=60,
+        random_state=0,
+    ).fit(X)
+    assert dictionary_recovery(D, sae.components_) >= 0.9
 
 
 def test_recovery_of_itself_is_one_and_of_random_is_low():
