@@ -33,6 +33,11 @@ FRAME_COLUMNS = ["concept", "rank", "sample", "start", "end", "text", "activatio
 _UNIT_COLUMNS = ["sample", "start", "end", "text"]
 #: rows read from an ActivationStore per text of ``batch_size``
 _STORE_ROWS = 64
+#: texts per batch of TopKInputs and the word-level helpers: the extractor
+#: sorts a batch's texts by length before its own model batches, so a small
+#: batch pads every model batch (1000 rt_polarity texts, MiniLM: 0.44 times the
+#: speed of one ``transform`` at 32 texts, 0.87 at 512, about 1 at 1024)
+TEXT_BATCH = 1024
 #: single-token sequences per forward pass of the vocabulary mode
 VOCABULARY_BATCH = 1024
 #: placeholder tokens of tokenizers, left out of the vocabulary by default
@@ -50,7 +55,10 @@ class TopKInputs:
     ``transform``, so every concept estimator works.
 
     Texts are processed ``batch_size`` at a time and only a running top-``k`` is
-    kept, so no more than one batch of activations is in memory.
+    kept, so no more than one batch of activations is in memory. The
+    extractor sorts the texts of a batch by length and runs its own model
+    batches (``SplitPointActivations(batch_size, max_tokens_per_batch)``) on
+    them, so large batches pad little.
 
     Parameters
     ----------
@@ -61,8 +69,12 @@ class TopKInputs:
         (e.g. the token "the" from many texts appears once).
     concepts : array-like of int or None, default=None
         Indices of the concepts to read; ``None`` reads them all.
-    batch_size : int, default=32
-        Number of texts encoded and transformed at a time.
+    batch_size : int, default=1024
+        Number of texts encoded and transformed at a time (the window within
+        which texts are sorted by length; memory holds one such batch of
+        activations). The default was 32 before: on 1000 new rt_polarity
+        texts with MiniLM that ran at 0.44 times the speed of one
+        ``pipeline.transform``, 1024 at about the same speed.
     progress : bool or None, default=None
         A tqdm progress bar over the batches: ``None`` shows it when stderr is
         an interactive terminal or a notebook (tqdm's rule), ``True`` always,
@@ -123,7 +135,7 @@ class TopKInputs:
         *,
         unique=True,
         concepts=None,
-        batch_size=32,
+        batch_size=TEXT_BATCH,
         progress=None,
         labels=False,
     ):
@@ -431,7 +443,7 @@ def _check_units(units, n_rows, where):
 
 # ------------------------------------------------------------------- labels
 def word_concept_activations(
-    pipeline, texts, *, batch_size=32, progress=None, activations=None
+    pipeline, texts, *, batch_size=TEXT_BATCH, progress=None, activations=None
 ):
     """Concept activations of every word of ``texts``, with the same dictionary.
 
@@ -448,8 +460,10 @@ def word_concept_activations(
         that holds a concept estimator.
     texts : list of str
         The texts.
-    batch_size : int, default=32
-        Texts per batch (only one batch of activations is in memory at once).
+    batch_size : int, default=1024
+        Texts per batch (only one batch of activations is in memory at once;
+        the extractor sorts a batch's texts by length, so large batches pad
+        little). The default was 32 before.
     progress : bool or None, default=None
         A tqdm progress bar over the batches (``None``: when stderr is an
         interactive terminal or a notebook).
@@ -515,7 +529,7 @@ def concept_labels(
     n_words=3,
     min_count=1,
     smoothing=2.0,
-    batch_size=32,
+    batch_size=TEXT_BATCH,
     progress=None,
     activations=None,
 ):
@@ -549,8 +563,8 @@ def concept_labels(
         Words seen fewer times are left out.
     smoothing : float, default=2.0
         Pseudo-occurrences at the mean activation added to every word.
-    batch_size : int, default=32
-        Texts per batch.
+    batch_size : int, default=1024
+        Texts per batch (see :func:`word_concept_activations`).
     progress : bool or None, default=None
         A tqdm progress bar (``None``: when stderr is an interactive terminal
         or a notebook).
@@ -928,8 +942,57 @@ def _topk_candidates(C, codes, k, unique, T=None):
 
     Ties of ``C`` go to the higher tie-break score ``T`` (same shape, or None),
     then to the earlier row. Returns ``(rows, cols)``: flat arrays of the
-    selected positions.
+    selected positions, column by column, best first.
+
+    Vectorised over the columns: ``np.partition`` finds each column's
+    ``depth``-th largest value, and only the rows at or above it (ties at the
+    boundary included, so the order is exact) are ranked, all columns in one
+    ``lexsort``. With ``unique``, a column whose candidates hold fewer than
+    ``k`` distinct codes is ranked again deeper (4 times, up to every row).
     """
+    n, m = C.shape
+    if n == 0 or m == 0:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty
+    if np.isnan(C).any() or (T is not None and np.isnan(T).any()):
+        return _topk_sorted(C, codes, k, unique, T)  # NaN: the full sort's order
+    rows, cols = [], []
+    todo = np.arange(m)
+    depth = k
+    while todo.size:
+        sub = C[:, todo] if todo.size < m else C
+        if depth < n:
+            kth = np.partition(sub, n - depth, axis=0)[n - depth]  # (len(todo),)
+            col, row = np.nonzero((sub >= kth).T)  # by column, then row
+        else:
+            col = np.repeat(np.arange(todo.size), n)
+            row = np.tile(np.arange(n), todo.size)
+        value = sub[row, col]
+        if T is None:
+            order = np.lexsort((-value, col))  # stable: ties keep the row order
+        else:
+            order = np.lexsort((-T[row, todo[col]], -value, col))
+        col, row = col[order], row[order]
+        if unique:  # the first (best) row of every (column, code)
+            key = col.astype(np.int64) * (int(codes.max()) + 1) + codes[row]
+            first = np.sort(np.unique(key, return_index=True)[1])
+            col, row = col[first], row[first]
+        starts = np.searchsorted(col, np.arange(todo.size))
+        rank = np.arange(col.size) - starts[col]
+        keep = rank < k
+        found = np.bincount(col[keep], minlength=todo.size)
+        done = (found >= k) | (depth >= n) if unique else np.ones(todo.size, bool)
+        pick = keep & done[col]
+        rows.append(row[pick])
+        cols.append(todo[col[pick]])
+        todo, depth = todo[~done], depth * 4
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    order = np.argsort(cols, kind="stable")  # column by column, best first
+    return rows[order], cols[order]
+
+
+def _topk_sorted(C, codes, k, unique, T=None):
+    """``_topk_candidates`` by a full sort of every column (the reference)."""
     n, m = C.shape
     if T is None:
         order = np.argsort(-C, axis=0, kind="stable")  # (n, m), descending

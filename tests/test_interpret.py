@@ -9,7 +9,13 @@ from sklearn.pipeline import make_pipeline
 
 import skconcepts.concepts
 from skconcepts import NonNegative, PCAConcepts, SplitPointActivations, TopKInputs
-from skconcepts.interpret import FRAME_COLUMNS, _running_topk
+from skconcepts.interpret import (
+    FRAME_COLUMNS,
+    TEXT_BATCH,
+    _running_topk,
+    _topk_candidates,
+    _topk_sorted,
+)
 
 N_TEXTS = 24
 PLANTED = list(range(0, N_TEXTS, 4))  # texts that get the word "zebra"
@@ -130,6 +136,48 @@ def test_streams_one_batch_of_texts_at_a_time(pca_pipe, texts, monkeypatch):
     monkeypatch.setattr(pca_pipe[0], "iter_batches", spy)
     TopKInputs(k=2, batch_size=10, progress=True).interpret(pca_pipe, texts)
     assert sizes == [10, 10, 4]
+
+
+def test_default_batch_runs_the_texts_in_one_chunk(pca_pipe, texts, monkeypatch):
+    # the extractor sorts a chunk's texts by length: the default chunk is large
+    # (1024 texts), so a small corpus is one chunk, as in one transform
+    C = pca_pipe.transform(texts)
+    sizes = []
+    iter_batches = pca_pipe[0].iter_batches
+
+    def spy(batch, **kwargs):
+        sizes.append(kwargs["chunk_size"])
+        yield from iter_batches(batch, **kwargs)
+
+    monkeypatch.setattr(pca_pipe[0], "iter_batches", spy)
+    got = TopKInputs(k=3).interpret(pca_pipe, texts, as_frame=True)
+    assert TopKInputs().batch_size == TEXT_BATCH == 1024
+    assert sizes == [1024]
+    assert_same_table(got, reference_topk(C, pca_pipe[0].units(texts), 3, True))
+
+
+@pytest.mark.parametrize("unique", [True, False])
+@pytest.mark.parametrize("tie_break", [False, True])
+def test_vectorised_topk_candidates_equal_the_full_sort(unique, tie_break):
+    # partition + one lexsort over all columns gives the same rows, in the same
+    # order, as a full stable sort per column: ties, duplicate codes that need
+    # deeper rounds, dead columns, NaN
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        n, m, k = int(rng.integers(1, 400)), int(rng.integers(1, 9)), 1 + trial % 9
+        if trial % 3 == 0:  # few distinct values: ties everywhere
+            C = rng.integers(0, 3, (n, m)).astype(np.float32)
+        else:
+            C = rng.standard_normal((n, m)).astype(np.float32)
+        C[:, 0] = 0.0  # a dead concept
+        if trial % 10 == 9:
+            C[rng.integers(0, n), -1] = np.nan
+        T = rng.integers(0, 4, (n, m)).astype(np.float32) if tie_break else None
+        codes = rng.integers(0, 1 + trial % 12, n)  # many repeated strings
+        got = _topk_candidates(C, codes, k, unique, T)
+        expected = _topk_sorted(C, codes, k, unique, T)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
 
 
 def test_dict_and_frame_agree(pca_pipe, texts):

@@ -8,6 +8,7 @@ copied byte for byte), and an interrupted call resumes when rerun.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,8 @@ def transform_store(
 
     Streams the store shard by shard through ``estimator.transform`` and
     writes one concept shard per activation shard, with the same units (their
-    files are copied). Like :func:`extract_to_store`, shards are published
+    files are copied); a background thread writes a shard while the next one
+    is transformed. Like :func:`extract_to_store`, shards are published
     atomically and rerunning the same call after an interruption resumes it.
 
     Parameters
@@ -149,13 +151,19 @@ def transform_store(
     )
     try:
         start = writer.next_shard
-        with progress_bar(
-            total=len(store),
-            initial=int(store._offsets[start]),
-            progress=progress,
-            unit="row",
-            desc="transform_store",
-        ) as bar:
+        pending = []
+        # shards are written by one background thread while the next shard is
+        # read and transformed (at most one write waits: memory stays bounded)
+        with (
+            ThreadPoolExecutor(max_workers=1) as pool,
+            progress_bar(
+                total=len(store),
+                initial=int(store._offsets[start]),
+                progress=progress,
+                unit="row",
+                desc="transform_store",
+            ) as bar,
+        ):
             for i in range(start, store.n_shards):
                 lo, hi = int(store._offsets[i]), int(store._offsets[i + 1])
                 X = store._read_rows(lo, hi)
@@ -172,15 +180,22 @@ def transform_store(
                     width = header["source"]["estimator"]["n_features_out"]
                     pieces = [np.empty((0, width), dtype=_STORAGE[dtype])]
                 shard = m["shards"][i]
-                writer.write_shard(
-                    pieces,
-                    units_from={
-                        r: store._file(i, r) for r in shard["files"] if r != "data"
-                    },
-                    texts=shard["texts"],
-                    texts_sha256=shard["texts_sha256"],
+                while pending:  # the previous shard is published first
+                    pending.pop().result()
+                pending.append(
+                    pool.submit(
+                        writer.write_shard,
+                        pieces,
+                        units_from={
+                            r: store._file(i, r) for r in shard["files"] if r != "data"
+                        },
+                        texts=shard["texts"],
+                        texts_sha256=shard["texts_sha256"],
+                    )
                 )
                 bar.update(hi - lo)
+            while pending:
+                pending.pop().result()
         return writer.finish()
     finally:
         writer.release()

@@ -19,6 +19,8 @@ from sklearn.base import BaseEstimator, clone
 from skconcepts import SplitPointActivations
 from skconcepts.exceptions import StoreMismatchError
 from skconcepts.store import ActivationStore, extract_to_store
+from skconcepts.store import _extract as extract_module
+from skconcepts.store._extract import _chunk_texts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,11 +31,14 @@ def test_round_trip_equals_transform_and_units(acts, texts, minilm_store):
     assert store.n_shards >= 3
     full = acts.transform(texts)
     assert store.shape == full.shape == (len(store), 384)
-    # rows are computed in chunks of batch_size texts: bitwise equal to
-    # transform of the same chunks, equal up to rounding to a whole transform
+    # rows are computed in chunks of texts (about a shard of rows, at least
+    # batch_size texts): bitwise equal to transform of the same chunks, equal up
+    # to rounding to a whole transform
+    step = store.manifest["chunk_texts"]
+    assert 4 <= step < len(texts)  # several chunks: shard_rows=60 is small
     nocache = clone(acts).set_params(cache=False).fit()
     chunked = np.concatenate(
-        [nocache.transform(texts[a : a + 4]) for a in range(0, len(texts), 4)]
+        [nocache.transform(texts[a : a + step]) for a in range(0, len(texts), step)]
     )
     np.testing.assert_array_equal(store[:], chunked)
     np.testing.assert_allclose(store.to_numpy(), full, rtol=0, atol=1e-5)
@@ -83,10 +88,73 @@ def test_store_of_a_bfloat16_extractor(acts, texts, tmp_path):
         batch_size=4,
         dtype="bfloat16",
     ).fit()
-    store = extract_to_store(bf16, texts[:8], tmp_path, dtype="bfloat16")
+    store = extract_to_store(bf16, texts[:8], tmp_path / "one", dtype="bfloat16")
     bf16.set_params(cache=False)
+    assert store.manifest["chunk_texts"] >= 8  # one chunk: one transform
+    np.testing.assert_array_equal(store[:], bf16.transform(texts[:8]).float().numpy())
+    store = extract_to_store(
+        bf16, texts[:8], tmp_path / "two", dtype="bfloat16", shard_rows=1
+    )
+    assert store.manifest["chunk_texts"] == 4  # batch_size texts at the least
     chunked = torch.cat([bf16.transform(texts[a : a + 4]) for a in (0, 4)])
     np.testing.assert_array_equal(store[:], chunked.float().numpy())
+
+
+def test_chunks_hold_about_one_shard_of_rows(acts, texts, tmp_path, fake_activations):
+    # the extractor sorts a chunk's texts by length: chunks of batch_size texts
+    # padded every model batch (2.6 times one transform on rt_polarity), so a
+    # chunk holds about one shard of rows, estimated from the texts' length
+    rows_per_text = 2 + np.mean([len(t) for t in texts]) / 4
+    for shard_rows in (1, 60, 200, 10**9, None):
+        expected = (10**9 if shard_rows is None else shard_rows) // rows_per_text
+        expected = int(min(4096, max(4, expected)))
+        if shard_rows is None:  # 64 MiB of 384 float32: 43 690 rows
+            expected = int(
+                min(4096, max(4, (64 * 2**20 // (384 * 4)) // rows_per_text))
+            )
+        assert _chunk_texts(acts, texts, shard_rows, "float32") == expected
+    assert _chunk_texts(acts, texts, None, "float32") > len(texts)
+    assert _chunk_texts(acts, texts, 10**9, "float32") == 4096
+    sample = clone(acts).set_params(granularity="sample").fit()
+    assert _chunk_texts(sample, texts, 60, "float32") == 60  # one row per text
+    # an extractor that does not say its width keeps batch_size texts
+    assert _chunk_texts(fake_activations(batch_size=3), texts, 60, "float32") == 3
+    # the default store of a small corpus is one chunk: bitwise one transform
+    nocache = clone(acts).set_params(cache=False).fit()
+    store = extract_to_store(nocache, texts, tmp_path)
+    assert store.manifest["chunk_texts"] > len(texts)
+    np.testing.assert_array_equal(store[:], nocache.transform(texts))
+    pd.testing.assert_frame_equal(store.units(), acts.units(texts))
+
+
+def test_a_resumed_store_keeps_the_chunks_of_its_manifest(
+    acts, texts, tmp_path, monkeypatch
+):
+    # a store begun with other chunks (e.g. batch_size texts, as before chunks
+    # were sized by rows) is resumed with its own: bitwise the same rows
+    nocache = clone(acts).set_params(cache=False).fit()
+    with monkeypatch.context() as patch:
+        patch.setattr(extract_module, "_chunk_texts", lambda *args: 4)
+        ref = extract_to_store(nocache, texts, tmp_path / "ref", shard_rows=150)
+        calls = []
+        inner = nocache.iter_batches
+
+        def interrupt(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 5:  # after the first shard (4 chunks)
+                raise RuntimeError("interrupted")
+            yield from inner(*args, **kwargs)
+
+        patch.setattr(nocache, "iter_batches", interrupt)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            extract_to_store(nocache, texts, tmp_path / "cut", shard_rows=150)
+    cut = json.loads((tmp_path / "cut" / "manifest.json").read_text())
+    assert cut["chunk_texts"] == 4 and not cut["complete"] and cut["shards"]
+    assert len(cut["shards"]) == 1
+    assert extract_module._chunk_texts(nocache, texts, 150, "float32") > 4
+    resumed = extract_to_store(nocache, texts, tmp_path / "cut", shard_rows=150)
+    assert resumed.manifest["chunk_texts"] == 4
+    np.testing.assert_array_equal(resumed[:], ref[:])
 
 
 class _NoBatches(BaseEstimator):

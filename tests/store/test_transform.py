@@ -1,6 +1,7 @@
 """Tests of transform_store (skconcepts/store/_transform.py)."""
 
 import json
+import threading
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from sklearn.decomposition import PCA
 
 from skconcepts.exceptions import StoreMismatchError
 from skconcepts.store import ActivationStore, transform_store, write_array_store
+from skconcepts.store._writer import _StoreWriter
 
 
 def test_transform_store_writes_concepts_with_the_same_units(fake_store, tmp_path):
@@ -84,3 +86,52 @@ def test_an_incomplete_store_names_the_call_that_finishes_it(tmp_path):
     file.write_text(json.dumps(m))
     with pytest.raises(ValueError, match="Rerun the same write_array_store call"):
         ActivationStore(tmp_path)
+
+
+class _FailingPCA(TransformerMixin, BaseEstimator):
+    """A fitted PCA's transform that raises at call ``fail_at`` (1 is the probe)."""
+
+    def __init__(self, pca, fail_at=None):
+        self.pca = pca
+        self.fail_at = fail_at
+
+    def fit(self, X, y=None):
+        self.calls_ = 0
+        return self
+
+    def transform(self, X):
+        self.calls_ += 1
+        if self.calls_ == self.fail_at:
+            raise RuntimeError("interrupted")
+        return self.pca.transform(X)
+
+
+def test_shards_are_written_in_the_background_and_a_failure_keeps_them(
+    fake_store, tmp_path, files_of, monkeypatch
+):
+    # a shard is written by another thread while the next one is transformed;
+    # a failure mid-way leaves the published shards, and a rerun completes the
+    # store to the files of an uninterrupted run
+    X = fake_store[:]
+    assert fake_store.n_shards >= 3
+    pca = PCA(n_components=3, random_state=0).fit(X)
+    reference = files_of(
+        transform_store(_FailingPCA(pca).fit(X), fake_store, tmp_path / "ref").path
+    )
+    threads = []
+    write_shard = _StoreWriter.write_shard
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.get_ident())
+        return write_shard(self, *args, **kwargs)
+
+    monkeypatch.setattr(_StoreWriter, "write_shard", spy)
+    path = tmp_path / "cut"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        transform_store(_FailingPCA(pca, fail_at=4).fit(X), fake_store, path)
+    assert threads and threading.get_ident() not in threads
+    cut = json.loads((path / "manifest.json").read_text())
+    assert not cut["complete"] and len(cut["shards"]) == 2  # shards 0 and 1
+    done = transform_store(_FailingPCA(pca).fit(X), fake_store, path)
+    assert files_of(done.path) == reference
+    np.testing.assert_allclose(done[:], pca.transform(X), rtol=1e-5, atol=1e-6)
