@@ -673,17 +673,23 @@ default="token"
             return None
         if not (os.path.isdir(model_path) and os.path.isdir(tokenizer)):
             return None
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
+        from skconcepts import __version__
+
+        try:
+            transformers_version = version("transformers")
+        except PackageNotFoundError:  # fit says what is missing
+            return None
         spec = [
             folder_signature(model_path),
             folder_signature(tokenizer),
             repr(self.split_point),
             str(model_dtype),
             self.max_length,
-            version("transformers"),
+            transformers_version,
             torch.__version__,
-            version("skconcepts"),
+            __version__,
         ]
         return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:32]
 
