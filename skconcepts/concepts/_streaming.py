@@ -65,6 +65,7 @@ a renamed parameter keeps its old name through
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import uuid
@@ -813,7 +814,15 @@ class StreamingConceptsMixin:
                 "one-shot iterator can be read once; pass an ActivationStore (or "
                 "a list of batches), or n_jobs=None for the online fit."
             )
-        X = source.first_batch(self._stream_batch_size())
+        first = source
+        if source.kind == "store" and is_store(source._data) and source._data.verify:
+            # the first map verifies every shard (in the workers), and a damaged
+            # shard fails the fit there: the driver reads its first rows without
+            # hashing shard 0 on the fit's critical path
+            unverified = copy.copy(source._data)
+            unverified.verify = False
+            first = BatchSource(unverified, kind="store")
+        X = first.first_batch(self._stream_batch_size())
         if X is None or len(X) == 0:
             label = source.label[:1].upper() + source.label[1:]
             raise ValueError(f"{label} has no rows; {name} needs at least one to fit.")

@@ -7,6 +7,7 @@ NMFs, whose codes come from an iterative solver), ``atol`` scaled to the data.
 """
 
 import os
+import shutil
 import sys
 import warnings
 
@@ -25,6 +26,7 @@ from skconcepts.concepts import (
     _streaming,
 )
 from skconcepts.concepts._streaming import ShardPool, as_batch_source, map_shards
+from skconcepts.exceptions import StoreCorruptedError
 from skconcepts.preprocessing import ActivationScaler
 from skconcepts.store import ActivationStore, _reader, write_array_store
 
@@ -217,12 +219,25 @@ def test_checksums_are_verified_once_per_fit(stores, monkeypatch):
     monkeypatch.setattr(_reader, "_sha256_file", counting)
     store = ActivationStore(stores["positive"].path)
     NMFConcepts(K, n_passes=3, batch_size=200, random_state=0, n_jobs=1).fit(store)
-    # each of the 6 shards once by the tasks, shard 0 once more by the
-    # store that read the fit's first rows (3 passes verified 19 times before)
-    assert len(hashed) == 7
-    assert len(set(hashed)) == 6
+    # each of the 6 shards once, by the tasks of the first pass (3 passes
+    # and the first rows verified 19 times before)
+    assert sorted(hashed) == sorted(set(hashed)) and len(hashed) == 6
     NMFConcepts(K, n_passes=2, batch_size=200, random_state=0, n_jobs=1).fit(store)
-    assert len(hashed) == 13  # a new fit verifies again
+    assert len(hashed) == 12  # a new fit verifies again
+
+
+def test_a_damaged_first_shard_still_fails_the_fit(stores, tmp_path):
+    """The first rows are read unverified; the first map still checks shard 0."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(stores["positive"].path, folder)
+    data = folder / "shard-00000.npy"
+    raw = bytearray(data.read_bytes())
+    raw[-4:] = np.float32(7.0).tobytes()  # same size, another value
+    data.write_bytes(bytes(raw))
+    with pytest.raises(StoreCorruptedError, match="fails its checksum"):
+        NMFConcepts(K, n_passes=2, batch_size=200, n_jobs=1).fit(
+            ActivationStore(folder)
+        )
 
 
 def test_estimators_without_shard_maps_refuse_n_jobs():
