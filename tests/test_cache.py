@@ -293,3 +293,22 @@ def test_a_changed_model_folder_or_clear_cache_forgets_the_record(
     assert not (cache / "fits").exists()
     by_path(tiny_folder, cache).fit()
     assert len(loads) == 6
+
+
+def test_a_pipeline_fitted_from_the_record_saves_and_loads(
+    tiny_folder, tmp_path, loads
+):
+    from sklearn.pipeline import make_pipeline
+
+    from skconcepts import PCAConcepts, io
+
+    cache = os.fspath(tmp_path / "cache")  # a str: skops trusts it
+    by_path(tiny_folder, cache).fit().transform(TEXTS)  # the folder and record
+    pipe = make_pipeline(by_path(tiny_folder, cache), PCAConcepts(2)).fit(TEXTS)
+    assert len(loads) == 2  # the pipeline's fit loaded nothing
+    loaded = io.load(io.save(pipe, tmp_path / "saved"))
+    assert loaded[0].get_params() == pipe[0].get_params()
+    np.testing.assert_allclose(
+        loaded.transform(TEXTS), pipe.transform(TEXTS), rtol=0, atol=1e-5
+    )
+    assert len(loads) == 2  # loading and transforming cached texts: no model
