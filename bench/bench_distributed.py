@@ -10,8 +10,10 @@ extractor given by its folder (the embedded model), so that every timing is
 - Ray, 2 actors of 1 CPU each (``extract_to_store_ray(num_workers=2,
   cpus_per_worker=1)``) on a local Ray cluster of 2 CPUs started beforehand
   (``ray.init`` is not timed: a cluster exists before a job). Its time
-  includes starting the two actor processes and loading the model in each;
-  that startup is also timed alone (a run on 8 texts) and reported.
+  includes starting the two actor processes and loading the model in each
+  (the driver loads none: the model's identity for the manifest comes from
+  the actors); that startup is also timed alone (a run on 8 texts) and
+  reported.
 
 Rows: Ray vs local 1 thread (target >= 1.7x) and Ray vs local 2 threads at
 equal cores (overhead <= 15 %, i.e. speed-up >= 0.87). Quality: the largest
@@ -97,7 +99,8 @@ def run(quick=True):
     quality = f"max |ray - local| = {diff:.1e}; units equal: {same}"
     note = (
         f"{len(texts)} texts ({source}), {rows} token rows, MiniLM all 6 blocks; "
-        f"Ray time includes {startup:.1f} s of actor startup + model load; "
+        f"Ray time includes {startup:.1f} s of actor startup + model load in "
+        "the actors (the driver loads no model); "
         f"{rows / ray_s:.0f} rows/s Ray, {rows / one_s:.0f} rows/s local 1 thread, "
         f"{rows / two_s:.0f} rows/s local 2 threads; without the startup Ray is "
         f"{one_s / max(ray_s - startup, 1e-9):.2f}x local 1 thread and "

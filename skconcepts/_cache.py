@@ -22,6 +22,14 @@ across the processes that share the folder.
 
 Size: with ``max_bytes``, when the folder grows past it the oldest entries
 (by modification time; a hit refreshes it) are removed until it fits.
+
+Fit records: ``<folder>/fits/<key>.json`` keeps what ``fit`` resolved for a
+model and a tokenizer given as folders (the split module, the truncation
+length, the fingerprints), keyed by the folders' files (names, sizes,
+modification times), the fit parameters and the library versions. A process
+that finds its record fits without loading the model: the model and the
+tokenizer are loaded on the first text that is not in the cache, so worker
+processes whose texts are all cached never load them.
 """
 
 from __future__ import annotations
@@ -39,7 +47,12 @@ import torch
 
 from skconcepts.utils._files import write_atomic
 
-__all__ = ["ActivationCache", "model_fingerprint", "tokenizer_fingerprint"]
+__all__ = [
+    "ActivationCache",
+    "folder_signature",
+    "model_fingerprint",
+    "tokenizer_fingerprint",
+]
 
 _SUFFIX = ".safetensors"
 _CLAIM = ".claim"
@@ -51,6 +64,8 @@ _POLL = 0.02
 _SAMPLES_PER_TENSOR = 1024
 #: files that mark a folder as an activation cache
 _MARKER = "SKCONCEPTS_ACTIVATION_CACHE"
+#: sub-folder of the fit records
+_FITS = "fits"
 
 
 def _sha(text):
@@ -132,6 +147,38 @@ def tokenizer_fingerprint(tokenizer):
     else:  # not a fast tokenizer: its vocabulary
         h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     return h.hexdigest()
+
+
+def folder_signature(path):
+    """What identifies the files of a model folder, cheaply (no read).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A folder.
+
+    Returns
+    -------
+    signature : list
+        The folder's absolute path and ``[name, size, mtime_ns]`` of each
+        regular file directly in it, sorted by name.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from skconcepts._cache import folder_signature
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "config.json").write_text("{}")
+    >>> [name for name, _, _ in folder_signature(folder)[1]]
+    ['config.json']
+    """
+    root = os.path.abspath(os.fspath(path))
+    files = []
+    for entry in os.scandir(root):
+        if entry.is_file():
+            st = entry.stat()
+            files.append([entry.name, st.st_size, st.st_mtime_ns])
+    return [root, sorted(files)]
 
 
 class ActivationCache:
@@ -281,10 +328,48 @@ class ActivationCache:
         if not (root / _MARKER).exists():
             return self
         for config in os.scandir(root):
-            if config.is_dir() and len(config.name) == 32:
+            if config.is_dir() and (len(config.name) == 32 or config.name == _FITS):
                 shutil.rmtree(config.path, ignore_errors=True)
         self._written = 0
         return self
+
+    # ----------------------------------------------------------- fit records
+    def read_fit(self, key):
+        """The fit record ``key`` (a dict), or None (missing or unreadable).
+
+        Parameters
+        ----------
+        key : str
+            The record's key (hex digits).
+
+        Returns
+        -------
+        record : dict or None
+            What :meth:`write_fit` wrote.
+        """
+        try:
+            record = json.loads((self.path / _FITS / f"{key}.json").read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def write_fit(self, key, record):
+        """Keep a fit record (atomically: readers see all of it or nothing).
+
+        Parameters
+        ----------
+        key : str
+            The record's key (hex digits).
+        record : dict
+            JSON-serialisable values.
+        """
+        folder = self._root() / _FITS
+        folder.mkdir(exist_ok=True)
+        text = json.dumps(record, sort_keys=True)
+        write_atomic(
+            folder / f"{key}.json",
+            lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
+        )
 
     def _evict(self):
         """Remove the oldest entries until the folder fits in ``max_bytes``."""

@@ -26,6 +26,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from skconcepts._cache import (
     ActivationCache,
+    folder_signature,
     model_fingerprint,
     tokenizer_fingerprint,
 )
@@ -104,6 +105,16 @@ class _TextResult(NamedTuple):
     n_tokens: int = 0  # tokens that are not special tokens
     n_overflow: int = 0  # values beyond the float16 range (stored as inf)
     peak: float = 0.0  # largest magnitude among them
+
+
+#: what fit loads (or defers, with the fit record), dropped by pickling
+_LOADED_SLOTS = (
+    "_model_obj",
+    "_tokenizer_obj",
+    "_split_module_obj",
+    "_deferred",
+    "_fit_record",
+)
 
 
 class _SharedState:
@@ -582,8 +593,8 @@ default="token"
         state.pop("_shared", None)
         if isinstance(state.get("model"), torch.nn.Module):
             state["model"] = _ModelPickle(state["model"])
-        if "model_" in state:
-            for name in ("model_", "tokenizer_", "_split_module"):
+        if "split_module_name_" in state:  # fitted: loaded again on unpickling
+            for name in _LOADED_SLOTS:
                 state.pop(name, None)
             state["_reload"] = True
         return state
@@ -603,6 +614,85 @@ default="token"
         return tags
 
     # ------------------------------------------------------------- loading
+    # model_, tokenizer_ and the split module are loaded by fit, or, when a fit
+    # record of the cache folder told fit what it needed (_prepare), on first use
+    @property
+    def model_(self):
+        return self._loaded("_model_obj", "model_")
+
+    @model_.setter
+    def model_(self, value):
+        self.__dict__["_model_obj"] = value
+
+    @property
+    def tokenizer_(self):
+        return self._loaded("_tokenizer_obj", "tokenizer_")
+
+    @tokenizer_.setter
+    def tokenizer_(self, value):
+        self.__dict__["_tokenizer_obj"] = value
+
+    @property
+    def _split_module(self):
+        return self._loaded("_split_module_obj", "_split_module")
+
+    @_split_module.setter
+    def _split_module(self, value):
+        self.__dict__["_split_module_obj"] = value
+
+    def _loaded(self, slot, name):
+        state = self.__dict__
+        if slot not in state and "_deferred" in state:
+            model_dtype = state.pop("_deferred")
+            self.model_ = self._load_model(self.device_, model_dtype)
+            self.tokenizer_ = self._load_tokenizer()
+            _, self._split_module = resolve_split_module(self.model_, self.split_point)
+        try:
+            return state[slot]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}"
+            ) from None
+
+    def _fit_record_key(self, model_dtype):
+        """Key of this fit's record in the cache folder, or None (no record).
+
+        Only for a folder cache, and a model and a tokenizer given as folders
+        (``None``: the embedded model): their files, the parameters ``fit``
+        resolves from them and the library versions make the key.
+        """
+        disk = self._disk_cache()
+        if disk is None or self.granularity == "cls":
+            return None
+        model = self.model
+        if not (model is None or isinstance(model, (str, os.PathLike))):
+            return None
+        model_path = self._model_path()
+        tokenizer = model_path if self.tokenizer is None else self.tokenizer
+        if not isinstance(tokenizer, (str, os.PathLike)):
+            return None
+        if not (os.path.isdir(model_path) and os.path.isdir(tokenizer)):
+            return None
+        from importlib.metadata import PackageNotFoundError, version
+
+        from skconcepts import __version__
+
+        try:
+            transformers_version = version("transformers")
+        except PackageNotFoundError:  # fit says what is missing
+            return None
+        spec = [
+            folder_signature(model_path),
+            folder_signature(tokenizer),
+            repr(self.split_point),
+            str(model_dtype),
+            self.max_length,
+            transformers_version,
+            torch.__version__,
+            __version__,
+        ]
+        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:32]
+
     def _shared_state(self) -> _SharedState:
         shared = getattr(self, "_shared", None)
         if shared is None:
@@ -627,6 +717,16 @@ default="token"
             if self.model_dtype is None
             else resolve_dtype(self.model_dtype, "model_dtype")
         )
+        for name in _LOADED_SLOTS:
+            self.__dict__.pop(name, None)
+        record_key = self._fit_record_key(model_dtype)
+        record = record_key and self._disk_cache().read_fit(record_key)
+        if record:  # fitted before from the same files: load on first use
+            self.split_module_name_ = record["split_module_name"]
+            self.max_length_ = record["max_length"]
+            self.__dict__["_fit_record"] = record
+            self.__dict__["_deferred"] = model_dtype
+            return
         self.model_ = self._load_model(self.device_, model_dtype)
         self.tokenizer_ = self._load_tokenizer()
         self.split_module_name_, self._split_module = resolve_split_module(
@@ -634,7 +734,21 @@ default="token"
         )
         self._check_tokenizer_vocab()
         # a reload (unpickling) does not repeat the warning given at fit
-        self.max_length_ = self._resolve_max_length(warn=not cpu_fallback)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.max_length_ = self._resolve_max_length(warn=not cpu_fallback)
+        for w in caught:  # given again, as they came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if record_key and not caught and not cpu_fallback:  # a fit, no warning
+            params = next(self.model_.parameters(), None)
+            record = {
+                "split_module_name": self.split_module_name_,
+                "max_length": self.max_length_,
+                "fingerprints": list(self._fingerprints()),
+                "params_dtype": None if params is None else str(params.dtype),
+            }
+            self._disk_cache().write_fit(record_key, record)
+            self.__dict__["_fit_record"] = record
         if self.granularity == "cls":
             enc = self.encode(["a"])[0]
             if not enc.special_tokens_mask or not enc.special_tokens_mask[0]:
@@ -780,6 +894,8 @@ default="token"
     # ----------------------------------------------------------- computing
     def _config_key(self):
         """Everything except the text that changes a text's activation rows."""
+        if "_fit_record" in self.__dict__:  # by content (no model loaded)
+            return ("disk", self._disk_key(), str(self.device_))
         params = next(self.model_.parameters(), None)
         return (
             id(self.model_),
@@ -1050,6 +1166,7 @@ default="token"
         Shares the loaded model, tokenizer and cache; only the split point
         (and the split module) differ.
         """
+        self.model_  # noqa: B018  (loaded now: the view shares it)
         view = object.__new__(type(self))  # not copy.copy: it would pickle
         view.__dict__.update(self.__dict__)
         view.split_point = split_point
@@ -1169,6 +1286,28 @@ default="token"
 
     def _disk_key(self):
         """The configuration hash of on-disk entries: ``_config_key`` by content."""
+        record = self.__dict__.get("_fit_record")
+        if record is not None:  # the fit record (no model loaded)
+            fingerprints, params_dtype = record["fingerprints"], record["params_dtype"]
+        else:
+            params = next(self.model_.parameters(), None)
+            fingerprints = self._fingerprints()
+            params_dtype = None if params is None else str(params.dtype)
+        config = [
+            *fingerprints,
+            self.split_module_name_,
+            self.granularity,
+            self.aggregation,
+            bool(self.exclude_special_tokens),
+            self.max_length_,
+            params_dtype,
+            self.dtype,
+            self.device_.type,
+        ]
+        return hashlib.sha256(json.dumps(config).encode()).hexdigest()[:32]
+
+    def _fingerprints(self):
+        """Fingerprints of the loaded model and tokenizer (once per model)."""
         objects = self._shared_state().objects
         key = ("fingerprints", id(self.model_), id(self.tokenizer_))
         if key not in objects:  # computed once per loaded model
@@ -1177,20 +1316,7 @@ default="token"
                 tokenizer_fingerprint(self.tokenizer_),
             )
             objects[key] = (self.model_, fingerprints)
-        fingerprints = objects[key][1]
-        params = next(self.model_.parameters(), None)
-        config = [
-            *fingerprints,
-            self.split_module_name_,
-            self.granularity,
-            self.aggregation,
-            bool(self.exclude_special_tokens),
-            self.max_length_,
-            None if params is None else str(params.dtype),
-            self.dtype,
-            self.device_.type,
-        ]
-        return hashlib.sha256(json.dumps(config).encode()).hexdigest()[:32]
+        return objects[key][1]
 
     def _compute(self, texts, bar=None):
         """Run the model on distinct texts: ``{text: _TextResult}``."""

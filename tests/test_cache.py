@@ -1,6 +1,7 @@
 """The on-disk activation cache: SplitPointActivations(cache=<folder>)."""
 
 import os
+import pickle
 import subprocess
 import sys
 
@@ -207,3 +208,109 @@ def test_grid_search_n_jobs_2_runs_the_model_once_per_text(tiny, tmp_path):
     grid.fit(texts, labels)
     grid.predict(texts)
     assert counter.total() == len(texts)
+
+
+# ---------------------------------------------- fit records: no model to load
+@pytest.fixture
+def tiny_folder(tmp_path):
+    """The tiny BERT and its tokenizer saved in a folder (a model by path)."""
+    model, tokenizer = make_tiny_model("bert", seed=0)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """The ``from_pretrained`` calls of SplitPointActivations, by kind."""
+    from skconcepts import activations
+
+    calls = []
+    real = activations._load_pretrained
+
+    def counting(kind, path, dtype=None):
+        calls.append(kind)
+        return real(kind, path, dtype)
+
+    monkeypatch.setattr(activations, "_load_pretrained", counting)
+    return calls
+
+
+def by_path(folder, cache, **kw):
+    return SplitPointActivations(
+        os.fspath(folder), split_point=1, cache=cache, max_length=64, **kw
+    )
+
+
+def test_a_fit_recorded_in_the_folder_loads_the_model_only_on_a_miss(
+    tiny_folder, tmp_path, loads
+):
+    cache = tmp_path / "cache"
+    first = by_path(tiny_folder, cache).fit()
+    X = first.transform(TEXTS)
+    assert loads == ["AutoModel", "AutoTokenizer"]
+    # a new estimator (a worker process) fits from the record: nothing loaded
+    lazy = by_path(tiny_folder, cache).fit()
+    assert (lazy.split_module_name_, lazy.max_length_) == (
+        first.split_module_name_,
+        first.max_length_,
+    )
+    np.testing.assert_array_equal(lazy.transform(TEXTS), X)
+    assert lazy.units(TEXTS).equals(first.units(TEXTS))
+    assert loads == ["AutoModel", "AutoTokenizer"]
+    # cloning and pickling do not see it; the copy loads nothing either
+    assert clone(lazy).get_params() == first.get_params()
+    assert not hasattr(clone(lazy), "model_")
+    again = pickle.loads(pickle.dumps(lazy))
+    np.testing.assert_array_equal(again.transform(TEXTS), X)
+    assert loads == ["AutoModel", "AutoTokenizer"]
+    # a text that is not cached loads the model (once), with its rows right
+    new = lazy.transform(["a text never seen"])
+    assert loads == ["AutoModel", "AutoTokenizer"] * 2
+    np.testing.assert_allclose(
+        new, first.transform(["a text never seen"]), rtol=0, atol=1e-6
+    )
+    assert lazy.model_ is not None and lazy.tokenizer_ is not None
+    assert loads == ["AutoModel", "AutoTokenizer"] * 2
+
+
+def test_a_changed_model_folder_or_clear_cache_forgets_the_record(
+    tiny_folder, tmp_path, loads
+):
+    cache = tmp_path / "cache"
+    by_path(tiny_folder, cache).fit()
+    by_path(tiny_folder, cache).fit()
+    assert len(loads) == 2  # the second fit used the record
+    config = tiny_folder / "config.json"
+    st = config.stat()
+    os.utime(config, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    by_path(tiny_folder, cache).fit()
+    assert len(loads) == 4  # the folder's files changed: loaded, checked again
+    by_path(tiny_folder, cache, granularity="word").fit()  # same fit record
+    assert len(loads) == 4
+    by_path(tiny_folder, cache).clear_cache()
+    assert not (cache / "fits").exists()
+    by_path(tiny_folder, cache).fit()
+    assert len(loads) == 6
+
+
+def test_a_pipeline_fitted_from_the_record_saves_and_loads(
+    tiny_folder, tmp_path, loads
+):
+    from sklearn.pipeline import make_pipeline
+
+    from skconcepts import PCAConcepts, io
+
+    cache = os.fspath(tmp_path / "cache")  # a str: skops trusts it
+    by_path(tiny_folder, cache).fit().transform(TEXTS)  # the folder and record
+    pipe = make_pipeline(by_path(tiny_folder, cache), PCAConcepts(2)).fit(TEXTS)
+    assert len(loads) == 2  # the pipeline's fit loaded nothing
+    saved = io.save(pipe, tmp_path / "saved")  # asks for model_: loads it
+    n_loads = len(loads)
+    loaded = io.load(saved)
+    assert loaded[0].get_params() == pipe[0].get_params()
+    np.testing.assert_allclose(
+        loaded.transform(TEXTS), pipe.transform(TEXTS), rtol=0, atol=1e-5
+    )
+    assert len(loads) == n_loads  # loading, then transforming cached texts: none

@@ -50,7 +50,11 @@ its statistics per shard: the estimators whose updates reduce over rows
 ``ActivationScaler``) take ``n_jobs`` and, when it is set, fit a store by such
 maps (``_fit_shards``). Only the store's path, a shard's row range and the
 small arguments (a dictionary, centroids) travel to a worker; the worker opens
-the store and reads its shard batch by batch.
+the store and reads its shard batch by batch. One fit enters one
+:class:`ShardPool` around all its passes: the workers start once per fit (under
+joblib's ``"ray"`` backend the tasks are Ray tasks, whose worker processes Ray
+keeps between fits), and a worker opens the store and verifies a shard's
+checksum once per fit.
 
 Shared parameters of the streaming estimators: ``n_passes`` (passes over the
 data when ``fit`` learns by mini-batches; the one name for it in the package,
@@ -61,8 +65,10 @@ a renamed parameter keeps its old name through
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -70,6 +76,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from joblib import Parallel, delayed
+from joblib.parallel import get_active_backend
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 
@@ -82,6 +89,7 @@ from skconcepts.utils._validation import check_finite, check_n_concepts
 
 __all__ = [
     "BatchSource",
+    "ShardPool",
     "StreamingConceptsMixin",
     "as_batch_source",
     "map_shards",
@@ -431,20 +439,166 @@ def sum_stats(parts):
     return total
 
 
-def _shard_task(store_cls, path, generation, verify, lo, hi, func, args, batch_size):
+#: stores opened by the shard tasks of the current fit in this process
+#: (worker or parent), keyed by (fit token, class, path, generation, verify):
+#: the passes of one fit reuse one reader, so each shard's checksum is
+#: verified once per fit and process, not once per pass
+_FIT_STORES: dict = {}
+
+
+def _fit_store(store_cls, path, generation, verify, token):
+    """The store of a shard task, opened once per fit (``token``) and process."""
+    key = (token, store_cls, path, generation, verify)
+    store = _FIT_STORES.get(key) if token is not None else None
+    if store is None:
+        store = store_cls(path, verify=verify)
+        if store.manifest.get("generation") != generation:
+            raise StoreChangedError(
+                f"The ActivationStore at '{path}' was overwritten while it was "
+                f"being fitted (generation {generation!r}, now "
+                f"{store.manifest.get('generation')!r}); fit it again."
+            )
+        if token is not None:
+            for old in [k for k in _FIT_STORES if k[0] != token]:
+                _FIT_STORES.pop(old, None)  # an earlier fit's readers
+            _FIT_STORES[key] = store
+    return store
+
+
+def _shard_task(
+    store_cls, path, generation, verify, lo, hi, func, args, batch_size, token=None
+):
     """Worker side of :func:`map_shards`: the sum of ``func`` over one shard."""
-    store = store_cls(path, verify=verify)
-    if store.manifest.get("generation") != generation:
-        raise StoreChangedError(
-            f"The ActivationStore at '{path}' was overwritten while it was being "
-            f"fitted (generation {generation!r}, now "
-            f"{store.manifest.get('generation')!r}); fit it again."
-        )
+    store = _fit_store(store_cls, path, generation, verify, token)
     total = None
     for start in range(lo, hi, batch_size):
         out = func(store[start : min(hi, start + batch_size)], *args)
         total = out if total is None else tuple(a + b for a, b in zip(total, out))
     return total
+
+
+def _call(func, args, kwargs):
+    """Run one joblib task ``(func, args, kwargs)`` (the body of a Ray task)."""
+    return func(*args, **kwargs)
+
+
+def _is_ray_backend(backend):
+    """Whether ``backend`` (joblib's active backend) is ``ray.util.joblib``'s."""
+    return type(backend).__module__.split(".")[0] == "ray"
+
+
+class ShardPool:
+    """The workers of one shard-parallel fit: entered once, mapped many times.
+
+    An iterative fit enters one pool around all its passes (``with
+    ShardPool(n_jobs) as pool:``) and gives it to every :func:`map_shards`,
+    so the workers are started once per fit, not once per pass, and each
+    worker opens the store (and verifies a shard's checksum) once per fit.
+    The active joblib backend decides where the tasks run:
+
+    - ``loky`` (the default), ``threading``, ``multiprocessing``, ``dask``:
+      one ``joblib.Parallel(n_jobs=n_jobs)`` context (loky reuses its
+      worker processes between fits);
+    - ``"ray"`` (``ray.util.joblib.register_ray()``): the tasks are Ray
+      tasks, at most ``n_jobs`` at a time (``-1``: the cluster's CPUs), with
+      the backend's ``ray_remote_args`` (default one CPU each). joblib's own
+      Ray backend would start a new pool of actors, new processes that import
+      torch and skconcepts (seconds each), for every fit; Ray keeps its task
+      workers between tasks, so a worker imports them once per cluster and
+      every later fit starts at once.
+
+    ``n_jobs=1`` (or ``None``) runs the tasks in this process.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        Tasks run at once (joblib's meaning: ``-1`` all CPUs of the backend).
+
+    Attributes
+    ----------
+    token : str
+        Names the fit: the store readers of its tasks are kept per token.
+    verified : set of tuple
+        ``(path, generation)`` of the stores whose every shard a completed
+        map of this pool read with its checksum verified; later maps of the
+        fit do not verify them again.
+    backend : str
+        ``"ray"`` for Ray tasks, else ``"joblib"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.concepts._streaming import (
+    ...     ShardPool, as_batch_source, map_shards)
+    >>> def count(X):
+    ...     return (len(X),)
+    >>> source = as_batch_source([np.ones((5, 2), dtype=np.float32)])
+    >>> with ShardPool(1) as pool:
+    ...     [map_shards(count, source, n_jobs=1, batch_size=2, owner="demo",
+    ...                 parallel=pool) for _ in range(2)]
+    [[(5,)], [(5,)]]
+    """
+
+    def __init__(self, n_jobs):
+        self.n_jobs = n_jobs
+        self.token = uuid.uuid4().hex
+        self.verified = set()
+        backend, _ = get_active_backend()
+        ray_backend = _is_ray_backend(backend) and n_jobs not in (None, 1)
+        self.backend = "ray" if ray_backend else "joblib"
+        self._remote_args = dict(getattr(backend, "ray_remote_args", None) or {})
+        self._parallel = None
+        self._remote = None
+
+    def __enter__(self):
+        if self.backend == "ray":
+            import ray  # deferred: optional and heavy; the "ray" backend has it
+
+            if not ray.is_initialized():
+                ray.init()  # as joblib's Ray backend: a local cluster
+            n_jobs = int(self.n_jobs)
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            if n_jobs < 0:
+                n_jobs = max(cpus + 1 + n_jobs, 1)
+            # n_jobs at a time; when that is the whole cluster, Ray's scheduler
+            # keeps the count and hands a freed worker its next task at once
+            self._n_running = None if n_jobs >= cpus else n_jobs
+            self._remote = ray.remote(_call)
+            if self._remote_args:
+                self._remote = self._remote.options(**self._remote_args)
+            self._ray = ray
+        else:
+            try:  # results as they come, for the progress bar
+                parallel = Parallel(n_jobs=self.n_jobs, return_as="generator")
+            except ValueError:  # a backend without generators: at once
+                parallel = Parallel(n_jobs=self.n_jobs)
+            self._parallel = parallel.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for key in [k for k in _FIT_STORES if k[0] == self.token]:
+            _FIT_STORES.pop(key, None)  # this process's readers of the fit
+        if self._parallel is not None:
+            self._parallel.__exit__(*exc)
+            self._parallel = None
+        self._remote = None
+        return False
+
+    def __call__(self, tasks):
+        """Run joblib ``delayed`` tasks; their results, in the tasks' order."""
+        if self._remote is None and self._parallel is None:
+            raise RuntimeError("Enter the ShardPool (with ShardPool(n) as pool:).")
+        if self._parallel is not None:
+            return self._parallel(tasks)
+        ray = self._ray
+        refs, running = [], []
+        for func, args, kwargs in tasks:
+            if self._n_running is not None and len(running) >= self._n_running:
+                _, running = ray.wait(running, num_returns=1)
+            ref = self._remote.remote(func, args, kwargs)
+            refs.append(ref)
+            running.append(ref)
+        return (ray.get(ref) for ref in refs)
 
 
 def map_shards(
@@ -463,7 +617,8 @@ def map_shards(
 
     The map of the shard-parallel fits. For an
     :class:`~skconcepts.ActivationStore`, one task per non-empty shard runs in
-    ``joblib.Parallel(n_jobs=n_jobs)``, so the active joblib backend decides
+    a :class:`ShardPool` of ``n_jobs`` (``joblib.Parallel``, or Ray tasks
+    under joblib's ``"ray"`` backend), so the active joblib backend decides
     where (local processes by default; ``parallel_backend("ray")`` or
     ``("dask")`` on a cluster). A task receives the store's path, its
     generation, the shard's row range, ``func`` and ``args``, never the rows:
@@ -489,11 +644,12 @@ def map_shards(
         Rows per call of ``func``.
     owner : str
         Name of the estimator, for messages.
-    parallel : joblib.Parallel or None, default=None
-        A ``Parallel`` to run the tasks with, entered by the caller (``with
-        Parallel(n_jobs) as parallel:``) so that several maps (the passes of
-        an iterative fit) share one pool of workers (a Ray backend starts its
-        actors once, not once per pass). ``None``: a new one.
+    parallel : ShardPool, joblib.Parallel or None, default=None
+        The pool to run the tasks with, entered by the caller (``with
+        ShardPool(n_jobs) as pool:``) so that several maps (the passes of an
+        iterative fit) share one pool of workers and each worker's store
+        reader (a shard's checksum is verified once per fit). ``None``: a
+        new :class:`ShardPool` for this map.
     progress : bool, default=False
         Show a tqdm bar over the shards.
     desc : str or None, default=None
@@ -532,13 +688,39 @@ def map_shards(
             func(X, *args) for X in source.iter_batches(batch_size, shuffle=False)
         )
         return [] if total is None else [total]
+    if parallel is None:
+        with ShardPool(n_jobs) as pool:
+            return map_shards(
+                func,
+                source,
+                args,
+                n_jobs=n_jobs,
+                batch_size=batch_size,
+                owner=owner,
+                parallel=pool,
+                progress=progress,
+                desc=desc,
+            )
+    token = getattr(parallel, "token", None)
     path = os.path.abspath(os.fspath(data.path))
     generation = data.manifest.get("generation")
+    verified = getattr(parallel, "verified", set())
+    # checksums once per fit: a completed map of this pool verified every shard
+    verify = bool(data.verify) and (path, generation) not in verified
     bounds = np.cumsum([0] + [int(s["rows"]) for s in data.manifest["shards"]])
     ranges = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     tasks = [
         delayed(_shard_task)(
-            type(data), path, generation, data.verify, lo, hi, func, args, batch_size
+            type(data),
+            path,
+            generation,
+            verify,
+            lo,
+            hi,
+            func,
+            args,
+            batch_size,
+            token,
         )
         for lo, hi in ranges
     ]
@@ -549,16 +731,11 @@ def map_shards(
         unit="shard",
         desc=desc or f"{owner}.fit",
     ) as bar:
-        if parallel is not None:
-            results = parallel(tasks)
-        else:
-            try:  # results as they come, for the bar
-                results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
-            except ValueError:  # a backend without generators (Ray's): at once
-                results = Parallel(n_jobs=n_jobs)(tasks)
-        for part in results:
+        for part in parallel(tasks):
             parts.append(part)
             bar.update(1)
+    if verify and token is not None:
+        verified.add((path, generation))
     return parts
 
 
@@ -637,7 +814,15 @@ class StreamingConceptsMixin:
                 "one-shot iterator can be read once; pass an ActivationStore (or "
                 "a list of batches), or n_jobs=None for the online fit."
             )
-        X = source.first_batch(self._stream_batch_size())
+        first = source
+        if source.kind == "store" and is_store(source._data) and source._data.verify:
+            # the first map verifies every shard (in the workers), and a damaged
+            # shard fails the fit there: the driver reads its first rows without
+            # hashing shard 0 on the fit's critical path
+            unverified = copy.copy(source._data)
+            unverified.verify = False
+            first = BatchSource(unverified, kind="store")
+        X = first.first_batch(self._stream_batch_size())
         if X is None or len(X) == 0:
             label = source.label[:1].upper() + source.label[1:]
             raise ValueError(f"{label} has no rows; {name} needs at least one to fit.")
@@ -652,8 +837,8 @@ class StreamingConceptsMixin:
         return np.asarray(X, dtype=np.float32)
 
     def _shard_pool(self):
-        """A ``joblib.Parallel`` of ``n_jobs``, to enter around all the passes."""
-        return Parallel(n_jobs=self.n_jobs)
+        """A :class:`ShardPool` of ``n_jobs``, to enter around all the passes."""
+        return ShardPool(self.n_jobs)
 
     def _map_shards(self, func, source, args=(), parallel=None, desc=None):
         """:func:`map_shards` with this estimator's ``n_jobs`` and ``batch_size``."""

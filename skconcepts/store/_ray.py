@@ -245,6 +245,26 @@ def _probe_workers(ray, actors, folder: Path, worker_folder, then):
     return following
 
 
+def _probe_and_load(ray, actors, folder, worker_folder):
+    """Check the actors' access to the store, load the model in each: sources."""
+    loads = _probe_workers(
+        ray, actors, folder, worker_folder, lambda: [a.load.remote() for a in actors]
+    )
+    return ray.get(loads)
+
+
+def _check_sources(expected, sources):
+    """Refuse actors that loaded another model than ``expected`` describes."""
+    for source in sources:
+        diffs = _source_diff(expected, source)
+        if diffs:
+            raise StoreMismatchError(
+                "The Ray workers do not all load the model the store records: "
+                + "; ".join(diffs)
+                + ". Make the model's folder the same on every node."
+            )
+
+
 def extract_to_store_ray(
     extractor,
     texts,
@@ -296,8 +316,10 @@ def extract_to_store_ray(
     extractor : SplitPointActivations
         The extractor. Its ``model`` must be a name or folder that every worker
         can load (or ``None``, the embedded model): actors load the model
-        themselves; weights are never sent. If not fitted, a clone is fitted on
-        the driver's CPU to record the model's identity in the manifest.
+        themselves; weights are never sent. If not fitted, the driver loads no
+        model: the manifest records the model's identity as the actors report
+        it (they must all agree); a fitted extractor's own identity is checked
+        against theirs.
     texts : list of str
         The texts, in order.
     path : str or os.PathLike
@@ -419,8 +441,8 @@ def extract_to_store_ray(
             else int(res.get("CPU", 1) // max(cpus, 1e-9))
         )
         num_workers = max(1, num_workers)
-    # the actors' processes start now, while the driver loads the model and
-    # opens the store; they do nothing with the store before the access check
+    # the actors' processes start now, while the driver plans; they do nothing
+    # with the store before the access check
     remote = ray.remote(_ExtractWorker).options(
         num_cpus=cpus,
         num_gpus=gpus,
@@ -444,12 +466,25 @@ def extract_to_store_ray(
     try:
         try:
             check_is_fitted(extractor)
-            fitted = extractor
-        except NotFittedError:  # the driver needs the identity, not a GPU
-            fitted = clone(extractor).set_params(device="cpu", cache=False).fit()
+            source = _extractor_source(extractor)
+        except NotFittedError:
+            source = None
+        loaded = source is None and not folder.is_file()
+        if loaded:
+            # the model's identity from the actors, which load it anyway: the
+            # driver loads no model (on a small machine it would compete with
+            # the actors' start for the same cores)
+            folder.mkdir(parents=True, exist_ok=True)
+            sources = _probe_and_load(ray, started, folder, worker_folder)
+            source = sources[0]
+            _check_sources(source, sources)
+        elif source is None:  # a file at path: the writer says so
+            source = _extractor_source(
+                clone(extractor).set_params(device="cpu", cache=False).fit()
+            )
         header = {
             "kind": "activations",
-            "source": _extractor_source(fitted),
+            "source": source,
             "dtype": dtype,
             "shard_rows": shard_rows,
             "chunk_texts": chunk,
@@ -486,21 +521,9 @@ def extract_to_store_ray(
         actors = started[: len(tasks)]
         for extra in started[len(tasks) :]:
             ray.kill(extra)
-        loads = _probe_workers(
-            ray,
-            actors,
-            folder,
-            worker_folder,
-            lambda: [a.load.remote() for a in actors],
-        )
-        for source in ray.get(loads):
-            diffs = _source_diff(header["source"], source)
-            if diffs:
-                raise StoreMismatchError(
-                    "A Ray worker loaded another model than the driver: "
-                    + "; ".join(diffs)
-                    + ". Make the model's folder the same on every node."
-                )
+        if not loaded:
+            sources = _probe_and_load(ray, actors, folder, worker_folder)
+            _check_sources(header["source"], sources)
         _run_tasks(ray, actors, tasks, texts, writer, progress, start)
         # every task has returned: staged files left by a worker that died
         # (and whose task ran again) are strays now

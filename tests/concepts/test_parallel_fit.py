@@ -6,6 +6,9 @@ per-process numerical kernels: components within ``rtol=1e-5`` (1e-4 for the
 NMFs, whose codes come from an iterative solver), ``atol`` scaled to the data.
 """
 
+import os
+import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -20,10 +23,12 @@ from skconcepts.concepts import (
     NMFConcepts,
     PCAConcepts,
     SemiNMFConcepts,
+    _streaming,
 )
-from skconcepts.concepts._streaming import as_batch_source, map_shards
+from skconcepts.concepts._streaming import ShardPool, as_batch_source, map_shards
+from skconcepts.exceptions import StoreCorruptedError
 from skconcepts.preprocessing import ActivationScaler
-from skconcepts.store import write_array_store
+from skconcepts.store import ActivationStore, _reader, write_array_store
 
 N, D, K = 1600, 12, 4
 
@@ -162,6 +167,79 @@ def _first_row(X):
     return (X[:1].copy(),) if len(X) else (np.zeros((0, D)),)
 
 
+def _pid(X):
+    return (np.array([os.getpid()]),)
+
+
+def _fail(X):
+    raise ValueError("a shard task failed on purpose")
+
+
+@pytest.mark.parametrize(
+    "est, kind",
+    [
+        (KMeansConcepts(K, n_passes=3, tol=0, membership="soft"), "signed"),
+        (NMFConcepts(K, n_passes=3), "positive"),
+    ],
+    ids=["kmeans-soft", "nmf"],
+)
+def test_one_fit_enters_one_pool_for_all_its_maps(est, kind, stores, monkeypatch):
+    """Every pass of an iterative fit maps with the same pool of workers."""
+    made, maps = [], []
+
+    class CountingParallel(_streaming.Parallel):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs.get("n_jobs"))
+            super().__init__(*args, **kwargs)
+
+    real_map = _streaming.map_shards
+
+    def counting_map(*args, **kwargs):
+        maps.append(kwargs["parallel"])
+        return real_map(*args, **kwargs)
+
+    monkeypatch.setattr(_streaming, "Parallel", CountingParallel)
+    monkeypatch.setattr(_streaming, "map_shards", counting_map)
+    est.set_params(n_jobs=2, random_state=0, batch_size=200).fit(stores[kind])
+    assert made == [2]
+    assert len(maps) >= 3  # the passes (and k-means' inertia and soft error)
+    assert all(isinstance(pool, ShardPool) and pool is maps[0] for pool in maps)
+    assert not _streaming._FIT_STORES  # the fit's readers are dropped at its end
+
+
+def test_checksums_are_verified_once_per_fit(stores, monkeypatch):
+    """Pass 1 verifies every shard; the later passes of the fit do not again."""
+    hashed = []
+    real = _reader._sha256_file
+
+    def counting(path):
+        hashed.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(_reader, "_sha256_file", counting)
+    store = ActivationStore(stores["positive"].path)
+    NMFConcepts(K, n_passes=3, batch_size=200, random_state=0, n_jobs=1).fit(store)
+    # each of the 6 shards once, by the tasks of the first pass (3 passes
+    # and the first rows verified 19 times before)
+    assert sorted(hashed) == sorted(set(hashed)) and len(hashed) == 6
+    NMFConcepts(K, n_passes=2, batch_size=200, random_state=0, n_jobs=1).fit(store)
+    assert len(hashed) == 12  # a new fit verifies again
+
+
+def test_a_damaged_first_shard_still_fails_the_fit(stores, tmp_path):
+    """The first rows are read unverified; the first map still checks shard 0."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(stores["positive"].path, folder)
+    data = folder / "shard-00000.npy"
+    raw = bytearray(data.read_bytes())
+    raw[-4:] = np.float32(7.0).tobytes()  # same size, another value
+    data.write_bytes(bytes(raw))
+    with pytest.raises(StoreCorruptedError, match="fails its checksum"):
+        NMFConcepts(K, n_passes=2, batch_size=200, n_jobs=1).fit(
+            ActivationStore(folder)
+        )
+
+
 def test_estimators_without_shard_maps_refuse_n_jobs():
     with pytest.raises(ValueError, match="Invalid parameter 'n_jobs'"):
         DictionaryLearningConcepts(K).set_params(n_jobs=2)
@@ -182,7 +260,10 @@ def ray_backend():
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     register_ray()
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)  # _pid, _fail in workers
     yield
+    ray.cloudpickle.unregister_pickle_by_value(module)
     ray.shutdown()
 
 
@@ -200,3 +281,43 @@ def test_ray_scaler(data, stores, ray_backend):
         two = ActivationScaler("standard", n_jobs=2).fit(stores["signed"])
     np.testing.assert_allclose(two.mean_, one.mean_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(two.scale_, one.scale_, rtol=1e-10)
+
+
+def test_ray_fits_run_as_tasks_in_workers_that_ray_keeps(
+    stores, ray_backend, monkeypatch
+):
+    """No actor pool per fit: the tasks of later fits reuse the same processes."""
+    from ray.util.multiprocessing import pool as ray_pool
+
+    pools = []
+    real_init = ray_pool.Pool.__init__
+
+    def counting_init(self, *args, **kwargs):
+        pools.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(ray_pool.Pool, "__init__", counting_init)
+    source = as_batch_source(stores["signed"])
+
+    def pids():
+        parts = map_shards(_pid, source, n_jobs=2, batch_size=1000, owner="test")
+        assert len(parts) == 6
+        return {int(pid[0]) for (pid,) in parts}
+
+    with parallel_backend("ray"):
+        first = pids()
+        KMeansConcepts(K, n_passes=3, batch_size=200, random_state=0, n_jobs=2).fit(
+            stores["signed"]
+        )
+        second = pids()
+    assert pools == []  # joblib's Ray backend would start 2 actors per fit
+    assert os.getpid() not in first
+    assert len(first) <= 2
+    assert second <= first
+
+
+def test_ray_task_errors_keep_their_type(stores, ray_backend):
+    source = as_batch_source(stores["signed"])
+    with parallel_backend("ray"):
+        with pytest.raises(ValueError, match="a shard task failed on purpose"):
+            map_shards(_fail, source, n_jobs=2, batch_size=1000, owner="test")
