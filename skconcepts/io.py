@@ -153,7 +153,9 @@ def _saved_state(extractor, folder, saved):
     state["model"] = _reference(state["model"], "model", folder, saved)
     state["tokenizer"] = _reference(state["tokenizer"], "tokenizer", folder, saved)
     state["device"] = str(state["device"])
-    state[_FITTED_FLAG] = hasattr(extractor, "model_")
+    # fit always sets split_module_name_; asking for model_ would load a model
+    # that a fit from the cache folder's record has not loaded yet
+    state[_FITTED_FLAG] = "split_module_name_" in vars(extractor)
     return state
 
 
