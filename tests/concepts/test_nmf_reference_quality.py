@@ -115,3 +115,19 @@ def test_nmf_r2_at_least_overcompletes_hals(positive_X):
     torch.manual_seed(0)
     Z, D = OcNMF(8, solver="hals", tol=1e-4).fit(torch.from_numpy(X), max_iter=500)
     assert ours >= r2(X, (Z @ D).numpy()) - 0.005
+
+
+# ----------------------------------------------------------------- solvers
+def test_gram_matches_float64_product(signed_X):
+    """The numpy (syrk) Gram of the CPU path equals X^T X to float32 accuracy."""
+    from skconcepts.concepts import _solvers as S
+
+    X = torch.from_numpy(signed_X)
+    G = S._gram(X)
+    ref = signed_X.astype(np.float64).T @ signed_X.astype(np.float64)
+    assert G.shape == (384, 384) and G.dtype == torch.float32
+    assert np.abs(G.numpy() - ref).max() <= 1e-5 * np.abs(ref).max()
+    # a strided view (every other row) gives the Gram of those rows
+    np.testing.assert_allclose(
+        S._gram(X[::2]).numpy(), (X[::2].T @ X[::2]).numpy(), rtol=1e-4, atol=1e-2
+    )
