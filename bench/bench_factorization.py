@@ -1,7 +1,10 @@
-"""Rows 2-4 and 6: concept estimators against sklearn and overcomplete called directly.
+"""Rows 2-4 and 6: concept estimators against sklearn, overcomplete and interpreto.
 
 Every pair runs on the same activations in the same process; quality is the
-reconstruction R² (1 - FVU) of each fitted model on its training data.
+reconstruction R² (1 - FVU) of each fitted model on its training data, from the
+codes its own fit computed. interpreto 0.5.2 (the optional ``bench`` extra) is
+called through its own concept explainers (``NMFConcepts``/``SemiNMFConcepts``
+``.fit``) when installed; its rows say "skipped" otherwise.
 """
 
 from __future__ import annotations
@@ -33,19 +36,146 @@ def _oc(cls_name, X, max_iter=500, **kw):
     return r2(X, (Z @ D).numpy())
 
 
-def _sk_nmf(X):
+def _sk_nmf(X, n_iter=None):
     from sklearn.decomposition import NMF
 
     model = NMF(
         n_components=K, init="nndsvda", solver="cd", random_state=0, max_iter=500
     )
     Z = model.fit_transform(X)
+    if n_iter is not None:
+        n_iter.append(model.n_iter_)
     return r2(X, Z @ model.components_)
 
 
 def _ours(est, X):
-    est.fit(X)
-    return est.score(X), est
+    """``fit_transform``: the fit and the codes of the training rows (as sklearn's)."""
+    codes = est.fit_transform(X)
+    return r2(X, codes @ est.components_), est
+
+
+def _warm_up(X):
+    """One small fit of every library: thread pools, BLAS and imports start here.
+
+    Without it the first timed call of a section pays them (about a second on a
+    2-core machine), whichever library that is.
+    """
+    from sklearn.decomposition import NMF
+
+    from skconcepts import NMFConcepts, SemiNMFConcepts
+
+    Xs = np.ascontiguousarray(X[:2000])
+    Xp = np.maximum(Xs, 0)
+    NMFConcepts(n_concepts=K, random_state=0, top_k=None, max_iter=5).fit(Xp)
+    SemiNMFConcepts(n_concepts=K, random_state=0, top_k=None, max_iter=5).fit(Xs)
+    NMF(n_components=K, init="nndsvda", max_iter=5).fit(Xp)
+    _oc("SemiNMF", Xs, max_iter=5)
+
+
+def rank_bound(X, k=K):
+    """R² of the best rank-``k`` approximation of ``X`` (no mean term): an upper
+    bound for any ``Z @ D`` with ``k`` concepts, NMF and semi-NMF included."""
+    X64 = np.asarray(X, dtype=np.float64)
+    evals = np.linalg.eigvalsh(X64.T @ X64)[::-1]
+    total = ((X64 - X64.mean(0)) ** 2).sum()
+    return 1 - (evals[k:].sum()) / total
+
+
+def interpreto_available():
+    try:
+        import interpreto  # noqa: F401  # deferred: optional baseline
+    except Exception:  # noqa: BLE001 - any import failure means "absent"
+        return False
+    return True
+
+
+def _interpreto_splitter():
+    """interpreto's ModelWithSplitPoints on MiniLM at the bench's split point."""
+    # deferred: interpreto is an optional benchmark baseline
+    from interpreto import ModelWithSplitPoints
+
+    from bench.bench_extraction import SPLIT
+    from skconcepts.datasets import load_embedded_model
+
+    model, tokenizer = load_embedded_model()
+    return ModelWithSplitPoints(
+        model,
+        split_points=f"encoder.layer.{SPLIT}",
+        tokenizer=tokenizer,
+        batch_size=64,
+        device_map="cpu",
+    )
+
+
+def _interpreto_fit(explainer, X, **kw):
+    """interpreto's own ``explainer.fit``; R² of the codes its fit computed."""
+    model = explainer.concept_model
+    inner = model.fit
+    kept = {}
+
+    def fit_and_keep(A, **kwargs):  # the codes interpreto discards
+        kept["ZD"] = inner(A, **kwargs)
+        return kept["ZD"]
+
+    model.fit = fit_and_keep
+    torch.manual_seed(0)  # its random init draws from the global generator
+    explainer.fit(torch.from_numpy(X), **kw)
+    Z, D = kept["ZD"]
+    return r2(X, (Z @ D).detach().numpy())
+
+
+def interpreto_rows(X_pos, X_signed, ours):
+    """NMF and SemiNMF against interpreto 0.5.2's own concept explainers."""
+    if not interpreto_available():
+        return [
+            row(
+                "2c/3c. NMF and SemiNMF vs interpreto 0.5.2",
+                None,
+                "interpreto NMFConcepts / SemiNMFConcepts",
+                None,
+                note="skipped: interpreto is not installed "
+                "(pip install 'skconcepts[bench]')",
+            )
+        ]
+    # deferred: interpreto is an optional benchmark baseline
+    from interpreto.concepts import NMFConcepts as IntNMF
+    from interpreto.concepts import SemiNMFConcepts as IntSemiNMF
+
+    splitter = _interpreto_splitter()
+    _interpreto_fit(IntSemiNMF(splitter, nb_concepts=K), X_signed[:2000], max_iter=5)
+    t_nmf, q_nmf = timed(
+        _interpreto_fit, IntNMF(splitter, nb_concepts=K, force_relu=True), X_pos
+    )
+    t_semi, q_semi = timed(
+        _interpreto_fit, IntSemiNMF(splitter, nb_concepts=K), X_signed
+    )
+    bound = rank_bound(X_signed)
+    (t_on, q_on), (t_os, q_os) = ours["nmf"], ours["semi"]
+    n, d = X_signed.shape
+    return [
+        row(
+            f"2c. NMF k={K}, {n}×{d} relu activations",
+            t_on,
+            "interpreto 0.5.2 NMFConcepts(force_relu=True).fit (hals)",
+            t_nmf,
+            quality=f"R² {q_on:.4f} / {q_nmf:.4f}",
+            target="≥ 5× at ≥ R²",
+            met=t_nmf / t_on >= 5 and q_on >= q_nmf - 1e-4,
+        ),
+        row(
+            f"3a-i. SemiNMF k={K}, {n}×{d} signed activations",
+            t_os,
+            "interpreto 0.5.2 SemiNMFConcepts.fit (mu, 500 iterations, tol 1e-4)",
+            t_semi,
+            quality=f"R² {q_os:.4f} / {q_semi:.4f}",
+            target="≥ 5× at ≥ R²",
+            met=t_semi / t_os >= 5 and q_os >= q_semi - 1e-4,
+            note=f"any {K}-concept Z @ D reaches at most R² {bound:.4f} here (best "
+            f"rank-{K} approximation); PCA with {K} components reaches more only "
+            "through its mean (a 21st direction). Timed: ours fit_transform, "
+            "interpreto's explainer.fit",
+        ),
+    ]
 
 
 def nmf_rows(X_signed):
@@ -53,10 +183,14 @@ def nmf_rows(X_signed):
 
     X_pos = NonNegative("relu").fit_transform(X_signed)
     n = len(X_pos)
+    _warm_up(X_signed)
     t_ours, (q_ours, est) = timed(
-        _ours, NMFConcepts(n_concepts=K, random_state=0), X_pos
+        _ours,
+        NMFConcepts(n_concepts=K, random_state=0, top_k=None, init="nndsvda"),
+        X_pos,
     )
-    t_sk, q_sk = timed(_sk_nmf, X_pos)
+    sk_iter = []
+    t_sk, q_sk = timed(_sk_nmf, X_pos, sk_iter)
     t_oc, q_oc = timed(_oc, "NMF", X_pos, solver="hals")
     rows = [
         row(
@@ -65,8 +199,21 @@ def nmf_rows(X_signed):
             "sklearn NMF (cd, nndsvda)",
             t_sk,
             quality=f"R² {q_ours:.4f} / {q_sk:.4f}",
-            target="≥ 3× at ≥ R²",
-            met=t_sk / t_ours >= 3 and q_ours >= q_sk - 1e-4,
+            target="≥ 5× at ≥ R²",
+            met=t_sk / t_ours >= 5 and q_ours >= q_sk - 1e-4,
+            note="timed: ours fit_transform (fit and the codes of the training "
+            f"rows), sklearn fit_transform; each library warmed up by a small fit "
+            f"first. {est.n_iter_} iterations (sklearn: {sk_iter[0]})"
+            + (
+                ""
+                if t_sk / t_ours >= 5
+                else f"; short by {5 * t_ours / t_sk:.2f}×. Profile (1 thread): "
+                "~75% of an iteration in its two n·d·k products (X Dᵀ, Zᵀ X; "
+                "skinny, ~45% of the square-matmul rate, row 6), ~15% in the HALS "
+                "sweeps on the codes; the nndsvda start and the final codes ~7% "
+                "each. Sweep counts and extrapolation settings move R² by ±0.001 "
+                "(other local optima) without fewer iterations"
+            ),
         ),
         row(
             f"2b. NMF k={K}, same data",
@@ -79,7 +226,9 @@ def nmf_rows(X_signed):
         ),
     ]
     t_semi, (q_semi, semi) = timed(
-        _ours, SemiNMFConcepts(n_concepts=K, random_state=0), X_signed
+        _ours,
+        SemiNMFConcepts(n_concepts=K, random_state=0, top_k=None, init="kmeans"),
+        X_signed,
     )
     t_ocs, q_ocs = timed(_oc, "SemiNMF", X_signed)
     rows.append(
@@ -93,6 +242,8 @@ def nmf_rows(X_signed):
             met=t_ocs / t_semi >= 5 and q_semi >= q_ocs - 1e-4,
         )
     )
+    ours = {"nmf": (t_ours, q_ours), "semi": (t_semi, q_semi)}
+    rows += interpreto_rows(X_pos, X_signed, ours)
     return rows, {"nmf": (est, X_pos, t_ours), "semi": (semi, X_signed, t_semi)}
 
 
@@ -263,14 +414,9 @@ def sklearn_rows(X_signed, n_small):
 
 def _iteration_seconds(cls, X, m1, m2, **kw):
     """Seconds per solver iteration: (t(m2) - t(m1)) / (m2 - m1), tol=0, same init."""
-    t1, e1 = timed(
-        lambda: cls(n_concepts=K, random_state=0, tol=0.0, max_iter=m1, **kw).fit(X),
-        repeat=2,
-    )
-    t2, e2 = timed(
-        lambda: cls(n_concepts=K, random_state=0, tol=0.0, max_iter=m2, **kw).fit(X),
-        repeat=2,
-    )
+    params = {"n_concepts": K, "random_state": 0, "tol": 0.0, "top_k": None, **kw}
+    t1, e1 = timed(lambda: cls(max_iter=m1, **params).fit(X), repeat=2)
+    t2, e2 = timed(lambda: cls(max_iter=m2, **params).fit(X), repeat=2)
     return (t2 - t1) / max(e2.n_iter_ - e1.n_iter_, 1), e2.n_iter_ - e1.n_iter_
 
 
@@ -293,13 +439,13 @@ def flop_rows(fitted):
 
     peak = matmul_gflops("float32")
     rows = []
-    for key, label, cls in (
-        ("nmf", "NMF", NMFConcepts),
-        ("semi", "SemiNMF", SemiNMFConcepts),
+    for key, label, cls, init in (
+        ("nmf", "NMF", NMFConcepts, "nndsvda"),
+        ("semi", "SemiNMF", SemiNMFConcepts, "kmeans"),
     ):
         _, X, _ = fitted[key]
         n, d = X.shape
-        per_iter, n_extra = _iteration_seconds(cls, X, 10, 40)
+        per_iter, n_extra = _iteration_seconds(cls, X, 10, 40, init=init)
         products = _products_gflops(X)
         # per iteration: the two n×d×k products (X Dᵀ and Zᵀ X) dominate
         rate = 2 * 2 * n * d * K / per_iter / 1e9

@@ -125,6 +125,16 @@ def inner_sweeps(k: int, d: int) -> int:
 
 
 # ------------------------------------------------------------------------ init
+def _gram(X: torch.Tensor) -> torch.Tensor:
+    """``X^T X`` (d, d). On the CPU through numpy, which detects the transposed
+    product of one buffer and calls BLAS ``syrk``: half the flops of torch's
+    general product (about 2x faster at ``50650 x 384``)."""
+    if X.device.type == "cpu" and not X.requires_grad:
+        Xn = X.numpy()
+        return torch.from_numpy(Xn.T @ Xn)
+    return X.T @ X
+
+
 def top_singular(X: torch.Tensor, k: int, generator=None):
     """Top-``k`` singular triplets of ``X``: ``U`` (n, k), ``S`` (k,), ``Vt`` (k, d).
 
@@ -134,7 +144,7 @@ def top_singular(X: torch.Tensor, k: int, generator=None):
     """
     n, d = X.shape
     if d <= 1024:
-        G = X.T @ X  # (d, d)
+        G = _gram(X)  # (d, d)
         evals, evecs = torch.linalg.eigh(G.double())
         order = torch.argsort(evals, descending=True)[:k]
         S = evals[order].clamp(min=0).sqrt().to(X.dtype)  # (k,)
