@@ -381,8 +381,8 @@ class NMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         ``docs/benchmarks.md`` (``bench/bench_quality.py``: MiniLM sentence
         activations of the demo corpus, 8 concepts, held-out texts): with
         ``top_k=2`` a text's strongest concept names its topic for about 3 texts
-        in 4 with 25% of the concepts active, against 35% (semi-NMF) and 48% (NMF
-        after ReLU) of texts with dense codes, at a held-out R² about 0.05 lower
+        in 4 with 25% of the concepts active, against 40% (semi-NMF) and 57% (NMF
+        after ReLU) of texts with dense codes, at a held-out R² 0.04 lower
         (semi-NMF) or unchanged (NMF after ReLU); ``top_k=4`` names fewer topics.
         Planted dictionaries are recovered too (``make_concept_activations``:
         mean matched cosine >= 0.97 for both). The sparse fit costs about 20
@@ -698,8 +698,8 @@ class SemiNMFConcepts(_OnlineNMFMixin, _BaseNMFConcepts):
         ``docs/benchmarks.md`` (``bench/bench_quality.py``: MiniLM sentence
         activations of the demo corpus, 8 concepts, held-out texts): with
         ``top_k=2`` a text's strongest concept names its topic for about 3 texts
-        in 4 with 25% of the concepts active, against 35% (semi-NMF) and 48% (NMF
-        after ReLU) of texts with dense codes, at a held-out R² about 0.05 lower
+        in 4 with 25% of the concepts active, against 40% (semi-NMF) and 57% (NMF
+        after ReLU) of texts with dense codes, at a held-out R² 0.04 lower
         (semi-NMF) or unchanged (NMF after ReLU); ``top_k=4`` names fewer topics.
         Planted dictionaries are recovered too (``make_concept_activations``:
         mean matched cosine >= 0.97 for both). The sparse fit costs about 20
