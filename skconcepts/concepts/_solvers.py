@@ -427,6 +427,8 @@ def top_k_codes(X, D, top_k, *, max_sweeps=NNLS_MAX_SWEEPS, progress=False):
     if top_k is None or top_k >= k:
         return Z
     idx = Z.topk(top_k, dim=1).indices  # (n, top_k)
+    if top_k <= EXACT_SUPPORT_MAX:
+        return _support_nnls(X, D, idx)
     mask = torch.zeros_like(Z).scatter_(1, idx, 1.0)  # (n, k)
     B = D @ D.T  # (k, k)
     for start in range(0, Z.shape[0], NNLS_BATCH):
@@ -441,6 +443,47 @@ def top_k_codes(X, D, top_k, *, max_sweeps=NNLS_MAX_SWEEPS, progress=False):
             if float(change) <= NNLS_TOL * float(Zt.abs().amax().clamp(min=1e-30)):
                 break
         Z[start:stop] = Zt.T
+    return Z
+
+
+#: supports up to this size are solved exactly (every subset: 2**t - 1 solves)
+EXACT_SUPPORT_MAX = 4
+
+
+def _support_nnls(X, D, idx):
+    """Exact non-negative least squares of each row on its own support ``idx``.
+
+    ``idx`` (n, t) holds each row's ``t`` candidate atoms. The NNLS optimum on
+    ``t`` variables is the best, among the subsets ``S`` of the support whose
+    unconstrained least-squares solution on ``S`` is non-negative, of those
+    solutions (the optimum is one of them, and every one is feasible): all
+    ``2**t - 1`` subsets are solved batched over rows, ``t x t`` systems only,
+    instead of HALS sweeps over all ``k`` atoms. Returns ``Z`` (n, k).
+    """
+    n, t = idx.shape
+    B = D @ D.T  # (k, k)
+    Z = X.new_zeros((n, D.shape[0]))
+    for start in range(0, n, NNLS_BATCH):
+        sup = idx[start : start + NNLS_BATCH]  # (m, t)
+        c = (X[start : start + NNLS_BATCH] @ D.T).gather(1, sup).double()  # (m, t)
+        Bs = B[sup[:, :, None], sup[:, None, :]].double()  # (m, t, t)
+        best_z = torch.zeros_like(c)  # the empty subset: z = 0, objective 0
+        best_f = c.new_zeros(c.shape[0])
+        for bits in range(1, 2**t):
+            S = [j for j in range(t) if bits >> j & 1]
+            sub, info = torch.linalg.solve_ex(
+                Bs[:, S][:, :, S], c[:, S].unsqueeze(-1)
+            )  # (m, |S|, 1)
+            zS = sub.squeeze(-1)
+            f = -0.5 * (c[:, S] * zS).sum(dim=1)  # objective at the LS solution
+            ok = (info == 0) & (zS >= 0).all(dim=1) & torch.isfinite(f)
+            ok &= f < best_f
+            if bool(ok.any()):
+                z = torch.zeros_like(c)
+                z[:, S] = zS
+                best_z = torch.where(ok[:, None], z, best_z)
+                best_f = torch.where(ok, f, best_f)
+        Z[start : start + NNLS_BATCH].scatter_(1, sup, best_z.to(Z.dtype))
     return Z
 
 
