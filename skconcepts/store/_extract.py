@@ -23,6 +23,7 @@ from skconcepts._split import resolve_split_modules
 from skconcepts.store._format import (
     _check_dtype,
     _check_positive_int,
+    _chunk_texts,
     _hash_texts,
     _resolve_shard_rows,
     _to_storage,
@@ -36,40 +37,6 @@ from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
 __all__ = ["extract_to_store"]
-
-#: texts per chunk at most, as in ``SplitPointActivations.transform``: the
-#: chunk is the window within which the extractor sorts texts by length
-_MAX_CHUNK_TEXTS = 4096
-#: characters per token assumed to size the chunks (English BPE/WordPiece)
-_CHARS_PER_TOKEN = 4
-
-
-def _chunk_texts(extractor, texts, shard_rows, dtype):
-    """Texts per chunk of a new store: about one shard of rows.
-
-    The extractor sorts the texts of a chunk by length and batches them, so a
-    chunk of few texts pads every batch to the longest of few random lengths
-    (chunks of 128 rt_polarity texts ran 1.87 times the tokens of one sorted
-    window, and took 2.6 times one ``transform``). A chunk holds about the
-    rows of one shard (``shard_rows``, or ``DEFAULT_SHARD_BYTES``), estimated
-    from the mean length of the texts, at least ``batch_size`` texts and at
-    most 4096 (``transform``'s window). Memory stays about one shard plus one
-    chunk; the number is recorded in the manifest, so a resumed run cuts the
-    same chunks.
-    """
-    batch = int(getattr(extractor, "batch_size", None) or 32)
-    try:
-        n_features = len(extractor.get_feature_names_out())
-    except (AttributeError, TypeError, ValueError, NotFittedError):
-        return batch  # an extractor that does not say its width
-    limit = _resolve_shard_rows(shard_rows, n_features, dtype)
-    sample = texts[:_MAX_CHUNK_TEXTS]
-    if getattr(extractor, "granularity", None) in ("sample", "cls"):
-        rows_per_text = 1.0
-    else:  # tokens of the text and its special tokens: an upper estimate
-        mean_chars = sum(map(len, sample)) / max(len(sample), 1)
-        rows_per_text = 2.0 + mean_chars / _CHARS_PER_TOKEN
-    return int(min(_MAX_CHUNK_TEXTS, max(batch, limit // rows_per_text)))
 
 
 def _extract_chunk(extractor, texts, offset, dtype):

@@ -1,16 +1,16 @@
 """extract_to_store_ray: store extraction in a pool of Ray actors.
 
 The driver plans the texts still to extract as tasks of consecutive texts
-(whole chunks of ``batch_size`` texts, the unit of local extraction). Each
-actor loads the model once, from its name or folder, and extracts a task chunk
-by chunk exactly as :func:`extract_to_store` does, closing a shard whenever it
-holds ``shard_rows`` rows; it writes the shard's files into the store's folder
-under temporary (staged) names and returns their sizes and sha256. The driver
-holds the writer lock and publishes shards in text order: it renames a staged
-shard to its place (``os.replace``) and rewrites the manifest atomically, so
-the store on disk is at every moment a valid prefix, and a rerun resumes after
-it exactly as a local rerun does. Staged files of unpublished tasks are strays
-the next writer removes.
+(whole multiples of ``batch_size`` texts). Each actor loads the model once,
+from its name or folder, and extracts a task in chunks sized as
+:func:`extract_to_store` sizes them (about one shard of rows), closing a
+shard whenever it holds ``shard_rows`` rows; it writes the shard's files into
+the store's folder under temporary (staged) names and returns their sizes and
+sha256. The driver holds the writer lock and publishes shards in text order:
+it renames a staged shard to its place (``os.replace``) and rewrites the
+manifest atomically, so the store on disk is at every moment a valid prefix,
+and a rerun resumes after it exactly as a local rerun does. Staged files of
+unpublished tasks are strays the next writer removes.
 
 ``ray`` is imported only here, and only inside the functions (an optional
 dependency: ``pip install skconcepts[ray]``).
@@ -37,6 +37,7 @@ from skconcepts.store._format import (
     _STORAGE,
     _check_dtype,
     _check_positive_int,
+    _chunk_texts,
     _hash_texts,
     _HashingWriter,
     _resolve_shard_rows,
@@ -121,7 +122,9 @@ class _ExtractWorker:
     def run(self, task, first, texts):
         """Extract ``texts`` (corpus positions ``first`` on) into staged shards."""
         ext = self._extractor()
-        chunk = int(ext.batch_size)
+        # chunks sized as extract_to_store sizes them (about one shard of rows):
+        # the extractor sorts by length within a chunk, so small chunks pad more
+        chunk = _chunk_texts(ext, texts, self.shard_rows, self.dtype)
         limit = _resolve_shard_rows(self.shard_rows, None, self.dtype)
         shards, pieces, frames, start, n_rows = [], [], [], first, 0
 
@@ -289,7 +292,7 @@ def extract_to_store_ray(
     are cut into tasks of ``texts_per_task`` consecutive texts; ``num_workers``
     Ray actors, each holding the model (loaded once, from its name or folder),
     take tasks as they become free. An actor extracts a task chunk by chunk
-    (``extractor.batch_size`` texts, as locally), closes a shard whenever it
+    (chunks of about one shard of rows, as locally), closes a shard whenever it
     holds ``shard_rows`` rows and writes its files straight into the store's
     folder under temporary names. The driver alone holds the writer lock: it
     publishes the shards in text order (an atomic rename) and rewrites the
