@@ -31,7 +31,7 @@ from skconcepts.store._format import (
 from skconcepts.store._ray import extract_to_store_ray
 from skconcepts.store._reader import ActivationStore
 from skconcepts.store._source import _extractor_source
-from skconcepts.store._writer import _StoreWriter
+from skconcepts.store._writer import _activations_writer
 from skconcepts.utils._deprecation import renamed_kwarg
 from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._validation import check_is_fitted, check_texts
@@ -206,29 +206,15 @@ def extract_to_store(
     writers = []
     try:
         for _, view, folder in targets:
-            header = {
-                "kind": "activations",
-                "source": _extractor_source(view),
-                "dtype": dtype,
-                "shard_rows": shard_rows,
-                "chunk_texts": chunk,
-                "n_texts": len(texts),
-                "texts_sha256": _hash_texts(texts),
-            }
             writers.append(
-                _StoreWriter(
+                _activations_writer(
                     folder,
-                    header,
-                    compare=(
-                        "kind",
-                        "source",
-                        "dtype",
-                        "shard_rows",
-                        "n_texts",
-                        "texts_sha256",
-                    ),
-                    overwrite=overwrite,
-                    texts=texts,
+                    _extractor_source(view),
+                    dtype,
+                    shard_rows,
+                    chunk,
+                    texts,
+                    overwrite,
                 )
             )
         _fill_stores(

@@ -47,7 +47,7 @@ from skconcepts.store._format import (
 )
 from skconcepts.store._reader import ActivationStore
 from skconcepts.store._source import _extractor_source, _source_diff
-from skconcepts.store._writer import _StoreWriter
+from skconcepts.store._writer import _activations_writer
 from skconcepts.utils._progress import progress_bar
 from skconcepts.utils._validation import check_is_fitted, check_texts
 
@@ -485,28 +485,8 @@ def extract_to_store_ray(
             source = _extractor_source(
                 clone(extractor).set_params(device="cpu", cache=False).fit()
             )
-        header = {
-            "kind": "activations",
-            "source": source,
-            "dtype": dtype,
-            "shard_rows": shard_rows,
-            "chunk_texts": chunk,
-            "n_texts": len(texts),
-            "texts_sha256": _hash_texts(texts),
-        }
-        writer = _StoreWriter(
-            folder,
-            header,
-            compare=(
-                "kind",
-                "source",
-                "dtype",
-                "shard_rows",
-                "n_texts",
-                "texts_sha256",
-            ),
-            overwrite=overwrite,
-            texts=texts,
+        writer = _activations_writer(
+            folder, source, dtype, shard_rows, chunk, texts, overwrite
         )
         if writer.manifest["complete"]:
             return ActivationStore(writer.path)
@@ -526,7 +506,7 @@ def extract_to_store_ray(
             ray.kill(extra)
         if not loaded:
             sources = _probe_and_load(ray, actors, folder, worker_folder)
-            _check_sources(header["source"], sources)
+            _check_sources(source, sources)
         _run_tasks(ray, actors, tasks, texts, writer, progress, start)
         # every task has returned: staged files left by a worker that died
         # (and whose task ran again) are strays now

@@ -423,3 +423,27 @@ def write_array_store(
         return writer.finish()
     finally:
         writer.release()
+
+
+def _activations_writer(folder, source, dtype, shard_rows, chunk, texts, overwrite):
+    """The writer of an activation store of ``texts`` (local or Ray extraction).
+
+    One header for both engines, and the fields a rerun must match to resume
+    (the chunk size is not one of them: a resumed store keeps its own).
+    """
+    header = {
+        "kind": "activations",
+        "source": source,
+        "dtype": dtype,
+        "shard_rows": shard_rows,
+        "chunk_texts": chunk,
+        "n_texts": len(texts),
+        "texts_sha256": _hash_texts(texts),
+    }
+    return _StoreWriter(
+        folder,
+        header,
+        compare=("kind", "source", "dtype", "shard_rows", "n_texts", "texts_sha256"),
+        overwrite=overwrite,
+        texts=texts,
+    )
