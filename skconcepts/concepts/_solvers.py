@@ -600,39 +600,54 @@ def _keep_best(best, cand, better):
 def _alternating(
     X, Zt, D, dict_step, *, nonneg_dict, inner_z, max_iter, tol, progress, desc
 ):
-    """Shared loop of NMF and semi-NMF: HALS codes, ``dict_step``, extrapolation."""
+    """Shared loop of NMF and semi-NMF: HALS codes, ``dict_step``, extrapolation.
+
+    The (k, n) code matrices live in six buffers allocated once: a fresh
+    (k, n) tensor per step costs the kernel a page fault per 4 KiB of it when
+    the allocator returns large blocks to the system, which made an iteration
+    up to 1.8x slower in a process that had run a model before.
+    """
     xx = sum_squares(X)
     buf = X.new_empty(X.shape[0])
     M, N = Zt @ X, Zt @ Zt.T  # (k, d), (k, k)
     err = squared_error(xx, M, N, D)
-    best = [Zt, D, err]
+    Zt = Zt.contiguous()
+    best_Z, best_D, best_err = Zt.clone(), D, err
     monitor = _Monitor(err, tol, max_iter, progress, desc)
     ext = _Extrapolation(X.device)
     Zt_hat, D_hat = Zt.clone(), D.clone()
+    Zt_new, Zt_try = torch.empty_like(Zt), torch.empty_like(Zt)  # (k, n)
+    Ct = torch.empty_like(Zt)  # (k, n)
     it = 0
     try:
         for it in range(1, max_iter + 1):
             # codes step from the extrapolated point, against the extrapolated atoms
-            Ct = D_hat @ X.T  # (k, n)
+            torch.matmul(D_hat, X.T, out=Ct)  # (k, n)
             B = D_hat @ D_hat.T  # (k, k)
-            Zt_new = hals_sweeps_(Zt_hat.clone(), Ct, B, inner_z, buf)
-            Zt_try = ext.push(Zt_new, Zt)
+            hals_sweeps_(Zt_new.copy_(Zt_hat), Ct, B, inner_z, buf)
+            # Zt_try = max(0, Zt_new + beta (Zt_new - Zt)), in its buffer
+            torch.sub(Zt_new, Zt, out=Zt_try)
+            Zt_try.mul_(ext.beta.to(Zt.dtype)).add_(Zt_new).clamp_(min=0.0)
             # dictionary step against the extrapolated codes
             M, N = Zt_try @ X, Zt_try @ Zt_try.T  # (k, d), (k, k)
             D_new = dict_step(M, N, D_hat)
             err_new = squared_error(xx, M, N, D_new)  # error of (Zt_try, D_new)
             D_try = ext.push(D_new, D, nonneg=nonneg_dict)
             worse = err_new > err
-            Zt_hat = torch.where(worse, Zt_new, Zt_try)
+            torch.where(worse, Zt_new, Zt_try, out=Zt_hat)
             D_hat = torch.where(worse, D_new, D_try)
             ext.update(worse)
-            best = _keep_best(best, [Zt_try, D_new, err_new], err_new < best[2])
-            Zt, D, err = Zt_new, D_new, err_new
-            if monitor.stop(it, best[2]):
+            better = err_new < best_err
+            torch.where(better, Zt_try, best_Z, out=best_Z)
+            best_D = torch.where(better, D_new, best_D)
+            best_err = torch.where(better, err_new, best_err)
+            Zt, Zt_new = Zt_new, Zt  # the old codes' buffer is the next Zt_new
+            D, err = D_new, err_new
+            if monitor.stop(it, best_err):
                 break
     finally:
         monitor.close()
-    return FitResult(best[0].T, best[1], it, float(best[2]))
+    return FitResult(best_Z.T, best_D, it, float(best_err))
 
 
 def nmf_hals(X, Zt, D, *, max_iter=200, tol=1e-4, inner=None, progress=None):
