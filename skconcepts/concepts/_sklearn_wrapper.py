@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn import config_context
 
 from skconcepts.concepts._base import ConceptMixin
 from skconcepts.utils._torch import resolve_device, to_tensor
@@ -69,7 +70,9 @@ class SklearnConceptsMixin(ConceptMixin):
     def _fit(self, X):
         self._check_cpu_only()
         self.estimator_ = self._make_estimator()
-        self.estimator_.fit(X)
+        # X passed _check_X (finite, float32): sklearn need not scan it again
+        with config_context(assume_finite=True):
+            self.estimator_.fit(X)
         self._read_fitted()
         if not self._iterative:
             # no statistic needs the codes: ``fit`` stays as cheap as sklearn's,

@@ -187,6 +187,26 @@ def test_check_value_range():
         check_value_range(torch.full((2, 2), 1e5), max_norm=1e5, name="batch 3")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_check_value_range_at_the_limit(dtype, layout):
+    """Norms just below the limit pass, just above fail, whatever the layout.
+
+    The quick pass is one dot product in X's dtype; within 1 % of the limit the
+    exact float64 sum decides.
+    """
+    from skconcepts.utils._validation import check_value_range
+
+    X = np.full((50, 8), 1.0, dtype=dtype)  # norm 20
+    X = {"C": X, "F": np.asfortranarray(X), "strided": np.repeat(X, 2, axis=1)[:, ::2]}[
+        layout
+    ]
+    check_value_range(X, max_norm=20.001)  # inside the 1 % band: exact sum
+    check_value_range(X, max_norm=25.0)  # the quick pass
+    with pytest.raises(ValueError, match="norm .* is 20"):
+        check_value_range(X, max_norm=19.999)
+
+
 # ----------------------------------------------- item 11: zero-variance input
 @pytest.mark.parametrize("value", [0.0, 3.0])
 @pytest.mark.parametrize("name, cls", CONCEPTS)
