@@ -51,7 +51,7 @@ _SHARD_FILE = re.compile(rf"^\.?shard-\d+\.(npy|units\.npy|units\.jsonl)({_TMP})
 #: a published shard file (a name in the manifest: no folder, no temporary)
 _SHARD_NAME = re.compile(r"shard-\d+\.(npy|units\.npy|units\.jsonl)")
 _MANIFEST_TMP = re.compile(rf"^\.manifest\.json{_TMP}$")
-_HASH_CHUNK = 1 << 22
+_HASH_CHUNK = 1 << 20
 _MISSING = object()
 #: name of the units column that holds the index of the text
 _SAMPLE = "sample"
@@ -101,10 +101,17 @@ def _fsync_dir(path: Path):
 
 
 def _sha256_file(path: Path) -> str:
+    """sha256 of a file, read into one reused buffer of ``_HASH_CHUNK`` bytes.
+
+    A fresh ``bytes`` per chunk costs the kernel a page fault per 4 KiB page of
+    it, and those contend when several worker processes verify shards at once.
+    """
     h = hashlib.sha256()
+    buf = bytearray(_HASH_CHUNK)
+    view = memoryview(buf)
     with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
+        while n := f.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
 
 
