@@ -64,13 +64,27 @@ def _svd_flip_rows(Vt):
     return Vt * signs[:, None]
 
 
+#: rows per block of the float64 moments (a whole batch of the default 4096)
+_MOMENT_BLOCK = 4096
+
+
 def _pca_moments(X, shift):
     """Moments of one batch for the shard-parallel PCA: ``(n, sum, X^T X)``.
 
-    Of the rows shifted by ``shift``, in float64.
+    Of the rows shifted by ``shift``, in float64, a block of
+    ``_MOMENT_BLOCK`` rows at a time in two buffers allocated once per call
+    (no fresh float64 copy of the batch: see :func:`_shard_task`).
     """
-    Xs = X.astype(np.float64) - shift  # (m, d)
-    return len(X), Xs.sum(axis=0), Xs.T @ Xs
+    n, d = X.shape
+    b = max(1, min(n, _MOMENT_BLOCK))
+    block, gram = np.empty((b, d)), np.empty((d, d))
+    s, S = np.zeros(d), np.zeros((d, d))
+    for start in range(0, n, b):
+        Xs = block[: min(b, n - start)]
+        np.subtract(X[start : start + len(Xs)], shift, out=Xs)
+        s += Xs.sum(axis=0)
+        S += np.matmul(Xs.T, Xs, out=gram)
+    return n, s, S
 
 
 def _randomized_svd_torch(X, k, *, n_oversamples, n_iter, generator):

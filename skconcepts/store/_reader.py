@@ -331,9 +331,14 @@ class ActivationStore:
         start = int(self._offsets[i])
         return pd.DataFrame(cols, index=pd.RangeIndex(start, start + rows))
 
-    def _read_rows(self, start, stop) -> np.ndarray:
-        """Rows ``start:stop`` as float32, across shard boundaries."""
-        out = np.empty((stop - start, self.n_features), dtype=np.float32)
+    def _read_rows(self, start, stop, out=None) -> np.ndarray:
+        """Rows ``start:stop`` as float32, across shard boundaries.
+
+        ``out``: a float32 array of shape ``(stop - start, n_features)`` to fill
+        (a reader of many batches reuses one, instead of fresh pages per batch).
+        """
+        if out is None:
+            out = np.empty((stop - start, self.n_features), dtype=np.float32)
         first = int(np.searchsorted(self._offsets, start, side="right")) - 1
         pos = start
         for i in range(max(first, 0), self.n_shards):
