@@ -30,7 +30,7 @@ from sklearn.pipeline import Pipeline
 
 from skconcepts.activations import SplitPointActivations
 from skconcepts.concepts import ConceptMixin
-from skconcepts.utils._torch import to_numpy
+from skconcepts.utils._torch import single_blas_thread, to_numpy
 from skconcepts.utils._validation import check_is_fitted
 
 __all__ = [
@@ -355,7 +355,9 @@ def torch_codec(parts, device=None, dtype=None):
     decoder = torch.nn.Sequential(*modules)
 
     def encode_fn(h):  # h: (..., d) -> C: (..., k)
-        C = encode(parts, to_numpy(h.reshape(-1, h.shape[-1])))  # (n, k) float32
+        # one BLAS thread: its spinning threads would slow the torch work after
+        with single_blas_thread():
+            C = encode(parts, to_numpy(h.reshape(-1, h.shape[-1])))  # (n, k)
         C = torch.as_tensor(C, device=h.device, dtype=h.dtype)
         return C.reshape(*h.shape[:-1], C.shape[-1])
 

@@ -274,7 +274,38 @@ def test_model_state_is_restored(cls_pipe):
         model.classifier.weight.requires_grad_(True)
 
 
+def test_cpu_runs_one_backward_per_target_on_one_forward(cls_pipe, monkeypatch):
+    """On the CPU: one forward per batch, then one backward pass per target."""
+    calls, forwards = [], []
+    grad = torch.autograd.grad
+
+    def spy(outputs, inputs, grad_outputs=None, **kwargs):
+        calls.append((tuple(outputs.shape), kwargs.get("retain_graph")))
+        return grad(outputs, inputs, grad_outputs, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", spy)
+    model = cls_pipe[0].model_
+    handle = model.register_forward_hook(lambda *a: forwards.append(1))
+    try:
+        attr = concept_output_gradient(
+            TEXTS, extractor=cls_pipe[0], concepts=cls_pipe, batch_size=4
+        )
+    finally:
+        handle.remove()
+    # 4 texts in one batch, 2 targets: the graph is kept for the second
+    assert forwards == [1] and calls == [((), True), ((), False)]
+    monkeypatch.setattr(torch.autograd, "grad", grad)
+    monkeypatch.setattr("skconcepts.attribution._vmapped", lambda device: True)
+    vmapped = concept_output_gradient(
+        TEXTS, extractor=cls_pipe[0], concepts=cls_pipe, batch_size=4
+    )
+    for a, b in zip(attr, vmapped):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_uses_vectorised_backward(cls_pipe, monkeypatch):
+    """Where vmapped (accelerators; forced here): one backward call for all."""
+    monkeypatch.setattr("skconcepts.attribution._vmapped", lambda device: True)
     calls = []
     grad = torch.autograd.grad
 
@@ -291,8 +322,9 @@ def test_uses_vectorised_backward(cls_pipe, monkeypatch):
     assert calls == [(4, 2)]
 
 
-def test_vectorised_backward_has_no_per_target_fallback(lm_pipe):
+def test_vectorised_backward_has_no_per_target_fallback(lm_pipe, monkeypatch):
     """Every backward op of the rerun batches over the targets in vmap."""
+    monkeypatch.setattr("skconcepts.attribution._vmapped", lambda device: True)
     torch._C._debug_only_display_vmap_fallback_warnings(True)
     try:
         with warnings.catch_warnings(record=True) as caught:

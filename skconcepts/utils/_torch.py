@@ -138,3 +138,32 @@ def torch_generator(random_state, device="cpu") -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(int(rng.randint(0, 2**31 - 1)))
     return gen
+
+
+_BLAS = None
+
+
+def single_blas_thread():
+    """Context manager: numpy's BLAS on one thread, for work between torch calls.
+
+    After each call, OpenBLAS keeps its worker threads spinning for a while
+    (about a tenth of a second). When the numpy work is a small product between
+    two torch passes (the concept codes of a batch inside a model rerun), those
+    threads take the cores torch's own threads need: the blocks after the split
+    ran 2x slower in ``concept_output_gradient`` on a 2-core machine. One BLAS
+    thread for the small product keeps torch at full speed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skconcepts.utils._torch import single_blas_thread
+    >>> with single_blas_thread():
+    ...     float(np.ones((3, 4)) @ np.ones(4) @ np.ones(3))
+    12.0
+    """
+    global _BLAS
+    if _BLAS is None:  # scanned once, on first use: numpy's BLAS is loaded by then
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
