@@ -68,9 +68,10 @@ def concept_output_gradient(
     (no gradient), replaced by ``t⁻¹(C) + r`` with the constant residual
     ``r = h − t⁻¹(t(h))`` (so the outputs are exactly the original ones), and
     the forward pass continues to the outputs. The target outputs are then
-    back-propagated to ``C`` with :func:`torch.autograd.grad`, for all targets
-    of a batch in one vectorised backward pass (one forward pass per batch, not
-    per target).
+    back-propagated to ``C`` with :func:`torch.autograd.grad`, all targets of
+    a batch over one forward graph (one forward pass per batch, not per
+    target): on the CPU one backward pass per target, on an accelerator one
+    backward pass vectorised over the targets.
 
     Concepts are encoded per token because the estimator was fitted on token
     rows. The token-level values (gradients, or concept activations times
@@ -650,7 +651,8 @@ def input_concept_gradient(
 
     The token values are then aggregated to the units of ``granularity``.
     Only the forward pass up to the split module runs (it stops there), and
-    all concepts are differentiated in one vectorised backward pass.
+    all concepts are differentiated over that one forward graph (one backward
+    pass per concept on the CPU, one vectorised pass on an accelerator).
 
     The concepts must be an affine function of the activations (e.g.
     :class:`~skconcepts.PCAConcepts` or :class:`~skconcepts.ICAConcepts`,
