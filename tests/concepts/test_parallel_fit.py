@@ -1,4 +1,4 @@
-"""Shard-parallel fits of a store (``n_jobs``): loky and Ray give the n_jobs=1 model.
+"""Shard-parallel fits of a store (``n_jobs``): loky, Ray, Dask give the n_jobs=1 model.
 
 Stated tolerance: shard statistics are summed in shard order whatever
 ``n_jobs``, so ``n_jobs=k`` differs from ``n_jobs=1`` only by the rounding of
@@ -321,3 +321,35 @@ def test_ray_task_errors_keep_their_type(stores, ray_backend):
     with parallel_backend("ray"):
         with pytest.raises(ValueError, match="a shard task failed on purpose"):
             map_shards(_fail, source, n_jobs=2, batch_size=1000, owner="test")
+
+
+# ----------------------------------------------------------------------- Dask
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize("index", range(len(IDS)), ids=IDS)
+def test_dask_n_jobs_2_equals_n_jobs_1(index, stores, serial, dask_client):
+    """joblib's "dask" backend runs the shard maps on the Dask workers."""
+    name, est, kind = _estimators()[index]
+    with parallel_backend("dask"):
+        parallel = _fitted(est, stores[kind], 2)
+    _assert_same_model(serial[name], parallel, name)
+
+
+def test_dask_shard_tasks_run_in_the_workers(stores, dask_client):
+    """The shard tasks run in the Dask worker processes, not in this one."""
+    workers = set(dask_client.run(os.getpid).values())
+    source = as_batch_source(stores["signed"])
+    with parallel_backend("dask"):
+        parts = map_shards(_pid, source, n_jobs=2, batch_size=1000, owner="test")
+    pids = {int(pid[0]) for (pid,) in parts}  # one batch per shard of 300 rows
+    assert len(parts) == 6 and pids <= workers and os.getpid() not in pids
