@@ -548,8 +548,10 @@ class _Extrapolation:
         self.beta, self.beta_max = t(beta), t(1.0)
         self.eta, self.gamma, self.gamma_bar = eta, gamma, gamma_bar
 
-    def push(self, new, old, nonneg=True):
-        out = new + self.beta.to(new.dtype) * (new - old)
+    def push(self, new, old, nonneg=True, out=None):
+        """``new + beta (new - old)``, clamped at 0 if ``nonneg``; into ``out``."""
+        out = torch.sub(new, old, out=out)
+        out.mul_(self.beta.to(new.dtype)).add_(new)
         return out.clamp_(min=0.0) if nonneg else out
 
     def update(self, worse):
@@ -625,9 +627,7 @@ def _alternating(
             torch.matmul(D_hat, X.T, out=Ct)  # (k, n)
             B = D_hat @ D_hat.T  # (k, k)
             hals_sweeps_(Zt_new.copy_(Zt_hat), Ct, B, inner_z, buf)
-            # Zt_try = max(0, Zt_new + beta (Zt_new - Zt)), in its buffer
-            torch.sub(Zt_new, Zt, out=Zt_try)
-            Zt_try.mul_(ext.beta.to(Zt.dtype)).add_(Zt_new).clamp_(min=0.0)
+            ext.push(Zt_new, Zt, out=Zt_try)
             # dictionary step against the extrapolated codes
             M, N = Zt_try @ X, Zt_try @ Zt_try.T  # (k, d), (k, k)
             D_new = dict_step(M, N, D_hat)
