@@ -267,14 +267,6 @@ def ray_backend():
     ray.shutdown()
 
 
-@pytest.mark.parametrize("index", range(len(IDS)), ids=IDS)
-def test_ray_n_jobs_2_equals_n_jobs_1(index, stores, serial, ray_backend):
-    name, est, kind = _estimators()[index]
-    with parallel_backend("ray"):
-        parallel = _fitted(est, stores[kind], 2)
-    _assert_same_model(serial[name], parallel, name)
-
-
 def test_ray_scaler(data, stores, ray_backend):
     one = ActivationScaler("standard", n_jobs=1).fit(stores["signed"])
     with parallel_backend("ray"):
@@ -336,11 +328,13 @@ def dask_client():
         yield client
 
 
+@pytest.mark.parametrize("backend", ["ray", "dask"])
 @pytest.mark.parametrize("index", range(len(IDS)), ids=IDS)
-def test_dask_n_jobs_2_equals_n_jobs_1(index, stores, serial, dask_client):
-    """joblib's "dask" backend runs the shard maps on the Dask workers."""
+def test_cluster_n_jobs_2_equals_n_jobs_1(backend, index, stores, serial, request):
+    """joblib's "ray" and "dask" backends run the shard maps on their workers."""
+    request.getfixturevalue({"ray": "ray_backend", "dask": "dask_client"}[backend])
     name, est, kind = _estimators()[index]
-    with parallel_backend("dask"):
+    with parallel_backend(backend):
         parallel = _fitted(est, stores[kind], 2)
     _assert_same_model(serial[name], parallel, name)
 
