@@ -168,17 +168,10 @@ def run(quick=True):
             fresh_ray = _fresh("ray", texts_file, f"{tmp}/fresh-ray")
             fresh_one = _fresh("local", texts_file, f"{tmp}/fresh-1", threads=1)
             fresh_two = _fresh("local", texts_file, f"{tmp}/fresh-2", threads=2)
-            fresh_same = (
-                ActivationStore(f"{tmp}/fresh-ray")
-                .units()
-                .equals(ActivationStore(f"{tmp}/fresh-1").units())
-            )
-            fresh_diff = float(
-                np.abs(
-                    ActivationStore(f"{tmp}/fresh-ray")[:]
-                    - ActivationStore(f"{tmp}/fresh-1")[:]
-                ).max()
-            )
+            ray_store_fresh = ActivationStore(f"{tmp}/fresh-ray")
+            one_store_fresh = ActivationStore(f"{tmp}/fresh-1")
+            fresh_same = ray_store_fresh.units().equals(one_store_fresh.units())
+            fresh_diff = float(np.abs(ray_store_fresh[:] - one_store_fresh[:]).max())
     finally:
         ray.shutdown()
     what = f"{len(texts)} texts ({source}), {rows} token rows, MiniLM all 6 blocks; "
