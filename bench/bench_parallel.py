@@ -8,7 +8,8 @@ CPUs: 2 workers of 1 CPU each) and under loky (2 local processes of 1
 thread each), against ``n_jobs=1``: the same shard maps in this process
 (1 worker of 1 CPU). Every process runs 1 thread: this one (the reference,
 and the driver of the parallel fits, which computes the initialisation and
-the dictionary updates between the maps) and each worker. Every model of a
+the dictionary updates between the maps) and each worker. A fit shorter than
+2 s (PCA, k-means here) is timed best of 3 on each side. Every model of a
 row equals its reference within the tolerance the tests state; the quality
 column gives the largest difference of the components.
 
@@ -65,16 +66,26 @@ def _estimators(quick):
     ]
 
 
-def _timed_fit(est, store, n_jobs):
-    t0 = time.perf_counter()
-    est.set_params(n_jobs=n_jobs).fit(store)
-    return time.perf_counter() - t0, est.components_.copy()
+#: fits shorter than this (seconds, n_jobs=1) are timed best of SHORT_REPEAT on
+#: both sides: a fit of half a second varies by 10% from run to run here
+SHORT_FIT, SHORT_REPEAT = 2.0, 3
 
 
-def _row(name, backend, what, t_par, comp, t_cold, reference):
+def _timed_fit(est, store, n_jobs, repeat=1):
+    """Best wall time of ``repeat`` fits and the components of the last."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        est.set_params(n_jobs=n_jobs).fit(store)
+        best = min(best, time.perf_counter() - t0)
+    return best, est.components_.copy()
+
+
+def _row(name, backend, what, t_par, comp, t_cold, reference, repeat):
     t_ref, comp_ref = reference
     diff = float(np.abs(comp - comp_ref).max())
-    note = (
+    note = "best of 3 fits on each side; " if repeat > 1 else ""
+    note += (
         f"indicative under load; the {backend} workers were started by a "
         f"warm-up PCA fit ({t_cold:.2f} s; "
     )
@@ -136,13 +147,25 @@ def run(quick=True):
             for name, est in _estimators(quick):
                 # side by side: the reference, then each backend
                 reference = _timed_fit(est, store, 1)
+                repeat = SHORT_REPEAT if reference[0] < SHORT_FIT else 1
+                if repeat > 1:
+                    reference = _timed_fit(est, store, 1, repeat)
                 for backend in backends:
                     if quick and backend == "ray" and name != "PCA":
                         continue  # --quick: one Ray row
                     with parallel_backend(backend):
-                        t_par, comp = _timed_fit(est, store, 2)
+                        t_par, comp = _timed_fit(est, store, 2, repeat)
                     rows.append(
-                        _row(name, backend, what, t_par, comp, cold[backend], reference)
+                        _row(
+                            name,
+                            backend,
+                            what,
+                            t_par,
+                            comp,
+                            cold[backend],
+                            reference,
+                            repeat,
+                        )
                     )
         finally:
             restore()
