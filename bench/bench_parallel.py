@@ -84,7 +84,7 @@ def _timed_fit(est, store, n_jobs, repeat=1):
 def _row(name, backend, what, t_par, comp, t_cold, reference, repeat):
     t_ref, comp_ref = reference
     diff = float(np.abs(comp - comp_ref).max())
-    note = "best of 3 fits on each side; " if repeat > 1 else ""
+    note = f"best of {repeat} fits on each side; " if repeat > 1 else ""
     note += (
         f"indicative under load; the {backend} workers were started by a "
         f"warm-up PCA fit ({t_cold:.2f} s; "
