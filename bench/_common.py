@@ -110,7 +110,8 @@ def row(
         "speed-up": ratio,
         "quality (ours / baseline)": quality,
         "target": target,
-        "met": met,
+        # a numpy bool (a comparison of numpy values) renders as yes/no too
+        "met": None if met is None else bool(met),
         "note": note,
     }
 

@@ -304,7 +304,8 @@ def _budget_rows(model, tokenizer, texts, repeat):
     default = SplitPointActivations().max_tokens_per_batch
     threads = torch.get_num_threads()
     times, out = {}, {}
-    for n_threads in sorted({threads, 1}, reverse=True):
+    counts = sorted({threads, 1}, reverse=True)
+    for n_threads in counts:
         torch.set_num_threads(n_threads)
         try:
             for budget in BUDGETS:
@@ -318,7 +319,7 @@ def _budget_rows(model, tokenizer, texts, repeat):
                 )
         finally:
             torch.set_num_threads(threads)
-    best = {t: min(times[t, b] for b in BUDGETS) for t, _ in times}
+    best = {t: min(times[t, b] for b in BUDGETS) for t in counts}
     listing = "; ".join(
         f"{t} thread{'s' if t > 1 else ''}: "
         + ", ".join(f"{b}: {times[t, b]:.2f} s" for b in BUDGETS)
