@@ -1,8 +1,9 @@
 """Section "parallel": shard-parallel fits of a store (``n_jobs``), Ray and loky.
 
 A synthetic store (``make_concept_activations``: planted non-negative
-dictionary, sparse codes) of >= 200 000 rows (``--full``; 30 000 in
-``--quick``, with one Ray row) is fitted by PCA, KMeans, NMF and SemiNMF
+dictionary, sparse codes) of 400 000 rows (``--full``, the issue asks for
+>= 200 000; 30 000 in ``--quick``, with one Ray row) is fitted by PCA,
+KMeans, NMF and SemiNMF
 with ``n_jobs=2`` under joblib's Ray backend (a local Ray cluster of 2
 CPUs: 2 workers of 1 CPU each) and under loky (2 local processes of 1
 thread each), against ``n_jobs=1``: the same shard maps in this process
@@ -12,6 +13,13 @@ the dictionary updates between the maps) and each worker. A fit shorter than
 2 s (PCA, k-means here) is timed best of 3 on each side. Every model of a
 row equals its reference within the tolerance the tests state; the quality
 column gives the largest difference of the components.
+
+Each pass of a fit is one map over the shards, and each map pays a fixed
+round trip (a Ray task's start and result, measured 4-10 ms here with both
+cores busy; loky's result polling, up to 10 ms). A k-means pass (k = 16,
+d = 256) takes about 50 ms per 100 000 rows on one thread, so the 400 000
+rows keep that round trip small next to a pass; the k-means rows on the
+first 200 000 rows (no target) show it.
 
 Under joblib's ``"ray"`` backend the shard tasks are Ray tasks
 (``skconcepts.concepts._streaming.ShardPool``), which run in the worker
@@ -67,8 +75,10 @@ def _estimators(quick):
 
 
 #: fits shorter than this (seconds, n_jobs=1) are timed best of SHORT_REPEAT on
-#: both sides: a fit of half a second varies by 10% from run to run here
-SHORT_FIT, SHORT_REPEAT = 2.0, 3
+#: every side, in rounds (n_jobs=1, then each backend, SHORT_REPEAT times): a
+#: fit of a second varied by 10% from run to run here, and the rounds keep a
+#: slow spell of the machine from falling on one side only
+SHORT_FIT, SHORT_REPEAT = 2.0, 5
 
 
 def _timed_fit(est, store, n_jobs, repeat=1):
@@ -81,10 +91,18 @@ def _timed_fit(est, store, n_jobs, repeat=1):
     return best, est.components_.copy()
 
 
-def _row(name, backend, what, t_par, comp, t_cold, reference, repeat):
+def _first(timing):
+    return timing[0]
+
+
+def _row(name, backend, what, t_par, comp, t_cold, reference, repeat, judged=True):
     t_ref, comp_ref = reference
     diff = float(np.abs(comp - comp_ref).max())
-    note = f"best of {repeat} fits on each side; " if repeat > 1 else ""
+    note = (
+        f"best of {repeat} fits on each side, in {repeat} rounds of one fit per side; "
+        if repeat > 1
+        else ""
+    )
     note += (
         f"indicative under load; the {backend} workers were started by a "
         f"warm-up PCA fit ({t_cold:.2f} s; "
@@ -102,8 +120,8 @@ def _row(name, backend, what, t_par, comp, t_cold, reference, repeat):
         "n_jobs=1 (1 worker × 1 CPU)",
         t_ref,
         quality=f"max |Δ components| = {diff:.1e}",
-        target="≥ 1.7×",
-        met=t_ref / t_par >= 1.7,
+        target="≥ 1.7×" if judged else "— (shows the per-pass round trip)",
+        met=t_ref / t_par >= 1.7 if judged else None,
         note=note,
     )
 
@@ -114,18 +132,26 @@ def run(quick=True):
     from skconcepts.datasets import make_concept_activations
     from skconcepts.store import write_array_store
 
-    n_rows = 30_000 if quick else 200_000
+    n_rows = 30_000 if quick else 400_000
     X, _, _ = make_concept_activations(
         n_rows, 256, 32, sparsity=0.1, noise=0.0, random_state=0
     )
+    X = X.astype(np.float32)
     folder = tempfile.mkdtemp(prefix="skconcepts-bench-parallel-")
     rows = []
     try:
-        store = write_array_store(
-            X.astype(np.float32), f"{folder}/store", shard_rows=n_rows // 8
-        )
+        store = write_array_store(X, f"{folder}/store", shard_rows=n_rows // 8)
+        # the first half, in as many shards: k-means with half the work per pass
+        half = None
+        if not quick:
+            half = write_array_store(
+                X[: n_rows // 2], f"{folder}/half", shard_rows=n_rows // 16
+            )
         del X
-        what = f"{len(store)}×{store.n_features} store, {store.n_shards} shards"
+
+        def what(s):
+            return f"{len(s)}×{s.n_features} store, {s.n_shards} shards"
+
         backends = ["loky"]
         try:
             import ray
@@ -144,27 +170,38 @@ def run(quick=True):
                     # warm-up: the workers start and import (loky and Ray
                     # keep them for the later fits)
                     cold[backend], _ = _timed_fit(_estimators(quick)[0][1], store, 2)
-            for name, est in _estimators(quick):
-                # side by side: the reference, then each backend
-                reference = _timed_fit(est, store, 1)
+            fits = [(name, est, store, True) for name, est in _estimators(quick)]
+            if half is not None:
+                fits.insert(2, ("KMeans", _estimators(quick)[1][1], half, False))
+            for name, est, data, judged in fits:
+                # side by side: the reference, then each backend, in rounds
+                sides = [
+                    b for b in backends if not quick or b != "ray" or name == "PCA"
+                ]
+                reference = _timed_fit(est, data, 1)
+                timed = {b: (float("inf"), None) for b in sides}
                 repeat = SHORT_REPEAT if reference[0] < SHORT_FIT else 1
-                if repeat > 1:
-                    reference = _timed_fit(est, store, 1, repeat)
-                for backend in backends:
-                    if quick and backend == "ray" and name != "PCA":
-                        continue  # --quick: one Ray row
-                    with parallel_backend(backend):
-                        t_par, comp = _timed_fit(est, store, 2, repeat)
+                for round_ in range(repeat):
+                    if round_:
+                        reference = min(reference, _timed_fit(est, data, 1), key=_first)
+                    for backend in sides:
+                        with parallel_backend(backend):
+                            timed[backend] = min(
+                                timed[backend], _timed_fit(est, data, 2), key=_first
+                            )
+                for backend in sides:
+                    t_par, comp = timed[backend]
                     rows.append(
                         _row(
                             name,
                             backend,
-                            what,
+                            what(data),
                             t_par,
                             comp,
                             cold[backend],
                             reference,
                             repeat,
+                            judged,
                         )
                     )
         finally:

@@ -337,6 +337,30 @@ class ActivationStore:
         ``out``: a float32 array of shape ``(stop - start, n_features)`` to fill
         (a reader of many batches reuses one, instead of fresh pages per batch).
         """
+        return self._fill(start, stop, out, self._memmap)
+
+    def _iter_rows(self, start, stop, batch_size, out=None):
+        """Rows ``start:stop`` in float32 batches of ``batch_size`` rows.
+
+        Each shard is opened (and checked) once for all its batches, not once
+        per batch. ``out``: a float32 buffer of at least ``batch_size`` rows;
+        every batch is then a view of it, valid until the next one.
+        """
+        opened = {}
+
+        def memmap(i):
+            if i not in opened:
+                opened.clear()  # batches go forward: one shard open at a time
+                opened[i] = self._memmap(i)
+            return opened[i]
+
+        for lo in range(start, stop, batch_size):
+            hi = min(stop, lo + batch_size)
+            yield self._fill(lo, hi, None if out is None else out[: hi - lo], memmap)
+
+    def _fill(self, start, stop, out, memmap) -> np.ndarray:
+        """Rows ``start:stop`` into ``out`` (or a new array), shard ``i`` from
+        ``memmap(i)``."""
         if out is None:
             out = np.empty((stop - start, self.n_features), dtype=np.float32)
         first = int(np.searchsorted(self._offsets, start, side="right")) - 1
@@ -350,7 +374,7 @@ class ActivationStore:
             end = min(stop, hi)
             _decode_into(
                 out[pos - start : end - start],
-                self._memmap(i)[pos - lo : end - lo],
+                memmap(i)[pos - lo : end - lo],
                 self.dtype,
             )
             pos = end

@@ -163,6 +163,63 @@ def test_map_shards_sends_paths_not_rows(stores):
         np.testing.assert_array_equal(first[0], store[300 * i])
 
 
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_map_shards_runs_of_shards_come_back_per_shard_in_order(stores, backend):
+    """n_jobs=2: one run of consecutive shards per worker, results per shard."""
+    source = as_batch_source(stores["signed"])
+    with parallel_backend(backend):
+        with ShardPool(2) as pool:
+            assert pool.n_workers == 2
+            parts = map_shards(
+                _first_row, source, n_jobs=2, batch_size=1000, owner="t", parallel=pool
+            )
+    assert len(parts) == 6
+    for i, (first,) in enumerate(parts):
+        np.testing.assert_array_equal(first[0], stores["signed"][300 * i])
+
+
+@pytest.mark.parametrize(
+    "sizes, n_runs, expected",
+    [
+        ([10] * 8, 2, [4, 4]),
+        ([10] * 8, 4, [2, 2, 2, 2]),
+        ([10] * 3, 8, [1, 1, 1]),
+        ([10] * 6, 4, [1, 2, 1, 2]),
+        ([100, 1, 1], 2, [1, 2]),
+        ([5], 3, [1]),
+    ],
+)
+def test_runs_cut_shards_into_consecutive_runs_of_equal_rows(sizes, n_runs, expected):
+    bounds = np.cumsum([40] + sizes)  # the ranges need not start at 0
+    ranges = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    runs = _streaming._runs(ranges, n_runs)
+    assert [len(run) for run in runs] == expected
+    assert [r for run in runs for r in run] == ranges  # consecutive, each once
+
+
+def test_lloyd_sums_match_a_plain_reference(monkeypatch):
+    """Blocked float64 Lloyd statistics equal sklearn's distances + np.add.at."""
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    from skconcepts.concepts import clustering
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(1000, 12)) * 3 + 1).astype(np.float32)
+    C = X[rng.choice(1000, 5, replace=False)] + 0.1
+    monkeypatch.setattr(clustering, "_LLOYD_BLOCK_BYTES", 8 * 12 * 128)  # 8 blocks
+    sums, counts, inertia = clustering._lloyd_sums(X, C)
+    d2 = euclidean_distances(X, C, squared=True)
+    labels = d2.argmin(axis=1)
+    ref = np.zeros((5, 12))
+    np.add.at(ref, labels, X.astype(np.float64))
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=5))
+    np.testing.assert_allclose(sums, ref, rtol=1e-12, atol=1e-9)
+    assert inertia == pytest.approx(float(d2.min(axis=1).sum()), rel=1e-6)
+    X[17, 3] = np.nan
+    with pytest.raises(ValueError, match="KMeansConcepts: the rows hold NaN"):
+        clustering._lloyd_sums(X, C)
+
+
 def _first_row(X):
     return (X[:1].copy(),) if len(X) else (np.zeros((0, D)),)
 

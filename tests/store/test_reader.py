@@ -77,6 +77,36 @@ def test_shuffled_iteration_covers_rows_once_and_is_seeded(fake_store):
     assert len(np.unique(first, axis=0)) == len(full)
 
 
+def test_iter_rows_reads_each_shard_once_into_one_buffer(fake_store, monkeypatch):
+    """The shard maps' reader: batches across shard boundaries, one open per shard."""
+    full = fake_store.to_numpy()
+    opened = []
+    real = ActivationStore._memmap
+
+    def counting(self, i):
+        opened.append(i)
+        return real(self, i)
+
+    monkeypatch.setattr(ActivationStore, "_memmap", counting)
+    lo, hi = 7, len(full) - 3
+    buf = np.empty((10, fake_store.n_features), dtype=np.float32)
+    batches = [b.copy() for b in fake_store._iter_rows(lo, hi, 10, out=buf)]
+    assert [len(b) for b in batches] == [10] * ((hi - lo) // 10) + [(hi - lo) % 10]
+    np.testing.assert_array_equal(np.concatenate(batches), full[lo:hi])
+    shards = sorted(
+        {
+            int(np.searchsorted(fake_store._offsets, r, "right")) - 1
+            for r in range(lo, hi)
+        }
+    )
+    assert len(shards) >= 3 and opened == shards  # each shard opened once, in order
+    one = next(fake_store._iter_rows(lo, hi, 10, out=buf))
+    assert np.shares_memory(one, buf)  # batches are views of the one buffer
+    np.testing.assert_array_equal(
+        np.concatenate(list(fake_store._iter_rows(0, len(full), 1000))), full
+    )
+
+
 def test_iter_batches_rejects_bad_batch_size(fake_store):
     with pytest.raises(ValueError, match="batch_size=0 must be an integer >= 1"):
         next(fake_store.iter_batches(0))
