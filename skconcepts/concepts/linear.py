@@ -87,6 +87,9 @@ def _pca_moments(X, shift):
     return n, s, S
 
 
+_pca_moments.reads_rows_only = True  # map_shards: views of a float32 store
+
+
 def _randomized_svd_torch(X, k, *, n_oversamples, n_iter, generator):
     """Top-``k`` SVD of ``X`` (n, d) by a QR-normalised randomized range finder."""
     n, d = X.shape

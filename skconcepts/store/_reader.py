@@ -339,12 +339,15 @@ class ActivationStore:
         """
         return self._fill(start, stop, out, self._memmap)
 
-    def _iter_rows(self, start, stop, batch_size, out=None):
+    def _iter_rows(self, start, stop, batch_size, out=None, view=False):
         """Rows ``start:stop`` in float32 batches of ``batch_size`` rows.
 
         Each shard is opened (and checked) once for all its batches, not once
         per batch. ``out``: a float32 buffer of at least ``batch_size`` rows;
         every batch is then a view of it, valid until the next one.
+        ``view=True``: a batch within one shard of a float32 store is a
+        read-only view of the shard file, no copy (a reader that only reads
+        its rows saves a pass over memory); other batches are copied.
         """
         opened = {}
 
@@ -356,6 +359,13 @@ class ActivationStore:
 
         for lo in range(start, stop, batch_size):
             hi = min(stop, lo + batch_size)
+            i = int(np.searchsorted(self._offsets, lo, side="right")) - 1
+            first, end = int(self._offsets[i]), int(self._offsets[i + 1])
+            if view and self.dtype == "float32" and hi <= end:
+                mm = memmap(i)
+                if mm.dtype == np.float32:  # native byte order
+                    yield mm[lo - first : hi - first]
+                    continue
             yield self._fill(lo, hi, None if out is None else out[: hi - lo], memmap)
 
     def _fill(self, start, stop, out, memmap) -> np.ndarray:

@@ -220,6 +220,25 @@ def test_lloyd_sums_match_a_plain_reference(monkeypatch):
         clustering._lloyd_sums(X, C)
 
 
+def _writable(X):
+    return (np.array([X.flags.writeable]),)
+
+
+def _writable_promised(X):
+    return _writable(X)
+
+
+_writable_promised.reads_rows_only = True
+
+
+def test_functions_that_only_read_get_views_of_a_float32_store(stores):
+    """reads_rows_only: read-only views of the shard files, else a buffer."""
+    source = as_batch_source(stores["signed"])
+    kw = {"n_jobs": 1, "batch_size": 100, "owner": "t"}
+    assert all(w for (w,) in map_shards(_writable, source, **kw))
+    assert not any(w for (w,) in map_shards(_writable_promised, source, **kw))
+
+
 def _first_row(X):
     return (X[:1].copy(),) if len(X) else (np.zeros((0, D)),)
 

@@ -107,6 +107,23 @@ def test_iter_rows_reads_each_shard_once_into_one_buffer(fake_store, monkeypatch
     )
 
 
+def test_iter_rows_views_are_read_only_and_copy_across_shards(fake_store):
+    full = fake_store.to_numpy()
+    n = len(full)
+    batches = list(fake_store._iter_rows(0, n, 10, view=True))
+    np.testing.assert_array_equal(np.concatenate(batches), full)
+    ends = set(fake_store._offsets.tolist())
+    for k, b in enumerate(batches):
+        lo, hi = 10 * k, 10 * k + len(b)
+        inside = not any(lo < e < hi for e in ends)  # within one shard
+        assert b.flags.writeable is not inside
+        if inside:
+            with pytest.raises(ValueError, match="read-only"):
+                b[0, 0] = 1.0
+    assert any(not b.flags.writeable for b in batches)
+    assert any(b.flags.writeable for b in batches)  # a batch across a boundary
+
+
 def test_iter_batches_rejects_bad_batch_size(fake_store):
     with pytest.raises(ValueError, match="batch_size=0 must be an integer >= 1"):
         next(fake_store.iter_batches(0))
