@@ -418,10 +418,16 @@ def top_k_codes(X, D, top_k, *, max_sweeps=NNLS_MAX_SWEEPS, progress=False):
     squares problem restricted to that support (HALS sweeps with the other entries
     held at zero, same stopping rule). A row's codes depend on that row only.
 
+    The codes do not change when ``X`` and ``D`` are scaled together, so both
+    are scaled by the power of two that brings the largest entry of ``D``
+    near 1 (exact in floating point): a dictionary of tiny (or huge) values
+    would otherwise underflow (overflow) in ``D @ D.T`` and give NaN codes.
+
     Returns
     -------
     Z : torch.Tensor of shape (n, k)
     """
+    X, D = _power_of_two_scaled(X, D)
     Z = nnls_codes(X, D, max_sweeps=max_sweeps, progress=progress)  # (n, k)
     k = D.shape[0]
     if top_k is None or top_k >= k:
@@ -444,6 +450,17 @@ def top_k_codes(X, D, top_k, *, max_sweeps=NNLS_MAX_SWEEPS, progress=False):
                 break
         Z[start:stop] = Zt.T
     return Z
+
+
+def _power_of_two_scaled(X, D):
+    """``X`` and ``D`` times ``2**-e``, where ``2**e`` is about ``max |D|``."""
+    top = float(D.abs().amax()) if D.numel() else 0.0
+    if not (math.isfinite(top) and top > 0):
+        return X, D
+    e = math.frexp(top)[1] - 1  # 2**e <= top < 2**(e + 1)
+    if e == 0:
+        return X, D
+    return torch.ldexp(X, X.new_tensor(-e)), torch.ldexp(D, D.new_tensor(-e))
 
 
 #: supports up to this size are solved exactly (every subset: 2**t - 1 solves)

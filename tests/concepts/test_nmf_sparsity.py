@@ -6,7 +6,7 @@ import scipy.optimize
 import torch
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skconcepts.concepts import NMFConcepts, SemiNMFConcepts
+from skconcepts.concepts import ConvexNMFConcepts, NMFConcepts, SemiNMFConcepts
 from skconcepts.concepts import _solvers as S
 from skconcepts.datasets import make_concept_activations
 
@@ -119,6 +119,30 @@ def test_top_k_codes_are_nnls_on_the_support():
         assert set(np.flatnonzero(Z[i])) <= set(support)
         ref, _ = scipy.optimize.nnls(D[support].T.astype(np.float64), X[i])
         np.testing.assert_allclose(Z[i, support], ref, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_top_k_codes_do_not_change_with_the_scale_of_x_and_d(top_k):
+    """Scaled together by any power of two, even to 1e-21 (underflow in D D^T)."""
+    rng = np.random.RandomState(0)
+    D = np.abs(rng.randn(4, 6)).astype(np.float32) * 3
+    X = (np.abs(rng.randn(30, 4)) @ D).astype(np.float32)
+    ref = S.top_k_codes(torch.from_numpy(X), torch.from_numpy(D), top_k).numpy()
+    assert np.isfinite(ref).all() and (ref > 0).any()
+    for e in (-70, -20, 20, 60):
+        f = np.float32(2.0**e)
+        Z = S.top_k_codes(torch.from_numpy(X * f), torch.from_numpy(D * f), top_k)
+        np.testing.assert_array_equal(Z.numpy(), ref)
+
+
+def test_nmf_transform_of_tiny_rows_is_finite():
+    """A hypothesis example: constant rows of 3.3e-21 gave NaN codes."""
+    X = np.full((6, 3), 3.3407896e-21, np.float32)
+    for cls in (NMFConcepts, ConvexNMFConcepts):
+        est = cls(2, random_state=0).fit(X)
+        C = est.transform(X)
+        assert np.isfinite(C).all()
+        np.testing.assert_allclose(est.inverse_transform(C), X, rtol=1e-5)
 
 
 def test_top_k_refine_keeps_unused_atoms_and_unit_rows():
