@@ -452,6 +452,20 @@ def top_k_codes(X, D, top_k, *, max_sweeps=NNLS_MAX_SWEEPS, progress=False):
     return Z
 
 
+#: activations whose largest |value| is below this are fitted scaled up
+TINY = 2.0**-32
+
+
+def tiny_scaled_up(X):
+    """``(X * 2**-e, e)``: ``X`` scaled so that its largest |value| is in [1, 2)
+    when it is below :data:`TINY` (``e = 0`` and ``X`` itself otherwise)."""
+    top = float(X.abs().amax()) if X.numel() else 0.0
+    if not (0 < top < TINY):
+        return X, 0
+    e = math.frexp(top)[1] - 1  # 2**e <= top < 2**(e + 1)
+    return torch.ldexp(X, X.new_tensor(-e)), e
+
+
 def _power_of_two_scaled(X, D):
     """``X`` and ``D`` times ``2**-e``, where ``2**e`` is about ``max |D|``."""
     top = float(D.abs().amax()) if D.numel() else 0.0

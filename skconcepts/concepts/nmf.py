@@ -84,6 +84,10 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
         device = self._runtime_device()
         X = _as_tensor(X, device)
         self._check_input_values(X, "fit")
+        # tiny activations are fitted scaled up by a power of two (exact), so
+        # that their products do not underflow in float32; the dictionary and
+        # the error are scaled back, the codes do not change
+        X, e = _solvers.tiny_scaled_up(X)
         rng = check_random_state(self.random_state)
         generator = torch_generator(rng)  # CPU stream: same init on every device
         if self.solver.startswith("oc-"):
@@ -100,14 +104,15 @@ class _BaseNMFConcepts(ConceptMixin, BaseEstimator):
             components = _solvers.top_k_refine(
                 X, components, top_k, self._refine_step, n_iter=self._refine_iter
             )
-        self.components_ = np.ascontiguousarray(to_numpy(components))
+        components = np.ascontiguousarray(to_numpy(components))
         # the codes of the training rows are exactly what transform returns
-        D = torch.as_tensor(self.components_, device=device)
+        D = torch.as_tensor(components, device=device)
         codes, sq_error = _solvers.codes_and_error(
             X, D, progress=self.progress, top_k=top_k
         )
+        self.components_ = np.ldexp(components, e) if e else components
         self.n_iter_ = int(result.n_iter)
-        self.reconstruction_err_ = float(np.sqrt(max(sq_error, 0.0)))
+        self.reconstruction_err_ = float(np.ldexp(np.sqrt(max(sq_error, 0.0)), e))
         return codes
 
     def _transform(self, X):

@@ -135,14 +135,27 @@ def test_top_k_codes_do_not_change_with_the_scale_of_x_and_d(top_k):
         np.testing.assert_array_equal(Z.numpy(), ref)
 
 
-def test_nmf_transform_of_tiny_rows_is_finite():
-    """A hypothesis example: constant rows of 3.3e-21 gave NaN codes."""
+@pytest.mark.parametrize("cls", [NMFConcepts, SemiNMFConcepts, ConvexNMFConcepts])
+def test_tiny_rows_fit_as_their_power_of_two_multiple(cls):
+    """Rows of 1e-21 (products underflow in float32) fit as the same rows scaled.
+
+    A hypothesis example (constant rows of 3.3e-21) gave NaN codes, and the
+    semi-NMF fit failed inside torch's SVD.
+    """
     X = np.full((6, 3), 3.3407896e-21, np.float32)
-    for cls in (NMFConcepts, ConvexNMFConcepts):
-        est = cls(2, random_state=0).fit(X)
-        C = est.transform(X)
-        assert np.isfinite(C).all()
-        np.testing.assert_allclose(est.inverse_transform(C), X, rtol=1e-5)
+    est = cls(2, random_state=0).fit(X)
+    C = est.transform(X)
+    assert np.isfinite(C).all()
+    np.testing.assert_allclose(est.inverse_transform(C), X, rtol=1e-4)
+    rng = np.random.RandomState(0)
+    Y = (np.abs(rng.randn(40, 5)) + 0.5).astype(np.float32)
+    Y /= np.float32(2 ** np.ceil(np.log2(Y.max())))  # largest |value| in [1/2, 1)
+    Y *= 2  # in [1, 2): the scale a tiny fit is brought to
+    f = np.float32(2.0**-70)
+    ref, tiny = cls(3, random_state=0).fit(Y), cls(3, random_state=0).fit(Y * f)
+    np.testing.assert_array_equal(tiny.components_, ref.components_ * f)
+    np.testing.assert_array_equal(tiny.transform(Y * f), ref.transform(Y))
+    assert tiny.reconstruction_err_ == pytest.approx(ref.reconstruction_err_ * 2.0**-70)
 
 
 def test_top_k_refine_keeps_unused_atoms_and_unit_rows():
