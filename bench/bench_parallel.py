@@ -15,8 +15,8 @@ row equals its reference within the tolerance the tests state; the quality
 column gives the largest difference of the components.
 
 Each pass of a fit is one map over the shards, and each map pays a fixed
-round trip (a Ray task's start and result, measured 4-10 ms here with both
-cores busy; loky's result polling, up to 10 ms). A k-means pass (k = 16,
+round trip (a Ray task starts 3-9 ms after the map begins, measured here with
+both cores busy; loky's result polling waits up to 10 ms). A k-means pass (k = 16,
 d = 256) takes about 50 ms per 100 000 rows on one thread, so the 400 000
 rows keep that round trip small next to a pass; the k-means rows on the
 first 200 000 rows (no target) show it.
@@ -81,14 +81,11 @@ def _estimators(quick):
 SHORT_FIT, SHORT_REPEAT = 2.0, 5
 
 
-def _timed_fit(est, store, n_jobs, repeat=1):
-    """Best wall time of ``repeat`` fits and the components of the last."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        est.set_params(n_jobs=n_jobs).fit(store)
-        best = min(best, time.perf_counter() - t0)
-    return best, est.components_.copy()
+def _timed_fit(est, store, n_jobs):
+    """Wall time of one fit and its components."""
+    t0 = time.perf_counter()
+    est.set_params(n_jobs=n_jobs).fit(store)
+    return time.perf_counter() - t0, est.components_.copy()
 
 
 def _first(timing):
