@@ -456,23 +456,26 @@ def top_k_codes(X, D, top_k, *, max_sweeps=NNLS_MAX_SWEEPS, progress=False):
 TINY = 2.0**-32
 
 
+def _exponent_of_max(T):
+    """``e`` with ``2**e <= max |T| < 2**(e + 1)``; ``None`` if that is 0 or not
+    finite (or ``T`` is empty)."""
+    top = float(T.abs().amax()) if T.numel() else 0.0
+    return math.frexp(top)[1] - 1 if math.isfinite(top) and top > 0 else None
+
+
 def tiny_scaled_up(X):
     """``(X * 2**-e, e)``: ``X`` scaled so that its largest |value| is in [1, 2)
     when it is below :data:`TINY` (``e = 0`` and ``X`` itself otherwise)."""
-    top = float(X.abs().amax()) if X.numel() else 0.0
-    if not (0 < top < TINY):
+    e = _exponent_of_max(X)
+    if e is None or 2.0**e >= TINY:
         return X, 0
-    e = math.frexp(top)[1] - 1  # 2**e <= top < 2**(e + 1)
     return torch.ldexp(X, X.new_tensor(-e)), e
 
 
 def _power_of_two_scaled(X, D):
     """``X`` and ``D`` times ``2**-e``, where ``2**e`` is about ``max |D|``."""
-    top = float(D.abs().amax()) if D.numel() else 0.0
-    if not (math.isfinite(top) and top > 0):
-        return X, D
-    e = math.frexp(top)[1] - 1  # 2**e <= top < 2**(e + 1)
-    if e == 0:
+    e = _exponent_of_max(D)
+    if not e:  # None or 0: nothing to scale
         return X, D
     return torch.ldexp(X, X.new_tensor(-e)), torch.ldexp(D, D.new_tensor(-e))
 
