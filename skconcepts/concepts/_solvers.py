@@ -418,10 +418,10 @@ def top_k_codes(X, D, top_k, *, max_sweeps=NNLS_MAX_SWEEPS, progress=False):
     squares problem restricted to that support (HALS sweeps with the other entries
     held at zero, same stopping rule). A row's codes depend on that row only.
 
-    The codes do not change when ``X`` and ``D`` are scaled together, so both
-    are scaled by the power of two that brings the largest entry of ``D``
-    near 1 (exact in floating point): a dictionary of tiny (or huge) values
-    would otherwise underflow (overflow) in ``D @ D.T`` and give NaN codes.
+    The codes do not change when ``X`` and ``D`` are scaled together, so a
+    dictionary of tiny (or huge) values, whose ``D @ D.T`` would underflow
+    (overflow) into NaN codes, is scaled with ``X`` by the power of two that
+    brings its largest entry near 1 (exact in floating point).
 
     Returns
     -------
@@ -473,9 +473,11 @@ def tiny_scaled_up(X):
 
 
 def _power_of_two_scaled(X, D):
-    """``X`` and ``D`` times ``2**-e``, where ``2**e`` is about ``max |D|``."""
+    """``X`` and ``D`` times ``2**-e``, where ``2**e`` is about ``max |D|``,
+    when that is below :data:`TINY` or above ``1 / TINY`` (else unchanged:
+    no copy of ``X``, the same bits as without the scaling)."""
     e = _exponent_of_max(D)
-    if not e:  # None or 0: nothing to scale
+    if e is None or TINY <= 2.0**e < 1 / TINY:
         return X, D
     return torch.ldexp(X, X.new_tensor(-e)), torch.ldexp(D, D.new_tensor(-e))
 
