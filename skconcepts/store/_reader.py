@@ -331,13 +331,10 @@ class ActivationStore:
         start = int(self._offsets[i])
         return pd.DataFrame(cols, index=pd.RangeIndex(start, start + rows))
 
-    def _read_rows(self, start, stop, out=None) -> np.ndarray:
-        """Rows ``start:stop`` as float32, across shard boundaries.
-
-        ``out``: a float32 array of shape ``(stop - start, n_features)`` to fill
-        (a reader of many batches reuses one, instead of fresh pages per batch).
-        """
-        return self._fill(start, stop, out, self._memmap)
+    def _read_rows(self, start, stop) -> np.ndarray:
+        """Rows ``start:stop`` as a new float32 array, across shard boundaries
+        (a reader of many batches: :meth:`_iter_rows`)."""
+        return self._fill(start, stop, None, self._memmap)
 
     def _iter_rows(self, start, stop, batch_size, out=None, view=False):
         """Rows ``start:stop`` in float32 batches of ``batch_size`` rows.
