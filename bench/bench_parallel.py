@@ -15,11 +15,13 @@ row equals its reference within the tolerance the tests state; the quality
 column gives the largest difference of the components.
 
 Each pass of a fit is one map over the shards, and each map pays a fixed
-round trip (a Ray task starts 3-9 ms after the map begins, measured here with
-both cores busy; loky's result polling waits up to 10 ms). A k-means pass (k = 16,
-d = 256) takes about 50 ms per 100 000 rows on one thread, so the 400 000
-rows keep that round trip small next to a pass; the k-means rows on the
-first 200 000 rows (no target) show it.
+round trip (traced here: a Ray task starts 2-5 ms after the map begins and
+its result reaches the driver 2-4 ms after it ends; a loky task starts 1-1.5
+ms after, and its result is back within 1 ms, since ``ShardPool`` waits on the
+executor's futures rather than joblib's result loop, which polls every 10 ms).
+A k-means pass (k = 16, d = 256) takes about 45 ms per 100 000 rows on one
+thread, so the 400 000 rows keep that round trip small next to a pass; the
+k-means rows on the first 200 000 rows (no target) show it.
 
 Under joblib's ``"ray"`` backend the shard tasks are Ray tasks
 (``skconcepts.concepts._streaming.ShardPool``), which run in the worker

@@ -11,6 +11,7 @@ import shutil
 import sys
 import warnings
 
+import joblib
 import numpy as np
 import pytest
 from joblib import parallel_backend
@@ -174,6 +175,39 @@ def test_map_shards_runs_of_shards_come_back_per_shard_in_order(stores, backend)
                 _first_row, source, n_jobs=2, batch_size=1000, owner="t", parallel=pool
             )
     assert len(parts) == 6
+    for i, (first,) in enumerate(parts):
+        np.testing.assert_array_equal(first[0], stores["signed"][300 * i])
+
+
+def test_loky_maps_wait_on_the_executors_futures(stores, monkeypatch):
+    """Under loky the tasks go to the executor; Parallel's polling loop is unused."""
+
+    def polling_loop(self, iterable):
+        raise AssertionError("Parallel.__call__ ran: its result loop polls every 10 ms")
+
+    source = as_batch_source(stores["signed"])
+    with parallel_backend("loky"):
+        with ShardPool(2) as pool:
+            monkeypatch.setattr(joblib.Parallel, "__call__", polling_loop)
+            parts = [
+                map_shards(
+                    _pid, source, n_jobs=2, batch_size=1000, owner="t", parallel=pool
+                )
+                for _ in range(2)
+            ]
+    pids = {int(pid[0]) for part in parts for (pid,) in part}
+    assert len(parts[0]) == len(parts[1]) == 6
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def test_loky_task_errors_keep_their_type_and_the_pool_goes_on(stores):
+    source = as_batch_source(stores["signed"])
+    kw = {"n_jobs": 2, "batch_size": 1000, "owner": "t"}
+    with parallel_backend("loky"):
+        with ShardPool(2) as pool:
+            with pytest.raises(ValueError, match="a shard task failed on purpose"):
+                map_shards(_fail, source, parallel=pool, **kw)
+            parts = map_shards(_first_row, source, parallel=pool, **kw)
     for i, (first,) in enumerate(parts):
         np.testing.assert_array_equal(first[0], stores["signed"][300 * i])
 
