@@ -521,8 +521,10 @@ class ConceptMixin(TransformerMixin):
         if not finite:
             raise ValueError(
                 f"The concept activations of {type(self).__name__} are not finite "
-                "(NaN or infinity): X is too large for the dictionary's float32 "
-                "arithmetic. Scale the activations as at fit, e.g. with "
+                "(NaN or infinity): the float32 arithmetic of the dictionary "
+                "overflowed or underflowed, because X is far larger (or far "
+                "smaller) than the activations it was fitted on. Scale the "
+                "activations as at fit, e.g. with "
                 "skconcepts.preprocessing.ActivationScaler() in the pipeline."
             )
         if was_tensor:
