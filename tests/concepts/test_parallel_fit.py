@@ -418,6 +418,29 @@ def test_ray_fits_run_as_tasks_in_workers_that_ray_keeps(
     assert second <= first
 
 
+def test_ray_shard_tasks_use_one_remote_function_per_process(
+    stores, ray_backend, monkeypatch
+):
+    """A new remote function is exported (and fetched by workers) on first use."""
+    import ray
+
+    made = []
+    real_remote = ray.remote
+
+    def counting_remote(*args, **kwargs):
+        made.append(args)
+        return real_remote(*args, **kwargs)
+
+    monkeypatch.setattr(_streaming, "_RAY_CALL", None)
+    monkeypatch.setattr(ray, "remote", counting_remote)
+    est = KMeansConcepts(K, n_passes=2, batch_size=200, random_state=0, n_jobs=2)
+    with parallel_backend("ray"):
+        first = est.fit(stores["signed"]).components_.copy()
+        second = est.fit(stores["signed"]).components_
+    assert len(made) == 1
+    np.testing.assert_array_equal(first, second)
+
+
 def test_ray_task_errors_keep_their_type(stores, ray_backend):
     source = as_batch_source(stores["signed"])
     with parallel_backend("ray"):
